@@ -1,0 +1,106 @@
+//! Reconnect delays: exponential, capped, with jitter so that many connections dropped at the
+//! same moment do not reconnect in lockstep.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+/// The delay schedule of one connection.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+    rng: u64,
+}
+
+impl Backoff {
+    /// A schedule starting at `min` and doubling up to `max`.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        // RandomState is seeded per process and per instance by std: enough entropy for jitter
+        // without a dependency.
+        let seed = RandomState::new().build_hasher().finish() | 1;
+        Self {
+            min,
+            max,
+            attempt: 0,
+            rng: seed,
+        }
+    }
+
+    /// Delays handed out since the last reset.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Starts the schedule anew (after a connection proved healthy).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// The ceiling of the next delay, before jitter: `min * 2^attempt`, capped at `max`.
+    pub fn ceiling(&self) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
+        self.min.saturating_mul(factor).min(self.max)
+    }
+
+    /// The next delay: uniform in `[max(ceiling/2, min), ceiling]`.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling();
+        self.attempt = self.attempt.saturating_add(1);
+        let floor = (ceiling / 2).max(self.min);
+        let span = ceiling.saturating_sub(floor).as_nanos() as u64;
+        if span == 0 {
+            return floor;
+        }
+        floor + Duration::from_nanos(self.random() % (span + 1))
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: tiny, fast, and plenty for spreading reconnects.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_doubles_and_caps() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(2));
+        let mut b = Backoff::new(min, max);
+        let mut ceilings = Vec::new();
+        for _ in 0..8 {
+            let c = b.ceiling();
+            let d = b.next_delay();
+            assert!(d <= c && d >= (c / 2).max(min), "{d:?} outside [{c:?}/2, {c:?}]");
+            ceilings.push(c.as_millis());
+        }
+        assert_eq!(ceilings, [100, 200, 400, 800, 1600, 2000, 2000, 2000]);
+    }
+
+    #[test]
+    fn reset_starts_over() {
+        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+        for _ in 0..5 {
+            b.next_delay();
+        }
+        b.reset();
+        assert_eq!(b.ceiling(), Duration::from_millis(10));
+        assert_eq!(b.attempts(), 0);
+    }
+
+    #[test]
+    fn never_overflows() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        for _ in 0..1000 {
+            assert!(b.next_delay() <= Duration::from_secs(60));
+        }
+    }
+}

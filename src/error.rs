@@ -1,0 +1,86 @@
+//! The one error type of the library.
+//!
+//! Every failure a caller can see, whether returned from a call or reported to
+//! [`ReadHooks::on_error`](crate::ReadHooks::on_error), is a [`ConnectionError`]. The C ABI maps
+//! each variant to one `kh_result` code, so variants are only ever appended.
+
+use std::time::Duration;
+
+/// What went wrong with a connection or a call on the manager.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// Writing the heartbeat ping to the socket failed.
+    #[error("ping failed: {0}")]
+    PingFailed(String),
+    /// Nothing arrived from the peer within the pong timeout after a ping was sent.
+    #[error("no pong received within {0:?} of the ping")]
+    PongReceiveTimeout(Duration),
+    /// Reading from the socket failed, or the peer broke the protocol (the message says which).
+    #[error("read error: {0}")]
+    ReadError(String),
+    /// A message accepted by `send_*` could not be written to the socket.
+    #[error("write error: {0}")]
+    WriteError(String),
+    /// The socket went away without a close handshake, or the connection is not open right now.
+    #[error("connection dropped: {0}")]
+    ConnectionDropped(String),
+    /// No connection has this name.
+    #[error("connection not found: {0:?}")]
+    ConnectionNotFound(String),
+    /// The TCP connect, the TLS handshake or the WebSocket upgrade failed (including an HTTP
+    /// status other than 101, such as 401).
+    #[error("connect failed: {0}")]
+    ConnectFailed(String),
+    /// An argument or configuration value was refused; nothing was changed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A connection with this name exists already.
+    #[error("connection already exists: {0:?}")]
+    AlreadyExists(String),
+    /// The connection's send queue is full; the message was not queued. Try again later.
+    #[error("send queue of {0:?} is full")]
+    QueueFull(String),
+    /// The manager is shutting down or has shut down.
+    #[error("the manager is shutting down")]
+    ShuttingDown,
+    /// A bounded wait ran out (connect timeout, `wait_open`, close handshake).
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The configured number of reconnect attempts failed in a row; the connection stopped.
+    #[error("gave up after {0} failed connect attempts")]
+    RetriesExhausted(u32),
+    /// An outgoing message is larger than the configured maximum message size.
+    #[error("message of {size} bytes exceeds the maximum of {max} bytes")]
+    MessageTooLarge {
+        /// Size of the refused message.
+        size: usize,
+        /// The configured limit.
+        max: usize,
+    },
+}
+
+impl ConnectionError {
+    /// A short, stable, machine-friendly name of the variant (used in logs and by the C ABI).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::PingFailed(_) => "ping_failed",
+            Self::PongReceiveTimeout(_) => "pong_receive_timeout",
+            Self::ReadError(_) => "read_error",
+            Self::WriteError(_) => "write_error",
+            Self::ConnectionDropped(_) => "connection_dropped",
+            Self::ConnectionNotFound(_) => "connection_not_found",
+            Self::ConnectFailed(_) => "connect_failed",
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::AlreadyExists(_) => "already_exists",
+            Self::QueueFull(_) => "queue_full",
+            Self::ShuttingDown => "shutting_down",
+            Self::Timeout(_) => "timeout",
+            Self::RetriesExhausted(_) => "retries_exhausted",
+            Self::MessageTooLarge { .. } => "message_too_large",
+        }
+    }
+}
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = ConnectionError> = std::result::Result<T, E>;

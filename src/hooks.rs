@@ -1,0 +1,193 @@
+//! Read hooks: what the caller runs for every frame and lifecycle event of a connection.
+//!
+//! A connection turns what happens on its socket into [`Event`]s and hands each one to
+//! [`ReadHooks::dispatch`], the single place where events meet caller code. Hooks of one
+//! connection run one at a time, in arrival order, on the connection's own task: a slow hook
+//! slows its socket (TCP backpressure) and never causes a message to be dropped.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use bytes::Bytes;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::error::ConnectionError;
+
+/// WebSocket opcodes as reported to [`ReadHooks::on_frame`].
+pub mod opcode {
+    /// A text message.
+    pub const TEXT: u8 = 1;
+    /// A binary message.
+    pub const BINARY: u8 = 2;
+    /// A close frame.
+    pub const CLOSE: u8 = 8;
+    /// A ping frame.
+    pub const PING: u8 = 9;
+    /// A pong frame.
+    pub const PONG: u8 = 10;
+}
+
+/// Close status used when the peer's close frame carries none (RFC 6455, 7.1.5).
+pub const CLOSE_NO_STATUS: u16 = 1005;
+
+/// One thing that happened on a connection.
+#[derive(Debug)]
+pub enum Event {
+    /// The connection (re)connected and its init messages were queued.
+    Open,
+    /// A complete text message (fragments already joined).
+    Text(Utf8Bytes),
+    /// A complete binary message.
+    Binary(Bytes),
+    /// A ping from the peer (the pong is sent by the library).
+    Ping(Bytes),
+    /// A pong from the peer.
+    Pong(Bytes),
+    /// A close frame from the peer: its code (1005 if none) and reason.
+    Close(u16, Utf8Bytes),
+    /// A failure; the connection reconnects unless the caller closed it.
+    Error(ConnectionError),
+}
+
+impl Event {
+    /// The WebSocket opcode of a frame event, `None` for lifecycle events.
+    pub fn opcode(&self) -> Option<u8> {
+        match self {
+            Event::Text(_) => Some(opcode::TEXT),
+            Event::Binary(_) => Some(opcode::BINARY),
+            Event::Ping(_) => Some(opcode::PING),
+            Event::Pong(_) => Some(opcode::PONG),
+            Event::Close(..) => Some(opcode::CLOSE),
+            Event::Open | Event::Error(_) => None,
+        }
+    }
+
+    /// The payload of a frame event as bytes (for a close frame: the reason).
+    pub fn payload(&self) -> &[u8] {
+        match self {
+            Event::Text(t) => t.as_bytes(),
+            Event::Binary(b) | Event::Ping(b) | Event::Pong(b) => b,
+            Event::Close(_, reason) => reason.as_bytes(),
+            Event::Open | Event::Error(_) => &[],
+        }
+    }
+}
+
+type Hook<A> = Option<Box<dyn FnMut(&str, A) + Send>>;
+
+/// Callbacks for one connection. Every hook is optional and receives the connection's name
+/// first. Payloads are handed over without copying (`Bytes` and `Utf8Bytes` are reference
+/// counted views of the received buffer: keep them as long as you like).
+///
+/// ```
+/// use kharbranth::ReadHooks;
+/// let hooks = ReadHooks::new()
+///     .on_text(|name, text| println!("{name}: {}", text.as_str()))
+///     .on_error(|name, err| eprintln!("{name}: {err}"));
+/// # drop(hooks);
+/// ```
+#[derive(Default)]
+#[allow(clippy::type_complexity)]
+pub struct ReadHooks {
+    on_open: Option<Box<dyn FnMut(&str) + Send>>,
+    on_text: Hook<Utf8Bytes>,
+    on_binary: Hook<Bytes>,
+    on_ping: Hook<Bytes>,
+    on_pong: Hook<Bytes>,
+    on_close: Option<Box<dyn FnMut(&str, u16, &str) + Send>>,
+    on_frame: Option<Box<dyn FnMut(&str, u8, &[u8]) + Send>>,
+    on_error: Option<Box<dyn FnMut(&str, &ConnectionError) + Send>>,
+}
+
+impl std::fmt::Debug for ReadHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadHooks")
+            .field("on_open", &self.on_open.is_some())
+            .field("on_text", &self.on_text.is_some())
+            .field("on_binary", &self.on_binary.is_some())
+            .field("on_ping", &self.on_ping.is_some())
+            .field("on_pong", &self.on_pong.is_some())
+            .field("on_close", &self.on_close.is_some())
+            .field("on_frame", &self.on_frame.is_some())
+            .field("on_error", &self.on_error.is_some())
+            .finish()
+    }
+}
+
+impl ReadHooks {
+    /// Hooks that do nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Runs after every successful connect and reconnect.
+    pub fn on_open(mut self, f: impl FnMut(&str) + Send + 'static) -> Self {
+        self.on_open = Some(Box::new(f));
+        self
+    }
+    /// Runs for every complete text message.
+    pub fn on_text(mut self, f: impl FnMut(&str, Utf8Bytes) + Send + 'static) -> Self {
+        self.on_text = Some(Box::new(f));
+        self
+    }
+    /// Runs for every complete binary message.
+    pub fn on_binary(mut self, f: impl FnMut(&str, Bytes) + Send + 'static) -> Self {
+        self.on_binary = Some(Box::new(f));
+        self
+    }
+    /// Runs for every ping from the peer (answered by the library).
+    pub fn on_ping(mut self, f: impl FnMut(&str, Bytes) + Send + 'static) -> Self {
+        self.on_ping = Some(Box::new(f));
+        self
+    }
+    /// Runs for every pong from the peer.
+    pub fn on_pong(mut self, f: impl FnMut(&str, Bytes) + Send + 'static) -> Self {
+        self.on_pong = Some(Box::new(f));
+        self
+    }
+    /// Runs for a close frame from the peer, with its code (1005 when it has none) and reason.
+    pub fn on_close(mut self, f: impl FnMut(&str, u16, &str) + Send + 'static) -> Self {
+        self.on_close = Some(Box::new(f));
+        self
+    }
+    /// Runs for every received frame with its opcode (see [`opcode`]), before the
+    /// type-specific hook.
+    pub fn on_frame(mut self, f: impl FnMut(&str, u8, &[u8]) + Send + 'static) -> Self {
+        self.on_frame = Some(Box::new(f));
+        self
+    }
+    /// Runs for every failure.
+    pub fn on_error(mut self, f: impl FnMut(&str, &ConnectionError) + Send + 'static) -> Self {
+        self.on_error = Some(Box::new(f));
+        self
+    }
+
+    /// Hands one event to the hooks: `on_frame` first for frames, then the type-specific hook.
+    /// A panicking Rust hook is logged and contained; the connection goes on.
+    pub fn dispatch(&mut self, name: &str, event: Event) {
+        let result = catch_unwind(AssertUnwindSafe(|| self.dispatch_inner(name, event)));
+        if result.is_err() {
+            log::error!("[{name}] a hook panicked; the event was dropped by that hook");
+        }
+    }
+
+    fn dispatch_inner(&mut self, name: &str, event: Event) {
+        if let (Some(f), Some(op)) = (self.on_frame.as_mut(), event.opcode()) {
+            f(name, op, event.payload());
+        }
+        match event {
+            Event::Open => call(&mut self.on_open, |f| f(name)),
+            Event::Text(t) => call(&mut self.on_text, |f| f(name, t)),
+            Event::Binary(b) => call(&mut self.on_binary, |f| f(name, b)),
+            Event::Ping(b) => call(&mut self.on_ping, |f| f(name, b)),
+            Event::Pong(b) => call(&mut self.on_pong, |f| f(name, b)),
+            Event::Close(code, reason) => call(&mut self.on_close, |f| f(name, code, &reason)),
+            Event::Error(e) => call(&mut self.on_error, |f| f(name, &e)),
+        }
+    }
+}
+
+#[inline]
+fn call<F: ?Sized>(hook: &mut Option<Box<F>>, run: impl FnOnce(&mut F)) {
+    if let Some(f) = hook.as_mut() {
+        run(f);
+    }
+}

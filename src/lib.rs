@@ -1,0 +1,54 @@
+//! # kharbranth
+//!
+//! A WebSocket *client* connection manager for programs that consume many streaming feeds.
+//! You name connections; the [`WsManager`] connects them, keeps them alive with a ping/pong
+//! heartbeat, reconnects them with backoff, resends their subscribe messages after every
+//! reconnect, writes to them by name, restarts them on demand and closes them. Every received
+//! frame reaches your [`ReadHooks`]; nothing is dropped: a slow hook slows its socket.
+//!
+//! The same library is shipped as a C ABI (`include/kharbranth.h`, functions prefixed `kh_`).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use kharbranth::{Config, ReadHooks, WsManager};
+//!
+//! # async fn run() -> Result<(), kharbranth::ConnectionError> {
+//! let manager = WsManager::new();
+//! let config = Config::builder("wss://feed.example.com/ws")
+//!     .ping_interval(Duration::from_secs(10))
+//!     .init_text(r#"{"op":"subscribe","args":["trades"]}"#)
+//!     .build()?;
+//! let hooks = ReadHooks::new()
+//!     .on_text(|name, text| println!("{name}: {}", text.as_str()))
+//!     .on_error(|name, err| eprintln!("{name}: {err}"));
+//! manager.add("trades", config, hooks)?;
+//! manager.wait_open("trades", Duration::from_secs(5)).await?;
+//! manager.send_text("trades", r#"{"op":"ping"}"#)?;
+//! manager.close("trades", 1000, "bye").await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod backoff;
+mod config;
+mod connection;
+mod error;
+pub mod ffi;
+mod hooks;
+mod logging;
+mod manager;
+
+pub use backoff::Backoff;
+pub use config::{Config, ConfigBuilder, Heartbeat, InitMessage, defaults};
+pub use connection::{ConnState, Connection, Ended, Link, Mailbox, Stats, link};
+pub use error::{ConnectionError, Result};
+pub use hooks::{CLOSE_NO_STATUS, Event, ReadHooks, opcode};
+pub use logging::init_logging;
+pub use manager::{Restart, WsManager};
+
+/// Re-exports of the payload types handed to hooks.
+pub use bytes::Bytes;
+pub use tokio_tungstenite::tungstenite::Utf8Bytes;
+/// The WebSocket message type, for [`Link::send`] and for driving a [`Connection`] directly.
+pub use tokio_tungstenite::tungstenite::Message;

@@ -1,0 +1,530 @@
+//! The manager: named connections, each kept alive by its own supervisor task.
+//!
+//! Every connection has one task that connects, runs the [`Connection`], and reconnects with
+//! backoff; connections never wait on each other. The map of names is behind a lock that is
+//! never held across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::Error as WsError;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::connection::{ConnState, Connection, Control, Ended, Link, Mailbox, Stats, link};
+use crate::error::{ConnectionError, Result};
+use crate::hooks::{Event, ReadHooks};
+
+/// What to restart, sent through [`WsManager::restart_sender`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restart {
+    /// The connection of this name.
+    One(String),
+    /// Every connection of the manager.
+    All,
+}
+
+/// The one abstraction callers use: named WebSocket connections that stay connected.
+///
+/// `WsManager` is cheap to clone (clones share the same connections) and every method may be
+/// called from any thread, including from inside a hook. It must be created inside a tokio
+/// runtime (or given a handle to one): connection tasks run there.
+#[derive(Clone)]
+pub struct WsManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conns: RwLock<HashMap<Arc<str>, Entry>>,
+    /// Tasks of connections already removed from the map but maybe still closing.
+    closing: Mutex<Vec<JoinHandle<()>>>,
+    shutting_down: AtomicBool,
+    restart_tx: mpsc::UnboundedSender<Restart>,
+    handle: Handle,
+}
+
+struct Entry {
+    link: Link,
+    task: JoinHandle<()>,
+    config: Config,
+}
+
+impl std::fmt::Debug for WsManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.inner.conns.read().map(|m| m.len()).unwrap_or(0);
+        f.debug_struct("WsManager")
+            .field("connections", &n)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsManager {
+    /// A manager whose connections run on the current tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime; use [`WsManager::with_handle`] there.
+    pub fn new() -> Self {
+        Self::with_handle(Handle::current())
+    }
+
+    /// A manager whose connections run on the runtime of `handle`.
+    pub fn with_handle(handle: Handle) -> Self {
+        let (restart_tx, restart_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            conns: RwLock::new(HashMap::new()),
+            closing: Mutex::new(Vec::new()),
+            shutting_down: AtomicBool::new(false),
+            restart_tx,
+            handle: handle.clone(),
+        });
+        handle.spawn(restart_loop(Arc::downgrade(&inner), restart_rx));
+        Self { inner }
+    }
+
+    /// Adds a connection and starts connecting it in the background; does not wait for the
+    /// handshake (see [`wait_open`](Self::wait_open)).
+    pub fn add(&self, name: &str, config: Config, hooks: ReadHooks) -> Result<()> {
+        validate_name(name)?;
+        self.check_running()?;
+        let mut conns = self.inner.write_conns();
+        if conns.contains_key(name) {
+            return Err(ConnectionError::AlreadyExists(name.to_string()));
+        }
+        let (link, mailbox) = link(name, &config);
+        let name: Arc<str> = name.into();
+        let task = self.inner.handle.spawn(supervise(
+            name.clone(),
+            config.clone(),
+            link.clone(),
+            mailbox,
+            hooks,
+        ));
+        conns.insert(name, Entry { link, task, config });
+        Ok(())
+    }
+
+    /// A handle for sending to `name` without a look-up per message (the hot path of a
+    /// high-rate sender). It stays valid until the connection is closed.
+    pub fn link(&self, name: &str) -> Result<Link> {
+        self.with_entry(name, |e| e.link.clone())
+    }
+
+    /// Queues a text message. Fails at once if the connection is not open, its queue is full,
+    /// or the message is larger than the configured maximum.
+    pub fn send_text(&self, name: &str, text: impl Into<Utf8Bytes>) -> Result<()> {
+        self.send(name, Message::Text(text.into()))
+    }
+
+    /// Queues a binary message (same rules as [`send_text`](Self::send_text)).
+    pub fn send_binary(&self, name: &str, data: impl Into<Bytes>) -> Result<()> {
+        self.send(name, Message::Binary(data.into()))
+    }
+
+    /// Queues a ping frame (at most 125 bytes of payload).
+    pub fn send_ping(&self, name: &str, data: impl Into<Bytes>) -> Result<()> {
+        let data = data.into();
+        if data.len() > 125 {
+            return Err(ConnectionError::InvalidArgument(format!(
+                "a ping payload holds at most 125 bytes, not {}",
+                data.len()
+            )));
+        }
+        self.send(name, Message::Ping(data))
+    }
+
+    fn send(&self, name: &str, msg: Message) -> Result<()> {
+        self.check_running()?;
+        let conns = self.inner.read_conns();
+        match conns.get(name) {
+            Some(e) => e.link.send(msg),
+            None => Err(ConnectionError::ConnectionNotFound(name.to_string())),
+        }
+    }
+
+    /// Closes `name` cleanly and connects it again at once (no backoff).
+    pub fn restart(&self, name: &str) -> Result<()> {
+        self.check_running()?;
+        self.with_entry(name, |e| e.link.restart())?
+    }
+
+    /// Restarts every connection.
+    pub fn restart_all(&self) -> Result<()> {
+        self.check_running()?;
+        for e in self.inner.read_conns().values() {
+            // A connection that is just ending cannot be restarted; that is not an error here.
+            let _ = e.link.restart();
+        }
+        Ok(())
+    }
+
+    /// A channel through which restarts can be requested from anywhere (another task, a
+    /// signal handler, a hook). Requests for unknown names are logged and ignored.
+    pub fn restart_sender(&self) -> mpsc::UnboundedSender<Restart> {
+        self.inner.restart_tx.clone()
+    }
+
+    /// Closes `name`: sends a close frame with `code` and `reason`, waits (bounded by the
+    /// configured close timeout) for the peer's reply, stops the connection and forgets the name.
+    /// When this returns, no hook of the connection runs any more.
+    ///
+    /// Do not await this inside one of the connection's own hooks (the hook would wait for
+    /// itself); use [`request_close`](Self::request_close) there.
+    pub async fn close(&self, name: &str, code: u16, reason: &str) -> Result<()> {
+        validate_close(code, reason)?;
+        let entry = self.take_entry(name)?;
+        let _ = entry.link.close(code, reason);
+        join_bounded(name, entry.task, &entry.config).await;
+        Ok(())
+    }
+
+    /// Starts closing `name` like [`close`](Self::close) and returns at once. Safe inside
+    /// hooks; once the current hook returns, no other data hook of this connection runs.
+    pub fn request_close(&self, name: &str, code: u16, reason: &str) -> Result<()> {
+        validate_close(code, reason)?;
+        let entry = self.take_entry(name)?;
+        let _ = entry.link.close(code, reason);
+        self.inner.lock_closing().push(entry.task);
+        Ok(())
+    }
+
+    /// The lifecycle state of `name`.
+    pub fn state(&self, name: &str) -> Result<ConnState> {
+        self.with_entry(name, |e| e.link.state())
+    }
+
+    /// The counters of `name`.
+    pub fn stats(&self, name: &str) -> Result<Stats> {
+        self.with_entry(name, |e| e.link.stats())
+    }
+
+    /// Names of all connections, in no particular order.
+    pub fn names(&self) -> Vec<String> {
+        self.inner
+            .read_conns()
+            .keys()
+            .map(|k| k.to_string())
+            .collect()
+    }
+
+    /// Waits until `name` is open. Fails with `Timeout` when `within` passes first, and with
+    /// `ConnectionDropped` when the connection stops for good first.
+    pub async fn wait_open(&self, name: &str, within: Duration) -> Result<()> {
+        let shared = self.with_entry(name, |e| e.link.shared.clone())?;
+        let deadline = Instant::now() + within;
+        match shared
+            .wait_for(deadline, |s| matches!(s, ConnState::Open | ConnState::Closed))
+            .await
+        {
+            Some(ConnState::Open) => Ok(()),
+            Some(_) => Err(ConnectionError::ConnectionDropped(format!(
+                "{name} stopped before it opened"
+            ))),
+            None => Err(ConnectionError::Timeout(format!(
+                "{name} did not open within {within:?}"
+            ))),
+        }
+    }
+
+    /// Closes every connection (code 1001, "going away") and waits for all of them, each bounded
+    /// by its close timeout. Later calls on the manager fail with `ShuttingDown`.
+    pub async fn shutdown(&self) {
+        if self.inner.shutting_down.swap(true, Ordering::SeqCst) {
+            // A second shutdown still waits for what the first left closing.
+        }
+        let entries: Vec<(Arc<str>, Entry)> = self.inner.write_conns().drain().collect();
+        log::info!("manager shutting down: closing {} connection(s)", entries.len());
+        let mut waits = Vec::with_capacity(entries.len());
+        for (name, entry) in entries {
+            let _ = entry.link.close(1001, "going away");
+            waits.push(async move { join_bounded(&name, entry.task, &entry.config).await });
+        }
+        futures_util::future::join_all(waits).await;
+        let rest: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.lock_closing());
+        for task in rest {
+            let _ = timeout(Duration::from_secs(30), task).await;
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(ConnectionError::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    fn with_entry<T>(&self, name: &str, f: impl FnOnce(&Entry) -> T) -> Result<T> {
+        match self.inner.read_conns().get(name) {
+            Some(e) => Ok(f(e)),
+            None => Err(self.not_found(name)),
+        }
+    }
+
+    fn take_entry(&self, name: &str) -> Result<Entry> {
+        match self.inner.write_conns().remove(name) {
+            Some(e) => Ok(e),
+            None => Err(self.not_found(name)),
+        }
+    }
+
+    fn not_found(&self, name: &str) -> ConnectionError {
+        if self.is_shut_down() {
+            ConnectionError::ShuttingDown
+        } else {
+            ConnectionError::ConnectionNotFound(name.to_string())
+        }
+    }
+}
+
+impl Default for WsManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Inner {
+    // A poisoned lock only means a panic elsewhere while it was held; the map itself is always
+    // consistent (single inserts and removes), so go on with it.
+    fn read_conns(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Entry>> {
+        self.conns.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn write_conns(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Entry>> {
+        self.conns.write().unwrap_or_else(|p| p.into_inner())
+    }
+    fn lock_closing(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.closing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(ConnectionError::InvalidArgument(
+            "a connection name must not be empty".into(),
+        ));
+    }
+    if name.contains('\0') {
+        return Err(ConnectionError::InvalidArgument(
+            "a connection name must not contain NUL".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Codes an endpoint may send (RFC 6455, 7.4): 1000-1003, 1007-1014 and 3000-4999.
+fn validate_close(code: u16, reason: &str) -> Result<()> {
+    let ok = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+    if !ok {
+        return Err(ConnectionError::InvalidArgument(format!(
+            "close code {code} may not be sent (use 1000, 1001, or 3000-4999)"
+        )));
+    }
+    if reason.len() > 123 {
+        return Err(ConnectionError::InvalidArgument(format!(
+            "a close reason holds at most 123 bytes, not {}",
+            reason.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Waits for a connection task to end. The close handshake inside is bounded already; the
+/// extra second covers a hook that is still running. Past that the task is aborted (it stops at
+/// its next await point, never inside a hook) and still awaited, so no hook runs after this.
+async fn join_bounded(name: &str, mut task: JoinHandle<()>, config: &Config) {
+    let bound = config.close_timeout() + Duration::from_secs(1);
+    if timeout(bound, &mut task).await.is_err() {
+        log::warn!("[{name}] did not stop within {bound:?}; aborting it");
+        task.abort();
+        let _ = task.await;
+    }
+}
+
+async fn restart_loop(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Restart>) {
+    while let Some(req) = rx.recv().await {
+        let Some(inner) = inner.upgrade() else { break };
+        let mgr = WsManager { inner };
+        let result = match &req {
+            Restart::One(name) => mgr.restart(name),
+            Restart::All => mgr.restart_all(),
+        };
+        if let Err(e) = result {
+            log::warn!("restart request {req:?} failed: {e}");
+        }
+    }
+}
+
+/// Connects, runs and reconnects one connection until the caller closes it or the attempts
+/// run out.
+async fn supervise(
+    name: Arc<str>,
+    config: Config,
+    link: Link,
+    mut mailbox: Mailbox,
+    mut hooks: ReadHooks,
+) {
+    let shared = link.shared.clone();
+    let (min, max) = config.backoff();
+    let mut backoff = Backoff::new(min, max);
+    let mut ever_open = false;
+    let mut failed_attempts = 0u32;
+    let target = describe_target(&config);
+    'outer: loop {
+        log::info!("[{name}] connecting to {target}");
+        let attempt = tokio::select! {
+            biased;
+            c = mailbox.control.recv() => match c {
+                Some(Control::Restart) => continue 'outer,
+                Some(Control::Close { .. }) | None => break 'outer,
+            },
+            r = connect(&config, &target) => r,
+        };
+        match attempt {
+            Ok(ws) => {
+                failed_attempts = 0;
+                if ever_open {
+                    shared.count_reconnect();
+                }
+                ever_open = true;
+                log::info!("[{name}] open");
+                let opened = Instant::now();
+                let conn = Connection::new(&name, ws, config.clone(), &link);
+                match conn.run(&mut mailbox, &mut hooks).await {
+                    Ended::Closed => break 'outer,
+                    Ended::Restart => continue 'outer,
+                    Ended::PeerClosed | Ended::Failed(_) => {
+                        if opened.elapsed() >= config.backoff_reset_after() {
+                            backoff.reset();
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failed_attempts += 1;
+                log::warn!("[{name}] connect attempt {failed_attempts} failed: {e}");
+                hooks.dispatch(&name, Event::Error(e));
+                let cap = config.max_reconnect_attempts();
+                if cap > 0 && failed_attempts >= cap {
+                    log::error!("[{name}] giving up after {failed_attempts} failed attempts");
+                    let e = ConnectionError::RetriesExhausted(failed_attempts);
+                    hooks.dispatch(&name, Event::Error(e));
+                    break 'outer;
+                }
+            }
+        }
+        shared.set_state(ConnState::Reconnecting);
+        let delay = backoff.next_delay();
+        log::info!("[{name}] reconnecting in {delay:?}");
+        let wake = Instant::now() + delay;
+        loop {
+            match timeout_at(wake, mailbox.control.recv()).await {
+                Err(_) => break,
+                Ok(Some(Control::Restart)) => continue 'outer,
+                Ok(Some(Control::Close { .. }) | None) => break 'outer,
+            }
+        }
+    }
+    shared.set_state(ConnState::Closed);
+    // Whatever the caller queued and no socket took is reported, never dropped silently.
+    mailbox.writes.close();
+    let mut left = 0usize;
+    while mailbox.writes.try_recv().is_ok() {
+        left += 1;
+    }
+    if left > 0 {
+        let e = ConnectionError::WriteError(format!(
+            "{left} queued message(s) were not written: the connection stopped"
+        ));
+        hooks.dispatch(&name, Event::Error(e));
+    }
+    log::info!("[{name}] stopped");
+}
+
+/// Host, port and path of the URL for logs: the query string may carry a token, so it is left
+/// out.
+fn describe_target(config: &Config) -> String {
+    let uri = config.uri();
+    let scheme = if config.is_tls() { "wss" } else { "ws" };
+    let host = uri.host().unwrap_or("?");
+    match uri.port_u16() {
+        Some(p) => format!("{scheme}://{host}:{p}{}", uri.path()),
+        None => format!("{scheme}://{host}{}", uri.path()),
+    }
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// TCP connect, TLS and upgrade, bounded by the connect timeout.
+async fn connect(config: &Config, target: &str) -> Result<Socket> {
+    let limit = config.connect_timeout();
+    match timeout(limit, connect_unbounded(config)).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectionError::Timeout(format!(
+            "connecting to {target} took longer than {limit:?}"
+        ))),
+    }
+}
+
+async fn connect_unbounded(config: &Config) -> Result<Socket> {
+    let uri = config.uri();
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri
+        .port_u16()
+        .unwrap_or(if config.is_tls() { 443 } else { 80 });
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        ConnectionError::ConnectFailed(format!("{what} {host}:{port}: {e}"))
+    };
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| failed("TCP connect to", &e))?;
+    // Feeds are latency-sensitive and writes are batched by the connection already.
+    let _ = tcp.set_nodelay(true);
+    let mut request = uri
+        .clone()
+        .into_client_request()
+        .map_err(|e| failed("building the request for", &e))?;
+    let headers = request.headers_mut();
+    for (name, value) in config.headers() {
+        headers.append(name.clone(), value.clone());
+    }
+    if !config.subprotocols().is_empty() {
+        let joined = config.subprotocols().join(", ");
+        let value = HeaderValue::from_str(&joined).map_err(|e| failed("subprotocols for", &e))?;
+        headers.insert("Sec-WebSocket-Protocol", value);
+    }
+    let connector = match config.tls_config() {
+        Some(tls) => Connector::Rustls(tls),
+        None => Connector::Plain,
+    };
+    let result = tokio_tungstenite::client_async_tls_with_config(
+        request,
+        tcp,
+        Some(config.ws_config()),
+        Some(connector),
+    )
+    .await;
+    match result {
+        Ok((ws, _response)) => Ok(ws),
+        Err(WsError::Http(response)) => Err(ConnectionError::ConnectFailed(format!(
+            "{host}:{port} refused the upgrade with HTTP {}",
+            response.status()
+        ))),
+        Err(e) => Err(failed("WebSocket/TLS handshake with", &e)),
+    }
+}
