@@ -1,1 +1,82 @@
-fn main() {}
+//! Generates `include/kharbranth.h` from `src/ffi/` with cbindgen.
+//!
+//! The header is written to `OUT_DIR` on every build. Outside CI it is also copied to
+//! `include/kharbranth.h` (when it changed), so developers commit what the code says; in CI
+//! (`CI` set) the committed header is left alone and `tests/header.rs` compares the two.
+
+use std::path::PathBuf;
+
+const PROLOGUE: &str = r#"/*
+ * kharbranth: a WebSocket client connection manager.
+ *
+ * THE CONTRACT
+ *
+ * Ownership. Objects made by a `_new` function are owned by the caller and destroyed exactly
+ * once by the matching `_free`. Out-parameters come last and are written only on success.
+ * Every pointer + length pair is read during the call only: the library copies what it keeps.
+ * `kh_config` is copied by `kh_manager_add`; `kh_hooks` is copied too, and its `user_data` is
+ * the caller's until `on_drop` is called for it.
+ *
+ * Strings. Names, URLs, header names and values, paths and reasons are NUL-terminated UTF-8.
+ * Message payloads are pointer + length and need no NUL.
+ *
+ * Errors. Every fallible function returns a kh_result; KH_OK is 0. kh_last_error() gives the
+ * message of the last failed call on the calling thread. NULL pointers, invalid UTF-8, unknown
+ * or duplicate names, bad URLs, out-of-range values and oversized messages are refused with an
+ * error code, never a crash, and change nothing. No Rust panic crosses into C: one is reported
+ * as KH_PANIC.
+ *
+ * Threads. Every function may be called from any thread, concurrently, except that
+ * kh_manager_free must be the last call on its manager and a kh_config must not be used from
+ * two threads at once. Callbacks (kh_hooks) run on the manager's runtime threads; the callbacks
+ * of one connection never run concurrently and see frames in arrival order.
+ *
+ * Callbacks. Pointers handed to a callback are valid only until it returns. A callback may call
+ * the send, restart, state, stats and close functions of its manager, and kh_manager_free; see
+ * each function for what it does there. A slow callback slows its own socket (TCP backpressure)
+ * and never causes a message to be dropped.
+ *
+ * Lifetime. After kh_manager_close returns (called outside that connection's callbacks) no
+ * callback of that connection runs again. After kh_manager_free returns (called outside any
+ * callback) no callback runs at all and every on_drop has been called.
+ */"#;
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/ffi");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    println!("cargo:rerun-if-env-changed=CI");
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("kharbranth.h");
+    let mut config =
+        cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml parses");
+    let major = env("CARGO_PKG_VERSION_MAJOR");
+    let minor = env("CARGO_PKG_VERSION_MINOR");
+    let patch = env("CARGO_PKG_VERSION_PATCH");
+    let version = env("CARGO_PKG_VERSION");
+    config.header = Some(PROLOGUE.to_string());
+    config.after_includes = Some(format!(
+        "\n#define KH_VERSION_MAJOR {major}\n#define KH_VERSION_MINOR {minor}\n\
+         #define KH_VERSION_PATCH {patch}\n#define KH_VERSION_STRING \"{version}\"\n"
+    ));
+    let bindings = match cbindgen::Builder::new()
+        .with_crate(&root)
+        .with_config(config)
+        .generate()
+    {
+        Ok(b) => b,
+        Err(e) => panic!("cbindgen failed: {e}"),
+    };
+    bindings.write_to_file(&out);
+    if std::env::var_os("CI").is_none() {
+        let committed = root.join("include").join("kharbranth.h");
+        let fresh = std::fs::read(&out).expect("header just written");
+        if std::fs::read(&committed).ok().as_deref() != Some(&fresh[..]) {
+            std::fs::create_dir_all(root.join("include")).expect("include/ can be created");
+            std::fs::write(&committed, fresh).expect("include/kharbranth.h can be written");
+        }
+    }
+}
+
+fn env(key: &str) -> String {
+    std::env::var(key).expect("set by cargo")
+}

@@ -79,7 +79,10 @@ mod tests {
         for _ in 0..8 {
             let c = b.ceiling();
             let d = b.next_delay();
-            assert!(d <= c && d >= (c / 2).max(min), "{d:?} outside [{c:?}/2, {c:?}]");
+            assert!(
+                d <= c && d >= (c / 2).max(min),
+                "{d:?} outside [{c:?}/2, {c:?}]"
+            );
             ceilings.push(c.as_millis());
         }
         assert_eq!(ceilings, [100, 200, 400, 800, 1600, 2000, 2000, 2000]);

@@ -186,7 +186,10 @@ impl fmt::Debug for Config {
             .field("max_reconnect_attempts", &i.max_reconnect_attempts)
             .field(
                 "headers",
-                &i.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                &i.headers
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
             )
             .field("subprotocols", &i.subprotocols)
             .field("init_messages", &i.init_messages.len())
@@ -461,7 +464,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(Uri, bool)> {
     Ok((uri, tls))
 }
 
-fn validate_header(name: &str, value: &[u8]) -> Result<(HeaderName, HeaderValue)> {
+pub(crate) fn validate_header(name: &str, value: &[u8]) -> Result<(HeaderName, HeaderValue)> {
     let name_ok = HeaderName::from_bytes(name.as_bytes());
     let Ok(hname) = name_ok else {
         return Err(ConnectionError::InvalidArgument(format!(
@@ -520,6 +523,11 @@ fn tls_client_config(ca_files: &[PathBuf]) -> Result<rustls::ClientConfig> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
+}
+
+/// Checks that a CA file can be read and holds at least one usable certificate.
+pub(crate) fn check_ca_file(path: &Path) -> Result<()> {
+    add_ca_file(&mut rustls::RootCertStore::empty(), path)
 }
 
 fn add_ca_file(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {

@@ -390,8 +390,7 @@ where
     }
 
     fn poll_step(&mut self, cx: &mut Context<'_>, mailbox: &mut Mailbox) -> Poll<Step> {
-        if !self.in_burst || self.burst >= READ_BURST || self.shared.control_pending.load(Relaxed)
-        {
+        if !self.in_burst || self.burst >= READ_BURST || self.shared.control_pending.load(Relaxed) {
             self.burst = 0;
             if let Poll::Ready(step) = self.poll_others(cx, mailbox) {
                 return Poll::Ready(step);

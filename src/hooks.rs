@@ -96,6 +96,17 @@ pub struct ReadHooks {
     on_close: Option<Box<dyn FnMut(&str, u16, &str) + Send>>,
     on_frame: Option<Box<dyn FnMut(&str, u8, &[u8]) + Send>>,
     on_error: Option<Box<dyn FnMut(&str, &ConnectionError) + Send>>,
+    on_drop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Drop for ReadHooks {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_drop.take()
+            && catch_unwind(AssertUnwindSafe(f)).is_err()
+        {
+            log::error!("an on_drop hook panicked");
+        }
+    }
 }
 
 impl std::fmt::Debug for ReadHooks {
@@ -109,6 +120,7 @@ impl std::fmt::Debug for ReadHooks {
             .field("on_close", &self.on_close.is_some())
             .field("on_frame", &self.on_frame.is_some())
             .field("on_error", &self.on_error.is_some())
+            .field("on_drop", &self.on_drop.is_some())
             .finish()
     }
 }
@@ -158,6 +170,18 @@ impl ReadHooks {
     pub fn on_error(mut self, f: impl FnMut(&str, &ConnectionError) + Send + 'static) -> Self {
         self.on_error = Some(Box::new(f));
         self
+    }
+
+    /// Runs once when the hooks are dropped: the connection has stopped for good (closed,
+    /// given up, or its manager shut down) and no other hook of it will run.
+    pub fn on_drop(mut self, f: impl FnOnce() + Send + 'static) -> Self {
+        self.on_drop = Some(Box::new(f));
+        self
+    }
+
+    /// Disarms `on_drop` (used when the hooks were never taken by a connection).
+    pub(crate) fn forget_on_drop(&mut self) {
+        self.on_drop = None;
     }
 
     /// Hands one event to the hooks: `on_frame` first for frames, then the type-specific hook.

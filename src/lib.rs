@@ -49,6 +49,6 @@ pub use manager::{Restart, WsManager};
 
 /// Re-exports of the payload types handed to hooks.
 pub use bytes::Bytes;
-pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 /// The WebSocket message type, for [`Link::send`] and for driving a [`Connection`] directly.
 pub use tokio_tungstenite::tungstenite::Message;
+pub use tokio_tungstenite::tungstenite::Utf8Bytes;

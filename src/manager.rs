@@ -10,16 +10,18 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::error::Error as WsError;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::backoff::Backoff;
 use crate::config::Config;
@@ -96,11 +98,24 @@ impl WsManager {
     /// Adds a connection and starts connecting it in the background; does not wait for the
     /// handshake (see [`wait_open`](Self::wait_open)).
     pub fn add(&self, name: &str, config: Config, hooks: ReadHooks) -> Result<()> {
-        validate_name(name)?;
-        self.check_running()?;
+        self.try_add(name, config, hooks).map_err(|(e, _)| e)
+    }
+
+    /// Like [`add`](Self::add), but hands the hooks back when it fails, so their `on_drop`
+    /// can be disarmed (the C ABI promises no `on_drop` for a failed add).
+    #[allow(clippy::result_large_err)] // Cold path; boxing would only move the cost.
+    pub(crate) fn try_add(
+        &self,
+        name: &str,
+        config: Config,
+        hooks: ReadHooks,
+    ) -> std::result::Result<(), (ConnectionError, ReadHooks)> {
+        if let Err(e) = validate_name(name).and_then(|()| self.check_running()) {
+            return Err((e, hooks));
+        }
         let mut conns = self.inner.write_conns();
         if conns.contains_key(name) {
-            return Err(ConnectionError::AlreadyExists(name.to_string()));
+            return Err((ConnectionError::AlreadyExists(name.to_string()), hooks));
         }
         let (link, mailbox) = link(name, &config);
         let name: Arc<str> = name.into();
@@ -189,8 +204,10 @@ impl WsManager {
         Ok(())
     }
 
-    /// Starts closing `name` like [`close`](Self::close) and returns at once. Safe inside
-    /// hooks; once the current hook returns, no other data hook of this connection runs.
+    /// Starts closing `name` like [`close`](Self::close) and returns at once; safe inside
+    /// hooks. The close completes in the background: frames arriving during the close
+    /// handshake still reach the hooks, then `on_drop` runs. [`shutdown`](Self::shutdown)
+    /// waits for such closes too.
     pub fn request_close(&self, name: &str, code: u16, reason: &str) -> Result<()> {
         validate_close(code, reason)?;
         let entry = self.take_entry(name)?;
@@ -224,7 +241,9 @@ impl WsManager {
         let shared = self.with_entry(name, |e| e.link.shared.clone())?;
         let deadline = Instant::now() + within;
         match shared
-            .wait_for(deadline, |s| matches!(s, ConnState::Open | ConnState::Closed))
+            .wait_for(deadline, |s| {
+                matches!(s, ConnState::Open | ConnState::Closed)
+            })
             .await
         {
             Some(ConnState::Open) => Ok(()),
@@ -240,11 +259,13 @@ impl WsManager {
     /// Closes every connection (code 1001, "going away") and waits for all of them, each bounded
     /// by its close timeout. Later calls on the manager fail with `ShuttingDown`.
     pub async fn shutdown(&self) {
-        if self.inner.shutting_down.swap(true, Ordering::SeqCst) {
-            // A second shutdown still waits for what the first left closing.
-        }
+        // A second call still waits for whatever the first left closing.
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
         let entries: Vec<(Arc<str>, Entry)> = self.inner.write_conns().drain().collect();
-        log::info!("manager shutting down: closing {} connection(s)", entries.len());
+        log::info!(
+            "manager shutting down: closing {} connection(s)",
+            entries.len()
+        );
         let mut waits = Vec::with_capacity(entries.len());
         for (name, entry) in entries {
             let _ = entry.link.close(1001, "going away");
@@ -255,6 +276,11 @@ impl WsManager {
         for task in rest {
             let _ = timeout(Duration::from_secs(30), task).await;
         }
+    }
+
+    /// Refuses every later call with `ShuttingDown`, without waiting for anything.
+    pub(crate) fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
@@ -431,12 +457,10 @@ async fn supervise(
         let delay = backoff.next_delay();
         log::info!("[{name}] reconnecting in {delay:?}");
         let wake = Instant::now() + delay;
-        loop {
-            match timeout_at(wake, mailbox.control.recv()).await {
-                Err(_) => break,
-                Ok(Some(Control::Restart)) => continue 'outer,
-                Ok(Some(Control::Close { .. }) | None) => break 'outer,
-            }
+        match timeout_at(wake, mailbox.control.recv()).await {
+            Err(_) => {}
+            Ok(Some(Control::Restart)) => continue 'outer,
+            Ok(Some(Control::Close { .. }) | None) => break 'outer,
         }
     }
     shared.set_state(ConnState::Closed);
@@ -495,36 +519,122 @@ async fn connect_unbounded(config: &Config) -> Result<Socket> {
         .map_err(|e| failed("TCP connect to", &e))?;
     // Feeds are latency-sensitive and writes are batched by the connection already.
     let _ = tcp.set_nodelay(true);
-    let mut request = uri
-        .clone()
-        .into_client_request()
-        .map_err(|e| failed("building the request for", &e))?;
-    let headers = request.headers_mut();
-    for (name, value) in config.headers() {
-        headers.append(name.clone(), value.clone());
-    }
-    if !config.subprotocols().is_empty() {
-        let joined = config.subprotocols().join(", ");
-        let value = HeaderValue::from_str(&joined).map_err(|e| failed("subprotocols for", &e))?;
-        headers.insert("Sec-WebSocket-Protocol", value);
-    }
-    let connector = match config.tls_config() {
-        Some(tls) => Connector::Rustls(tls),
-        None => Connector::Plain,
+    let stream = match config.tls_config() {
+        Some(tls) => {
+            let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| failed("TLS server name of", &e))?;
+            let tls = tokio_rustls::TlsConnector::from(tls)
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| failed("TLS handshake with", &e))?;
+            MaybeTlsStream::Rustls(tls)
+        }
+        None => MaybeTlsStream::Plain(tcp),
     };
-    let result = tokio_tungstenite::client_async_tls_with_config(
-        request,
-        tcp,
-        Some(config.ws_config()),
-        Some(connector),
+    upgrade(config, stream, host, port).await
+}
+
+/// The WebSocket upgrade (RFC 6455, 4.1), done here rather than by tungstenite because
+/// tungstenite logs the whole request, header values included, at trace level: the secrets of
+/// `Authorization`, `Cookie` or API-key headers would reach any logger set to trace. Nothing
+/// of the request is logged here.
+async fn upgrade<S>(
+    config: &Config,
+    mut stream: S,
+    host: &str,
+    port: u16,
+) -> Result<WebSocketStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let failed = |what: &str| ConnectionError::ConnectFailed(format!("{what} {host}:{port}"));
+    let uri = config.uri();
+    let key = generate_key();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = uri.authority().map_or(host, |a| a.as_str());
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
     )
-    .await;
-    match result {
-        Ok((ws, _response)) => Ok(ws),
-        Err(WsError::Http(response)) => Err(ConnectionError::ConnectFailed(format!(
-            "{host}:{port} refused the upgrade with HTTP {}",
-            response.status()
-        ))),
-        Err(e) => Err(failed("WebSocket/TLS handshake with", &e)),
+    .into_bytes();
+    if !config.subprotocols().is_empty() {
+        req.extend_from_slice(b"Sec-WebSocket-Protocol: ");
+        req.extend_from_slice(config.subprotocols().join(", ").as_bytes());
+        req.extend_from_slice(b"\r\n");
     }
+    // Names and values were checked by Config::build: no CR, LF or NUL can get in here.
+    for (name, value) in config.headers() {
+        req.extend_from_slice(name.as_str().as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(value.as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    let io = |e: std::io::Error| {
+        ConnectionError::ConnectFailed(format!("WebSocket handshake with {host}:{port}: {e}"))
+    };
+    stream.write_all(&req).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
+    drop(req);
+
+    // The response head, bounded; bytes after it already belong to the WebSocket.
+    const MAX_HEAD: usize = 16 * 1024;
+    let mut buf = Vec::with_capacity(1024);
+    let head_len = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(failed("oversized upgrade response from"));
+        }
+        let mut chunk = [0u8; 1024];
+        let n = stream.read(&mut chunk).await.map_err(io)?;
+        if n == 0 {
+            return Err(failed("connection closed during the upgrade by"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
+    let status_line = head.split("\r\n").next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    let code: u16 = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    if !version.starts_with("HTTP/1.") || code == 0 {
+        return Err(failed("malformed upgrade response from"));
+    }
+    if code != 101 {
+        let status = StatusCode::from_u16(code)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| code.to_string());
+        return Err(ConnectionError::ConnectFailed(format!(
+            "{host}:{port} refused the upgrade with HTTP {status}"
+        )));
+    }
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    };
+    let has_token = |name: &str, token: &str| {
+        header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+        return Err(failed(
+            "upgrade response without Upgrade/Connection headers from",
+        ));
+    }
+    if header("sec-websocket-accept") != Some(derive_accept_key(key.as_bytes()).as_str()) {
+        return Err(failed("wrong Sec-WebSocket-Accept from"));
+    }
+    if let Some(p) = header("sec-websocket-protocol")
+        && !config.subprotocols().iter().any(|o| o == p)
+    {
+        return Err(failed("a subprotocol that was not offered chosen by"));
+    }
+    let rest = buf.split_off(head_len);
+    Ok(
+        WebSocketStream::from_partially_read(stream, rest, Role::Client, Some(config.ws_config()))
+            .await,
+    )
 }

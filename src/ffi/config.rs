@@ -1,0 +1,317 @@
+//! `kh_config`: the caller-owned configuration builder.
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{arg_bytes, arg_mut, arg_str, guard, guard_void, kh_result, write_out};
+use crate::config::{Config, ConfigBuilder, Heartbeat, check_ca_file, parse_url, validate_header};
+use crate::error::{ConnectionError, Result};
+
+/// A connection configuration being built. Create with `kh_config_new`, change with the
+/// `kh_config_set_*`/`kh_config_add_*` functions, pass to `kh_manager_add` (which copies it; the
+/// same builder may be used for several connections) and destroy with `kh_config_free`.
+/// Not thread-safe: do not use one builder from two threads at once.
+pub struct kh_config {
+    builder: ConfigBuilder,
+}
+
+impl kh_config {
+    pub(crate) fn build(&self) -> Result<Config> {
+        self.builder.clone().build()
+    }
+
+    fn update(&mut self, f: impl FnOnce(ConfigBuilder) -> ConfigBuilder) {
+        let b = std::mem::replace(&mut self.builder, Config::builder(""));
+        self.builder = f(b);
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> ConnectionError {
+    ConnectionError::InvalidArgument(msg.into())
+}
+
+fn positive_ms(ms: u64, what: &str) -> Result<Duration> {
+    if ms == 0 {
+        return Err(invalid(format!("{what} must be positive")));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// Runs a setter: checks the builder pointer, then applies `f` (which validates first).
+fn set(cfg: *mut kh_config, f: impl FnOnce(&mut kh_config) -> Result<()>) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or a live builder, per the header.
+        let cfg = unsafe { arg_mut(cfg, "cfg") }?;
+        f(cfg)
+    })
+}
+
+/// Creates a configuration for `url` (`ws://` or `wss://`, no credentials in it) with the
+/// library's defaults, and writes it to `*out`. The caller owns it: free it with
+/// `kh_config_free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_new(url: *const c_char, out: *mut *mut kh_config) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or a NUL-terminated string, per the header.
+        let url = unsafe { arg_str(url, "url") }?;
+        if out.is_null() {
+            return Err(invalid("out is NULL"));
+        }
+        parse_url(url)?;
+        let cfg = Box::new(kh_config {
+            builder: Config::builder(url),
+        });
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, Box::into_raw(cfg), "out") }
+    })
+}
+
+/// Destroys a configuration. NULL is ignored. Connections added with it are not affected.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_free(cfg: *mut kh_config) {
+    guard_void(|| {
+        if !cfg.is_null() {
+            // SAFETY: a pointer from kh_config_new, freed once, per the header.
+            drop(unsafe { Box::from_raw(cfg) });
+        }
+    })
+}
+
+/// Interval between heartbeats, in milliseconds (> 0; default 15000).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_ping_interval_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
+    set(cfg, |c| {
+        let d = positive_ms(ms, "ping interval")?;
+        c.update(|b| b.ping_interval(d));
+        Ok(())
+    })
+}
+
+/// How long after a heartbeat the peer has to answer, in milliseconds (> 0; default 10000).
+/// Any frame from the peer counts as the answer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_pong_timeout_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
+    set(cfg, |c| {
+        let d = positive_ms(ms, "pong timeout")?;
+        c.update(|b| b.pong_timeout(d));
+        Ok(())
+    })
+}
+
+/// Bound on TCP connect + TLS handshake + WebSocket upgrade, in milliseconds (> 0; default
+/// 10000).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_connect_timeout_ms(
+    cfg: *mut kh_config,
+    ms: u64,
+) -> kh_result {
+    set(cfg, |c| {
+        let d = positive_ms(ms, "connect timeout")?;
+        c.update(|b| b.connect_timeout(d));
+        Ok(())
+    })
+}
+
+/// How long a close waits for the peer's close reply, in milliseconds (> 0; default 2000).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_close_timeout_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
+    set(cfg, |c| {
+        let d = positive_ms(ms, "close timeout")?;
+        c.update(|b| b.close_timeout(d));
+        Ok(())
+    })
+}
+
+/// Reconnect delay bounds in milliseconds: the delay starts near `min_ms`, doubles per failed
+/// attempt (with jitter) and never exceeds `max_ms` (0 < min <= max; defaults 500 and 30000).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_reconnect_backoff_ms(
+    cfg: *mut kh_config,
+    min_ms: u64,
+    max_ms: u64,
+) -> kh_result {
+    set(cfg, |c| {
+        let min = positive_ms(min_ms, "backoff minimum")?;
+        let max = positive_ms(max_ms, "backoff maximum")?;
+        if min > max {
+            return Err(invalid(format!(
+                "backoff minimum {min_ms} ms exceeds maximum {max_ms} ms"
+            )));
+        }
+        c.update(|b| b.reconnect_backoff(min, max));
+        Ok(())
+    })
+}
+
+/// Consecutive failed connect attempts before the connection gives up (reporting
+/// `KH_RETRIES_EXHAUSTED` to `on_error`); 0 (the default) retries forever.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_max_reconnect_attempts(
+    cfg: *mut kh_config,
+    attempts: u32,
+) -> kh_result {
+    set(cfg, |c| {
+        c.update(|b| b.max_reconnect_attempts(attempts));
+        Ok(())
+    })
+}
+
+/// Adds an HTTP header to the upgrade request (e.g. an API key). Names must be HTTP tokens;
+/// values must not contain CR, LF or NUL. Values are never logged. Host, Connection, Upgrade
+/// and Sec-WebSocket-* are set by the library and refused here.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_add_header(
+    cfg: *mut kh_config,
+    name: *const c_char,
+    value: *const c_char,
+) -> kh_result {
+    set(cfg, |c| {
+        // SAFETY: NULL or NUL-terminated strings, per the header.
+        let (name, value) = unsafe { (arg_str(name, "name")?, arg_str(value, "value")?) };
+        validate_header(name, value.as_bytes())?;
+        c.update(|b| b.header(name, value));
+        Ok(())
+    })
+}
+
+/// Offers a subprotocol in `Sec-WebSocket-Protocol` (an HTTP token).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_add_subprotocol(
+    cfg: *mut kh_config,
+    protocol: *const c_char,
+) -> kh_result {
+    set(cfg, |c| {
+        // SAFETY: NULL or a NUL-terminated string, per the header.
+        let p = unsafe { arg_str(protocol, "protocol") }?;
+        Config::builder("ws://check/").subprotocol(p).build()?;
+        c.update(|b| b.subprotocol(p));
+        Ok(())
+    })
+}
+
+/// Adds a text message (`len` bytes of UTF-8, no NUL needed) sent after every successful
+/// connect, before any queued message, in the order added. The bytes are copied.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_add_init_text(
+    cfg: *mut kh_config,
+    data: *const c_char,
+    len: usize,
+) -> kh_result {
+    set(cfg, |c| {
+        // SAFETY: NULL (with len 0) or `len` readable bytes, per the header.
+        let bytes = unsafe { arg_bytes(data.cast(), len, "data") }?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| invalid(format!("init text is not valid UTF-8 ({e})")))?;
+        c.update(|b| b.init_text(text));
+        Ok(())
+    })
+}
+
+/// Adds a binary message sent after every successful connect (like `kh_config_add_init_text`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_add_init_binary(
+    cfg: *mut kh_config,
+    data: *const u8,
+    len: usize,
+) -> kh_result {
+    set(cfg, |c| {
+        // SAFETY: NULL (with len 0) or `len` readable bytes, per the header.
+        let bytes = unsafe { arg_bytes(data, len, "data") }?;
+        let owned = Bytes::copy_from_slice(bytes);
+        c.update(|b| b.init_binary(owned));
+        Ok(())
+    })
+}
+
+/// Makes the heartbeat an application text message (e.g. `{"op":"ping"}`) instead of a
+/// WebSocket ping frame. Any message from the peer then counts as the answer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_ping_text(
+    cfg: *mut kh_config,
+    data: *const c_char,
+    len: usize,
+) -> kh_result {
+    set(cfg, |c| {
+        // SAFETY: NULL (with len 0) or `len` readable bytes, per the header.
+        let bytes = unsafe { arg_bytes(data.cast(), len, "data") }?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| invalid(format!("ping text is not valid UTF-8 ({e})")))?;
+        if text.is_empty() {
+            return Err(invalid("ping text must not be empty"));
+        }
+        let hb = Heartbeat::Text(text.to_string());
+        c.update(|b| b.heartbeat(hb));
+        Ok(())
+    })
+}
+
+/// Largest message accepted in either direction, in bytes (> 0; default 16 MiB). A larger
+/// incoming message fails the connection with close code 1009; a larger outgoing one is
+/// refused with `KH_MESSAGE_TOO_LARGE`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_max_message_size(
+    cfg: *mut kh_config,
+    bytes: usize,
+) -> kh_result {
+    set(cfg, |c| {
+        if bytes == 0 {
+            return Err(invalid("max message size must be positive"));
+        }
+        c.update(|b| b.max_message_size(bytes).max_frame_size(bytes));
+        Ok(())
+    })
+}
+
+/// Messages that may wait in the connection's send queue (> 0; default 1024). A send to a full
+/// queue returns `KH_QUEUE_FULL` at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_send_queue_capacity(
+    cfg: *mut kh_config,
+    messages: usize,
+) -> kh_result {
+    set(cfg, |c| {
+        if messages == 0 || messages > (1 << 24) {
+            return Err(invalid(format!(
+                "send queue capacity must be 1..=16777216, not {messages}"
+            )));
+        }
+        c.update(|b| b.send_queue_capacity(messages));
+        Ok(())
+    })
+}
+
+/// Read buffer per connection in bytes (>= 256; default 8192). Larger reads more per system
+/// call on a fast feed; smaller keeps idle connections small.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_read_buffer_size(
+    cfg: *mut kh_config,
+    bytes: usize,
+) -> kh_result {
+    set(cfg, |c| {
+        if !(256..=(64 << 20)).contains(&bytes) {
+            return Err(invalid(format!(
+                "read buffer size must be 256..=64 MiB, not {bytes}"
+            )));
+        }
+        c.update(|b| b.read_buffer_size(bytes));
+        Ok(())
+    })
+}
+
+/// Trusts the CA certificates in the PEM file at `path` for `wss://`, in addition to the
+/// system's roots. The file is read and checked now. Certificate verification is always on.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_add_ca_file(
+    cfg: *mut kh_config,
+    path: *const c_char,
+) -> kh_result {
+    set(cfg, |c| {
+        // SAFETY: NULL or a NUL-terminated string, per the header.
+        let path = unsafe { arg_str(path, "path") }?;
+        check_ca_file(std::path::Path::new(path))?;
+        c.update(|b| b.add_ca_file(path));
+        Ok(())
+    })
+}

@@ -1,0 +1,404 @@
+//! `kh_manager`: a [`WsManager`] that owns its own tokio runtime.
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::runtime::{Handle, Runtime};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::hooks::read_hooks;
+use super::{
+    arg_bytes, arg_ref, arg_str, guard, guard_void, kh_config, kh_hooks, kh_result, write_out,
+};
+use crate::connection::ConnState;
+use crate::error::{ConnectionError, Result};
+use crate::manager::WsManager;
+
+/// How long `kh_manager_free` waits for runtime threads after every connection was closed.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// A manager of named connections with its own background runtime (worker threads named
+/// `kh-worker`). Create with `kh_manager_new`, destroy with `kh_manager_free`. Every function
+/// taking a `kh_manager *` may be called from any thread at the same time, except
+/// `kh_manager_free`, which must be the last call on it.
+pub struct kh_manager {
+    runtime: Option<Runtime>,
+    manager: WsManager,
+}
+
+/// Lifecycle state of a connection, as written by `kh_manager_state`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum kh_conn_state {
+    /// The first connect attempt is in progress.
+    KH_STATE_CONNECTING = 0,
+    /// Open: messages flow.
+    KH_STATE_OPEN = 1,
+    /// Not open after a failure; waiting for, or making, another attempt.
+    KH_STATE_RECONNECTING = 2,
+    /// A close handshake is in progress.
+    KH_STATE_CLOSING = 3,
+    /// Stopped for good (it gave up after the configured attempts).
+    KH_STATE_CLOSED = 4,
+}
+
+impl From<ConnState> for kh_conn_state {
+    fn from(s: ConnState) -> Self {
+        match s {
+            ConnState::Connecting => Self::KH_STATE_CONNECTING,
+            ConnState::Open => Self::KH_STATE_OPEN,
+            ConnState::Reconnecting => Self::KH_STATE_RECONNECTING,
+            ConnState::Closing => Self::KH_STATE_CLOSING,
+            ConnState::Closed => Self::KH_STATE_CLOSED,
+        }
+    }
+}
+
+/// Counters of a connection, as written by `kh_manager_stats`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct kh_conn_stats {
+    /// Text and binary messages received.
+    pub messages_in: u64,
+    /// Payload bytes of those messages.
+    pub bytes_in: u64,
+    /// Text and binary messages written to the socket (init messages included).
+    pub messages_out: u64,
+    /// Payload bytes of those messages.
+    pub bytes_out: u64,
+    /// Successful connects after the first one.
+    pub reconnects: u64,
+    /// Round-trip time of the last answered heartbeat ping in microseconds (at least 1);
+    /// 0 while none was measured.
+    pub last_rtt_us: u64,
+}
+
+impl kh_manager {
+    /// Runs a future to completion from a caller's thread. Inside a runtime (a hook) that would
+    /// block a worker thread the future may need, so it is refused there.
+    fn block_on<T>(&self, what: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        if Handle::try_current().is_ok() {
+            return Err(ConnectionError::InvalidArgument(format!(
+                "{what} blocks and cannot be called from inside a hook"
+            )));
+        }
+        match &self.runtime {
+            Some(rt) => rt.block_on(fut),
+            None => Err(ConnectionError::ShuttingDown),
+        }
+    }
+
+    fn shutdown(mut self) {
+        let Some(rt) = self.runtime.take() else {
+            return;
+        };
+        rt.block_on(self.manager.shutdown());
+        // Tasks still alive (none normally) are dropped with the runtime, which drops their
+        // hooks and so runs their on_drop.
+        rt.shutdown_timeout(RUNTIME_SHUTDOWN);
+        log::info!("manager freed");
+    }
+}
+
+unsafe fn manager<'a>(mgr: *const kh_manager) -> Result<&'a kh_manager> {
+    // SAFETY: NULL or a live manager, per the header.
+    unsafe { arg_ref(mgr, "mgr") }
+}
+
+/// Creates a manager with a default number of worker threads (the number of CPUs, at least 2
+/// and at most 8) and writes it to `*out`. Free it with `kh_manager_free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_new(out: *mut *mut kh_manager) -> kh_result {
+    // SAFETY: forwarded unchanged.
+    unsafe { kh_manager_new_with_threads(0, out) }
+}
+
+/// Creates a manager whose runtime has `workers` threads (1..=1024; 0 picks the default of
+/// `kh_manager_new`). With one worker thread, a callback that blocks delays every connection of
+/// the manager, heartbeats included: peers may then time out. Thread count does not grow with
+/// the number of connections.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_new_with_threads(
+    workers: u32,
+    out: *mut *mut kh_manager,
+) -> kh_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(ConnectionError::InvalidArgument("out is NULL".into()));
+        }
+        if workers > 1024 {
+            return Err(ConnectionError::InvalidArgument(format!(
+                "workers must be 0..=1024, not {workers}"
+            )));
+        }
+        let n = match workers {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .clamp(2, 8),
+            n => n as usize,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .thread_name("kh-worker")
+            .enable_all()
+            .build()
+            .map_err(|e| ConnectionError::InvalidArgument(format!("starting the runtime: {e}")))?;
+        let manager = WsManager::with_handle(runtime.handle().clone());
+        let boxed = Box::new(kh_manager {
+            runtime: Some(runtime),
+            manager,
+        });
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, Box::into_raw(boxed), "out") }
+    })
+}
+
+/// Stops every connection and frees the manager. NULL is ignored.
+///
+/// Called from outside any callback: closes every connection (close code 1001, each bounded by
+/// its close timeout), stops the runtime, and returns when no callback runs any more and every
+/// `on_drop` has been called. It is bounded in time even when a peer never answers the close,
+/// unless a callback itself blocks.
+///
+/// Called from inside a callback: starts the same shutdown on a helper thread and returns at
+/// once; the shutdown completes after the callback returns, and the `on_drop` callbacks then run
+/// on that helper thread. Other calls on the manager made meanwhile (from callbacks still
+/// running) return `KH_SHUTTING_DOWN`.
+///
+/// In both cases `mgr` must not be used by the caller after this call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_free(mgr: *mut kh_manager) {
+    guard_void(|| {
+        if mgr.is_null() {
+            return;
+        }
+        // SAFETY: a pointer from kh_manager_new, freed once, per the header.
+        let boxed = unsafe { Box::from_raw(mgr) };
+        if Handle::try_current().is_ok() {
+            boxed.manager.begin_shutdown();
+            let spawned = std::thread::Builder::new()
+                .name("kh-free".into())
+                .spawn(move || boxed.shutdown());
+            if let Err(e) = spawned {
+                log::error!("could not start the shutdown thread ({e}); the manager is leaked");
+            }
+        } else {
+            boxed.shutdown();
+        }
+    })
+}
+
+/// Adds a connection named `name` (UTF-8, not empty) and starts connecting it in the
+/// background; does not wait for the handshake (see `kh_manager_wait_open`). `cfg` is copied
+/// (the caller still owns and frees it); `hooks` is copied and may be NULL for no callbacks.
+/// Fails with `KH_ALREADY_EXISTS` when the name is taken, `KH_INVALID_ARGUMENT` when the
+/// configuration is refused; `on_drop` is not called on failure.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_add(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    cfg: *const kh_config,
+    hooks: *const kh_hooks,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, name, cfg) =
+            unsafe { (manager(mgr)?, arg_str(name, "name")?, arg_ref(cfg, "cfg")?) };
+        // SAFETY: NULL or a valid kh_hooks, per the header.
+        let hooks = unsafe { hooks.as_ref() };
+        let config = cfg.build()?;
+        let rust_hooks = match hooks {
+            Some(h) => read_hooks(h, name),
+            None => crate::hooks::ReadHooks::new(),
+        };
+        m.manager
+            .try_add(name, config, rust_hooks)
+            .map_err(|(e, mut h)| {
+                h.forget_on_drop();
+                e
+            })
+    })
+}
+
+/// Queues a text message (`len` bytes of UTF-8; no NUL needed; copied). Returns at once:
+/// `KH_CONNECTION_DROPPED` when the connection is not open, `KH_QUEUE_FULL` when its queue is
+/// full, `KH_MESSAGE_TOO_LARGE`, `KH_INVALID_ARGUMENT` for invalid UTF-8. A queued message is
+/// written, or reported to `on_error` as `KH_WRITE_ERROR`: never dropped silently.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_send_text(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    data: *const c_char,
+    len: usize,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers with `len` readable bytes, per the header.
+        let (m, name, bytes) = unsafe {
+            (
+                manager(mgr)?,
+                arg_str(name, "name")?,
+                arg_bytes(data.cast(), len, "data")?,
+            )
+        };
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            ConnectionError::InvalidArgument(format!("text is not valid UTF-8 ({e})"))
+        })?;
+        m.manager.send_text(name, Utf8Bytes::from(text))
+    })
+}
+
+/// Queues a binary message (copied); same rules as `kh_manager_send_text`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_send_binary(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers with `len` readable bytes, per the header.
+        let (m, name, bytes) = unsafe {
+            (
+                manager(mgr)?,
+                arg_str(name, "name")?,
+                arg_bytes(data, len, "data")?,
+            )
+        };
+        m.manager.send_binary(name, Bytes::copy_from_slice(bytes))
+    })
+}
+
+/// Queues a ping frame with up to 125 bytes of payload; same rules as `kh_manager_send_text`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_send_ping(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers with `len` readable bytes, per the header.
+        let (m, name, bytes) = unsafe {
+            (
+                manager(mgr)?,
+                arg_str(name, "name")?,
+                arg_bytes(data, len, "data")?,
+            )
+        };
+        m.manager.send_ping(name, Bytes::copy_from_slice(bytes))
+    })
+}
+
+/// Closes the connection cleanly and connects it again at once (no backoff); returns at once.
+/// Messages still queued are written after the reconnect, after the init messages.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_restart(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, name) = unsafe { (manager(mgr)?, arg_str(name, "name")?) };
+        m.manager.restart(name)
+    })
+}
+
+/// Restarts every connection of the manager, like `kh_manager_restart`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_restart_all(mgr: *mut kh_manager) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or a valid manager, per the header.
+        let m = unsafe { manager(mgr) }?;
+        m.manager.restart_all()
+    })
+}
+
+/// Closes a connection for good: writes the messages still queued, sends a close frame with
+/// `code` (1000-1003, 1007-1014 or 3000-4999) and `reason` (NULL for none; at most 123 bytes of
+/// UTF-8), waits for the peer's reply (bounded by the close timeout), then forgets the name.
+///
+/// Called from outside a callback, it returns when the close is complete: no callback of the
+/// connection runs any more and its `on_drop` has been called. Called from inside a callback,
+/// it only starts the close and returns at once; the close completes after the callback
+/// returns (frames arriving during the handshake still reach the callbacks).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_close(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    code: u16,
+    reason: *const c_char,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, name) = unsafe { (manager(mgr)?, arg_str(name, "name")?) };
+        let reason = if reason.is_null() {
+            ""
+        } else {
+            // SAFETY: non-NULL and NUL-terminated, per the header.
+            unsafe { arg_str(reason, "reason") }?
+        };
+        if Handle::try_current().is_ok() {
+            return m.manager.request_close(name, code, reason);
+        }
+        m.block_on("kh_manager_close", m.manager.close(name, code, reason))
+    })
+}
+
+/// Writes the connection's state to `*out`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_state(
+    mgr: *const kh_manager,
+    name: *const c_char,
+    out: *mut kh_conn_state,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, name) = unsafe { (manager(mgr)?, arg_str(name, "name")?) };
+        let s = m.manager.state(name)?;
+        // SAFETY: NULL or valid for writes, per the header.
+        unsafe { write_out(out, s.into(), "out") }
+    })
+}
+
+/// Writes the connection's counters to `*out`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_stats(
+    mgr: *const kh_manager,
+    name: *const c_char,
+    out: *mut kh_conn_stats,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, name) = unsafe { (manager(mgr)?, arg_str(name, "name")?) };
+        let s = m.manager.stats(name)?;
+        let rtt = s.last_rtt.map_or(0, |d| (d.as_micros() as u64).max(1));
+        let stats = kh_conn_stats {
+            messages_in: s.messages_in,
+            bytes_in: s.bytes_in,
+            messages_out: s.messages_out,
+            bytes_out: s.bytes_out,
+            reconnects: s.reconnects,
+            last_rtt_us: rtt,
+        };
+        // SAFETY: NULL or valid for writes, per the header.
+        unsafe { write_out(out, stats, "out") }
+    })
+}
+
+/// Blocks until the connection is open (`KH_OK`), `timeout_ms` passes (`KH_TIMEOUT`), or it
+/// stops for good (`KH_CONNECTION_DROPPED`). Refused inside a callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_wait_open(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    timeout_ms: u32,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, name) = unsafe { (manager(mgr)?, arg_str(name, "name")?) };
+        let within = Duration::from_millis(timeout_ms.into());
+        m.block_on("kh_manager_wait_open", m.manager.wait_open(name, within))
+    })
+}

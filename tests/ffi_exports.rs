@@ -1,0 +1,39 @@
+//! The shared library exports only `kh_` symbols.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+#[test]
+fn shared_library_exports_only_kh_symbols() {
+    // The cdylib is built next to the test binary's deps directory by `cargo test`.
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(PathBuf::from)
+        .expect("target dir");
+    let lib = dir.join("libkharbranth.so");
+    assert!(lib.exists(), "{} was not built", lib.display());
+    let out = match Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&lib)
+        .output()
+    {
+        Ok(o) if o.status.success() => o,
+        _ => {
+            eprintln!("skipping: nm is not available");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let symbols: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert!(
+        symbols.iter().any(|s| *s == "kh_manager_new"),
+        "{symbols:?}"
+    );
+    let foreign: Vec<&&str> = symbols.iter().filter(|s| !s.starts_with("kh_")).collect();
+    assert!(foreign.is_empty(), "non-kh_ exports: {foreign:?}");
+}

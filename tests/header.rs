@@ -1,0 +1,12 @@
+//! The committed header must be exactly what build.rs generates from src/ffi/.
+
+#[test]
+fn committed_header_equals_generated_header() {
+    let generated = include_str!(concat!(env!("OUT_DIR"), "/kharbranth.h"));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/include/kharbranth.h");
+    let committed = std::fs::read_to_string(path).expect("include/kharbranth.h exists");
+    assert!(
+        committed == generated,
+        "include/kharbranth.h is stale: build outside CI (cargo build) regenerates it; commit it"
+    );
+}
