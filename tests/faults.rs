@@ -854,3 +854,79 @@ async fn header_secrets_never_logged() {
     assert!(leaks.is_empty(), "secrets in logs: {leaks:#?}");
     eprintln!("[security] {records} log records at Trace, none holds a header secret");
 }
+
+/// The upgrade is done by hand (so tungstenite never logs the request); over TLS it still
+/// meets a standard server, certificate verification is on by default, and nothing secret is
+/// logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_upgrade_verifies_certificates_and_logs_no_secret() {
+    use tokio_rustls::rustls;
+    install_capture();
+    CAPTURING.store(true, Ordering::Relaxed);
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("kh-faults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, ck.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_cfg));
+    let server = Server::start(move |tcp, _| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            // A standard server handshake: the hand-made request must satisfy it.
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                return;
+            };
+            while let Some(Ok(m)) = ws.next().await {
+                if m.is_text() && ws.send(m).await.is_err() {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    let url = format!("wss://localhost:{}/tls", server.port);
+    let mgr = WsManager::new();
+    // Without the CA: refused by verification.
+    let untrusted = Recorder::default();
+    let c = cfg(&url)
+        .header("Authorization", SECRETS[0])
+        .build()
+        .unwrap();
+    mgr.add("untrusted", c, untrusted.hooks()).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || !untrusted.errors().is_empty()).await);
+    let e = untrusted.errors()[0].0.to_string();
+    assert!(
+        e.contains("TLS") && e.to_lowercase().contains("certificate"),
+        "{e}"
+    );
+    mgr.close("untrusted", 1000, "bye").await.unwrap();
+    // With it: open, echo.
+    let r = Recorder::default();
+    let c = cfg(&url)
+        .add_ca_file(&ca)
+        .header("Authorization", SECRETS[0])
+        .subprotocol("feed.v1")
+        .init_text("over tls")
+        .build()
+        .unwrap();
+    mgr.add("tls", c, r.hooks()).unwrap();
+    mgr.wait_open("tls", Duration::from_secs(10)).await.unwrap();
+    assert!(wait_until(Duration::from_secs(10), || !r.texts().is_empty()).await);
+    assert_eq!(r.texts()[0], "over tls");
+    mgr.close("tls", 1000, "bye").await.unwrap();
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let leaks = leaks_of(&SECRETS[..1]);
+    assert!(leaks.is_empty(), "secrets in logs: {leaks:#?}");
+}
