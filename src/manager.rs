@@ -98,11 +98,24 @@ impl WsManager {
     /// Adds a connection and starts connecting it in the background; does not wait for the
     /// handshake (see [`wait_open`](Self::wait_open)).
     pub fn add(&self, name: &str, config: Config, hooks: ReadHooks) -> Result<()> {
-        validate_name(name)?;
-        self.check_running()?;
+        self.try_add(name, config, hooks).map_err(|(e, _)| e)
+    }
+
+    /// Like [`add`](Self::add), but hands the hooks back when it fails, so their `on_drop`
+    /// can be disarmed (the C ABI promises no `on_drop` for a failed add).
+    #[allow(clippy::result_large_err)] // Cold path; boxing would only move the cost.
+    pub(crate) fn try_add(
+        &self,
+        name: &str,
+        config: Config,
+        hooks: ReadHooks,
+    ) -> std::result::Result<(), (ConnectionError, ReadHooks)> {
+        if let Err(e) = validate_name(name).and_then(|()| self.check_running()) {
+            return Err((e, hooks));
+        }
         let mut conns = self.inner.write_conns();
         if conns.contains_key(name) {
-            return Err(ConnectionError::AlreadyExists(name.to_string()));
+            return Err((ConnectionError::AlreadyExists(name.to_string()), hooks));
         }
         let (link, mailbox) = link(name, &config);
         let name: Arc<str> = name.into();
@@ -191,8 +204,10 @@ impl WsManager {
         Ok(())
     }
 
-    /// Starts closing `name` like [`close`](Self::close) and returns at once. Safe inside
-    /// hooks; once the current hook returns, no other data hook of this connection runs.
+    /// Starts closing `name` like [`close`](Self::close) and returns at once; safe inside
+    /// hooks. The close completes in the background: frames arriving during the close
+    /// handshake still reach the hooks, then `on_drop` runs. [`shutdown`](Self::shutdown)
+    /// waits for such closes too.
     pub fn request_close(&self, name: &str, code: u16, reason: &str) -> Result<()> {
         validate_close(code, reason)?;
         let entry = self.take_entry(name)?;
@@ -244,9 +259,8 @@ impl WsManager {
     /// Closes every connection (code 1001, "going away") and waits for all of them, each bounded
     /// by its close timeout. Later calls on the manager fail with `ShuttingDown`.
     pub async fn shutdown(&self) {
-        if self.inner.shutting_down.swap(true, Ordering::SeqCst) {
-            // A second shutdown still waits for what the first left closing.
-        }
+        // A second call still waits for whatever the first left closing.
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
         let entries: Vec<(Arc<str>, Entry)> = self.inner.write_conns().drain().collect();
         log::info!(
             "manager shutting down: closing {} connection(s)",
@@ -262,6 +276,11 @@ impl WsManager {
         for task in rest {
             let _ = timeout(Duration::from_secs(30), task).await;
         }
+    }
+
+    /// Refuses every later call with `ShuttingDown`, without waiting for anything.
+    pub(crate) fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
@@ -438,12 +457,10 @@ async fn supervise(
         let delay = backoff.next_delay();
         log::info!("[{name}] reconnecting in {delay:?}");
         let wake = Instant::now() + delay;
-        loop {
-            match timeout_at(wake, mailbox.control.recv()).await {
-                Err(_) => break,
-                Ok(Some(Control::Restart)) => continue 'outer,
-                Ok(Some(Control::Close { .. }) | None) => break 'outer,
-            }
+        match timeout_at(wake, mailbox.control.recv()).await {
+            Err(_) => {}
+            Ok(Some(Control::Restart)) => continue 'outer,
+            Ok(Some(Control::Close { .. }) | None) => break 'outer,
         }
     }
     shared.set_state(ConnState::Closed);
