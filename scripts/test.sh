@@ -14,9 +14,11 @@ step "cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 
-step "cargo test"
-cargo test --all-targets 2>&1 | tee target/cargo-test.log
-cargo test --doc
+step "cargo test (unit, integration, doc tests)"
+cargo test
+
+step "benchmark code builds (the suite itself runs with bench/run.sh)"
+cargo build --release --benches --examples
 
 if [ -f c_examples/CMakeLists.txt ]; then
   step "C/C++ examples (CMake + ctest)"

@@ -52,3 +52,8 @@ pub use bytes::Bytes;
 /// The WebSocket message type, for [`Link::send`] and for driving a [`Connection`] directly.
 pub use tokio_tungstenite::tungstenite::Message;
 pub use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// The README's Rust examples compile as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
