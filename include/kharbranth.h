@@ -253,7 +253,8 @@ typedef struct kh_hooks {
   /**
    * Called exactly once, when the manager is done with `user_data`: after the connection was
    * closed (by `kh_manager_close`, by giving up, or by `kh_manager_free`). No other callback
-   * of the connection runs after it. Not called when `kh_manager_add` fails.
+   * of the connection runs after it. Not called when `kh_manager_add` fails. It may run on a
+   * runtime thread or on the thread that called `kh_manager_close`/`kh_manager_free`.
    */
   void (*on_drop)(void *user_data);
 } kh_hooks;
@@ -418,8 +419,7 @@ kh_result kh_manager_new_with_threads(uint32_t workers, struct kh_manager **out)
  * unless a callback itself blocks.
  *
  * Called from inside a callback: starts the same shutdown on a helper thread and returns at
- * once; the shutdown completes after the callback returns, and the `on_drop` callbacks then run
- * on that helper thread. Other calls on the manager made meanwhile (from callbacks still
+ * once; the shutdown completes after the callback returns. Other calls on the manager made meanwhile (from callbacks still
  * running) return `KH_SHUTTING_DOWN`.
  *
  * In both cases `mgr` must not be used by the caller after this call.

@@ -104,7 +104,8 @@ pub struct kh_hooks {
     >,
     /// Called exactly once, when the manager is done with `user_data`: after the connection was
     /// closed (by `kh_manager_close`, by giving up, or by `kh_manager_free`). No other callback
-    /// of the connection runs after it. Not called when `kh_manager_add` fails.
+    /// of the connection runs after it. Not called when `kh_manager_add` fails. It may run on a
+    /// runtime thread or on the thread that called `kh_manager_close`/`kh_manager_free`.
     pub on_drop: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
 

@@ -163,8 +163,7 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
 /// unless a callback itself blocks.
 ///
 /// Called from inside a callback: starts the same shutdown on a helper thread and returns at
-/// once; the shutdown completes after the callback returns, and the `on_drop` callbacks then run
-/// on that helper thread. Other calls on the manager made meanwhile (from callbacks still
+/// once; the shutdown completes after the callback returns. Other calls on the manager made meanwhile (from callbacks still
 /// running) return `KH_SHUTTING_DOWN`.
 ///
 /// In both cases `mgr` must not be used by the caller after this call.
