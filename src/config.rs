@@ -49,6 +49,9 @@ pub mod defaults {
     pub const WRITE_BUFFER_SIZE: usize = 64 * 1024;
 }
 
+/// Longest accepted duration setting (one year): far below where `Instant + Duration` overflows.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// What the heartbeat sends every [`ping_interval`](ConfigBuilder::ping_interval).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heartbeat {
@@ -355,6 +358,11 @@ impl ConfigBuilder {
         ] {
             if d.is_zero() {
                 return bad(format!("{what} must be positive"));
+            }
+            // Timers add these to `Instant::now()`, which panics on overflow: a "forever" such
+            // as Duration::MAX must be refused here, not crash the connection task later.
+            if d > MAX_DURATION {
+                return bad(format!("{what} must be at most {MAX_DURATION:?} (one year)"));
             }
         }
         if self.backoff_min > self.backoff_max {
