@@ -80,13 +80,17 @@ async fn handle(tcp: TcpStream, cache: Cache) {
             // Then wait for the client's close (tungstenite answers it).
             while let Some(Ok(_)) = ws.next().await {}
         }
-        ["echo", ..] => {
-            while let Some(Ok(m)) = ws.next().await {
-                if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                    return;
+        ["echo", ..] => loop {
+            match ws.next().await {
+                Some(Ok(m)) => {
+                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                        return;
+                    }
                 }
+                // A client that just drops the socket is no news here.
+                Some(Err(_)) | None => return,
             }
-        }
+        },
         _ => while let Some(Ok(_)) = ws.next().await {},
     }
 }
