@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Turns bench/results.jsonl into bench/results.md: medians per client and workload, and each
+client's ratio to raw tokio-tungstenite measured in the same run."""
+import argparse
+import datetime
+import json
+import platform
+import re
+import statistics
+import subprocess
+from collections import defaultdict
+
+ap = argparse.ArgumentParser()
+ap.add_argument("jsonl")
+ap.add_argument("md")
+ap.add_argument("--command", default="bash bench/run.sh")
+ap.add_argument("--reps", default="?")
+ap.add_argument("--elapsed", default="?")
+ap.add_argument("--load-start", default="?")
+ap.add_argument("--load-end", default="?")
+ap.add_argument("--server-cpu", default="0")
+ap.add_argument("--client-cpu", default="1")
+a = ap.parse_args()
+
+rows = [json.loads(l) for l in open(a.jsonl) if l.strip()]
+groups = defaultdict(list)
+failed = defaultdict(int)
+for r in rows:
+    if r.get("failed") or not r.get("ok", False):
+        failed[(r.get("suite"), r.get("workload", "?"), r.get("pin"), r["label"])] += 1
+        if r.get("failed"):
+            continue
+    groups[(r["suite"], r["workload"], r["pin"], r["label"])].append(r)
+
+
+def med(rs, key):
+    vals = [float(r[key]) for r in rs if key in r]
+    return statistics.median(vals) if vals else None
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def fmt_rate(v):
+    if v is None:
+        return "–"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f} M"
+    if v >= 1e3:
+        return f"{v / 1e3:.1f} k"
+    return f"{v:.0f}"
+
+
+def ratio(v, base, invert=False):
+    if v is None or not base:
+        return "–"
+    return f"{(base / v if invert else v / base):.2f}×"
+
+
+def versions():
+    lock = open("Cargo.lock").read() if True else ""
+    tt = re.search(r'name = "tokio-tungstenite"\nversion = "([^"]+)"', lock)
+    return tt.group(1) if tt else "?"
+
+
+order = ["drain (server ceiling)", "tokio-tungstenite", "tokio-tungstenite rbuf=8KiB",
+         "kharbranth Rust API", "kharbranth C ABI", "kharbranth Python ctypes", "libwebsockets"]
+
+
+def sort_labels(labels):
+    return sorted(labels, key=lambda l: (order.index(l) if l in order else len(order), l))
+
+
+out = []
+w = out.append
+model = sh("lscpu | grep 'Model name' | sed 's/Model name: *//'")
+w("# Benchmark results\n")
+w(f"- Command: `{a.command}` (REPS={a.reps}; {a.elapsed} s in all)")
+w(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+w(f"- Machine: `nproc` = {sh('nproc')}, {model}, {sh('uname -r')}, "
+  f"{platform.python_implementation()} {platform.python_version()}")
+w(f"- Load average (1/5/15 min) at start: {a.load_start}; at end: {a.load_end}. "
+  "Other work on the machine skews single runs: read ratios, not absolute numbers.")
+w(f"- Pinning: server on CPU {a.server_cpu}, clients on CPU {a.client_cpu} (cross-core); "
+  f"same-core echo runs the client on CPU {a.server_cpu} too.")
+w(f"- tokio-tungstenite {versions()}; kharbranth default read buffer 8 KiB, tokio-tungstenite "
+  "default 128 KiB. Medians of the repetitions; clients interleaved (A B C A B C).")
+w("- Push: the server writes N pre-encoded frames then a 3-byte marker; time from the first "
+  "message to the marker. MB/s counts payload bytes (10^6). Echo: one 64-byte text message "
+  "in flight; the kharbranth, C and Python clients send the next message from inside the "
+  "receive callback.\n")
+
+# Throughput tables.
+for wl in ["push_64B", "push_1KiB", "push_1MiB"]:
+    keys = [k for k in groups if k[0] == "main" and k[1] == wl]
+    if not keys:
+        continue
+    base = med(groups.get(("main", wl, "cross", "tokio-tungstenite"), []), "msgs_per_sec")
+    w(f"## {wl.replace('_', ' ')}\n")
+    w("| client | msgs/s | MB/s | vs tokio-tungstenite | runs |")
+    w("|---|---:|---:|---:|---:|")
+    for label in sort_labels({k[3] for k in keys}):
+        rs = groups[("main", wl, "cross", label)]
+        m = med(rs, "msgs_per_sec")
+        mb = med(rs, "mb_per_sec")
+        bad = failed.get(("main", wl, "cross", label), 0)
+        w(f"| {label} | {fmt_rate(m)} | {mb:.0f} | {ratio(m, base)} | {len(rs)}"
+          f"{f' ({bad} not ok)' if bad else ''} |")
+    w("")
+
+for pin in ["cross", "same"]:
+    keys = [k for k in groups if k[0] == "main" and k[1] == "echo_64B" and k[2] == pin]
+    if not keys:
+        continue
+    base = med(groups.get(("main", "echo_64B", pin, "tokio-tungstenite"), []), "p50_us")
+    w(f"## echo 64 B, {pin}-core (round trip, µs)\n")
+    w("| client | p50 µs | p99 µs | msgs/s | p50 vs tokio-tungstenite | runs |")
+    w("|---|---:|---:|---:|---:|---:|")
+    for label in sort_labels({k[3] for k in keys}):
+        rs = groups[("main", "echo_64B", pin, label)]
+        p50, p99 = med(rs, "p50_us"), med(rs, "p99_us")
+        w(f"| {label} | {p50:.1f} | {p99:.1f} | {fmt_rate(med(rs, 'msgs_per_sec'))} | "
+          f"{ratio(p50, base)} | {len(rs)} |")
+    w("")
+
+keys = [k for k in groups if k[0] == "main" and k[1] == "idle"]
+if keys:
+    base = med(groups.get(("main", "idle", "cross", "tokio-tungstenite"), []), "rss_per_conn_kib")
+    n = int(med(groups[keys[0]], "conns") or 0)
+    w(f"## {n:,} idle connections in one process\n")
+    w("| client | RSS per connection (KiB) | time to open all (s) | threads | "
+      "RSS vs tokio-tungstenite | runs |")
+    w("|---|---:|---:|---:|---:|---:|")
+    for label in sort_labels({k[3] for k in keys}):
+        rs = groups[("main", "idle", "cross", label)]
+        rss = med(rs, "rss_per_conn_kib")
+        w(f"| {label} | {rss:.1f} | {med(rs, 'open_secs'):.2f} | {med(rs, 'threads'):.0f} | "
+          f"{ratio(rss, base)} | {len(rs)} |")
+    w("\nRSS per connection is the VmRSS growth from before the first connect to 1 s after the "
+      "last one opened, divided by the connections; every connection is being read. "
+      "Threads: the whole client process (the Rust clients have a main thread and a watchdog "
+      "thread on a current-thread runtime; the C client runs the library's own runtime).\n")
+
+# Read-buffer sweep.
+sweep = [k for k in groups if k[0] == "sweep"]
+if sweep:
+    w("## Read-buffer size sweep (kharbranth Rust API vs tokio-tungstenite at the same size)\n")
+    w("| read buffer | tt push 64 B | kh push 64 B | kh/tt | tt push 1 KiB | kh push 1 KiB | "
+      "kh/tt | tt idle KiB/conn | kh idle KiB/conn |")
+    w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for kib in [4, 8, 16, 32, 128]:
+        def g(who, wl, key):
+            return med(groups.get(("sweep", wl, "cross", f"{who} rbuf={kib}KiB"), []), key)
+        cells = []
+        for wl in ["push_64B", "push_1KiB"]:
+            t, k = g("tokio-tungstenite", wl, "msgs_per_sec"), g("kharbranth Rust API", wl,
+                                                                  "msgs_per_sec")
+            cells += [fmt_rate(t), fmt_rate(k), ratio(k, t)]
+        ti = g("tokio-tungstenite", "idle", "rss_per_conn_kib")
+        ki = g("kharbranth Rust API", "idle", "rss_per_conn_kib")
+        cells += [f"{ti:.1f}" if ti is not None else "–", f"{ki:.1f}" if ki is not None else "–"]
+        w(f"| {kib} KiB | " + " | ".join(cells) + " |")
+    sn = [r for k in sweep if k[1] == "idle" for r in groups[k]]
+    if sn:
+        w(f"\nIdle columns: {int(sn[0].get('conns', 0)):,} connections per run.\n")
+
+if failed:
+    w("## Runs that failed or were not ok\n")
+    for k, v in sorted(failed.items(), key=str):
+        w(f"- {k}: {v}")
+    w("")
+w(f"Raw results, one JSON line per run: `{a.jsonl}`.")
+open(a.md, "w").write("\n".join(out) + "\n")
+print("\n".join(out))

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# The benchmark suite: `bash bench/run.sh` (about 6-9 minutes on a 2-core VM).
+#
+# Builds everything in release mode, starts the benchmark server pinned to CPU 0, runs every
+# client pinned to CPU 1 (and the echo workload once more on CPU 0, same core as the server),
+# interleaving the clients (A B C A B C) for REPS repetitions, then writes bench/results.jsonl
+# (every run) and bench/results.md (medians, ratios to raw tokio-tungstenite of the same run).
+#
+# Environment: REPS (default 3), PORT (default 9301), QUICK=1 (smaller N, for trying it out),
+# SKIP_SWEEP=1 (skip the read-buffer sweep), SKIP_IDLE=1 (skip the 10,000-connection runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+REPS=${REPS:-3}
+PORT=${PORT:-9301}
+QUICK=${QUICK:-0}
+out_jsonl=bench/results.jsonl
+out_md=bench/results.md
+log=target/bench/run.log
+mkdir -p target/bench
+: >"$log"
+started=$(date +%s)
+say() { printf '==> %s\n' "$*" >&2; }
+
+# 10,000 idle connections need 10,000+ descriptors in the client and in the server.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 20500 ]; then
+  ulimit -n 20500 2>/dev/null || say "ulimit -n is $(ulimit -n): the idle workload may fail"
+fi
+
+ncpu=$(nproc)
+if [ "$ncpu" -ge 2 ]; then SRV_CPU=0; CLI_CPU=1; else SRV_CPU=0; CLI_CPU=0; fi
+
+say "building (release)"
+cargo build --release --lib >>"$log" 2>&1
+BIN=$(cargo build --release --bench wsbench --message-format=json 2>>"$log" |
+  python3 -c 'import sys, json
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("executable") and m["target"]["name"] == "wsbench":
+        print(m["executable"])')
+[ -x "$BIN" ] || { say "wsbench did not build; see $log"; exit 1; }
+CC=${CC:-cc}
+have_c=0
+if [ -f include/kharbranth.h ] && [ -f target/release/libkharbranth.so ]; then
+  $CC -O2 -Wall -Iinclude -o target/bench/c_client bench/c_client.c -Ltarget/release \
+    -lkharbranth -Wl,-rpath,"$root/target/release" -lpthread >>"$log" 2>&1 && have_c=1
+fi
+have_lws=0
+if pkg-config --exists libwebsockets 2>/dev/null; then
+  # shellcheck disable=SC2046
+  $CC -O2 -Wall -o target/bench/lws_client bench/lws_client.c \
+    $(pkg-config --cflags --libs libwebsockets) >>"$log" 2>&1 && have_lws=1
+else
+  say "libwebsockets-dev not installed (apt-get install libwebsockets-dev): lws rows skipped"
+fi
+have_py=0
+[ "$have_c" = 1 ] && command -v python3 >/dev/null && have_py=1
+
+say "starting the server on 127.0.0.1:$PORT (CPU $SRV_CPU)"
+taskset -c "$SRV_CPU" "$BIN" server port="$PORT" secs=1500 2>>"$log" &
+srv=$!
+trap 'kill "$srv" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  sleep 0.05
+done
+
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+: >"$out_jsonl.tmp"
+fails=0
+# run LABEL SUITE PIN CPU command...: one client run; its JSON line, tagged, goes to the jsonl.
+run() {
+  local label=$1 suite=$2 pin=$3 cpu=$4 rep=$5
+  shift 5
+  local line
+  if line=$(timeout 150 taskset -c "$cpu" "$@" 2>>"$log" | tail -n 1) && [ -n "$line" ]; then
+    line=${line%\}}
+    printf '%s,"label":"%s","suite":"%s","pin":"%s","rep":%s}\n' "$line" "$label" "$suite" \
+      "$pin" "$rep" >>"$out_jsonl.tmp"
+  else
+    fails=$((fails + 1))
+    say "FAILED: $label ($*)"
+    printf '{"label":"%s","suite":"%s","pin":"%s","rep":%s,"ok":false,"failed":true}\n' \
+      "$label" "$suite" "$pin" "$rep" >>"$out_jsonl.tmp"
+  fi
+}
+
+url=ws://127.0.0.1:$PORT
+if [ "$QUICK" = 1 ]; then
+  push_sets=("100000 64" "20000 1024" "200 1048576"); echo_n=2000; idle_n=1000
+else
+  push_sets=("1000000 64" "200000 1024" "2000 1048576"); echo_n=20000; idle_n=10000
+fi
+
+# Push: every client on CPU 1, interleaved.
+for set in "${push_sets[@]}"; do
+  read -r n s <<<"$set"
+  say "push $n x $s B"
+  for rep in $(seq "$REPS"); do
+    run "drain (server ceiling)" main cross "$CLI_CPU" "$rep" "$BIN" drain url="$url/push/$n/$s" n="$n" s="$s"
+    run "tokio-tungstenite" main cross "$CLI_CPU" "$rep" "$BIN" tt workload=push url="$url/push/$n/$s" n="$n" s="$s"
+    run "tokio-tungstenite rbuf=8KiB" main cross "$CLI_CPU" "$rep" "$BIN" tt workload=push url="$url/push/$n/$s" n="$n" s="$s" rbuf=8192
+    run "kharbranth Rust API" main cross "$CLI_CPU" "$rep" "$BIN" kh workload=push url="$url/push/$n/$s" n="$n" s="$s"
+    [ "$have_c" = 1 ] && run "kharbranth C ABI" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url/push/$n/$s" "$n" "$s"
+    [ "$have_py" = 1 ] && run "kharbranth Python ctypes" main cross "$CLI_CPU" "$rep" python3 bench/py_client.py push "$url/push/$n/$s" "$n" "$s"
+    [ "$have_lws" = 1 ] && run "libwebsockets" main cross "$CLI_CPU" "$rep" target/bench/lws_client push "$PORT" "/push/$n/$s" "$n" "$s"
+    true
+  done
+done
+
+# Echo: cross-core (client CPU 1) and same-core (client on the server's CPU 0).
+for pin in cross same; do
+  cpu=$CLI_CPU
+  [ "$pin" = same ] && cpu=$SRV_CPU
+  say "echo 64 B x $echo_n ($pin-core)"
+  for rep in $(seq "$REPS"); do
+    run "tokio-tungstenite" main "$pin" "$cpu" "$rep" "$BIN" tt workload=echo url="$url/echo" n="$echo_n" s=64
+    run "kharbranth Rust API" main "$pin" "$cpu" "$rep" "$BIN" kh workload=echo url="$url/echo" n="$echo_n" s=64
+    [ "$have_c" = 1 ] && run "kharbranth C ABI" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64
+    [ "$have_py" = 1 ] && run "kharbranth Python ctypes" main "$pin" "$cpu" "$rep" python3 bench/py_client.py echo "$url/echo" "$echo_n" 64
+    [ "$have_lws" = 1 ] && run "libwebsockets" main "$pin" "$cpu" "$rep" target/bench/lws_client echo "$PORT" /echo "$echo_n" 64
+    true
+  done
+done
+
+# Idle connections on one manager (one process, one runtime).
+if [ "${SKIP_IDLE:-0}" != 1 ]; then
+  say "idle: $idle_n connections"
+  for rep in $(seq "$REPS"); do
+    run "tokio-tungstenite" main cross "$CLI_CPU" "$rep" "$BIN" tt workload=idle url="$url/idle" n="$idle_n"
+    run "tokio-tungstenite rbuf=8KiB" main cross "$CLI_CPU" "$rep" "$BIN" tt workload=idle url="$url/idle" n="$idle_n" rbuf=8192
+    run "kharbranth Rust API" main cross "$CLI_CPU" "$rep" "$BIN" kh workload=idle url="$url/idle" n="$idle_n"
+    [ "$have_c" = 1 ] && run "kharbranth C ABI" main cross "$CLI_CPU" "$rep" target/bench/c_client idle "$url/idle" "$idle_n" 0
+    true
+  done
+fi
+
+# Read-buffer sweep: kharbranth (Rust API) and tokio-tungstenite at the same buffer sizes.
+if [ "${SKIP_SWEEP:-0}" != 1 ]; then
+  say "read-buffer sweep"
+  sweep_idle=$((idle_n / 5))
+  for rep in $(seq "$REPS"); do
+    for kib in 4 8 16 32 128; do
+      rb=$((kib * 1024))
+      for set in "${push_sets[@]:0:2}"; do
+        read -r n s <<<"$set"
+        run "tokio-tungstenite rbuf=${kib}KiB" sweep cross "$CLI_CPU" "$rep" "$BIN" tt workload=push url="$url/push/$n/$s" n="$n" s="$s" rbuf="$rb"
+        run "kharbranth Rust API rbuf=${kib}KiB" sweep cross "$CLI_CPU" "$rep" "$BIN" kh workload=push url="$url/push/$n/$s" n="$n" s="$s" rbuf="$rb"
+      done
+      if [ "${SKIP_IDLE:-0}" != 1 ]; then
+        run "tokio-tungstenite rbuf=${kib}KiB" sweep cross "$CLI_CPU" "$rep" "$BIN" tt workload=idle url="$url/idle" n="$sweep_idle" rbuf="$rb"
+        run "kharbranth Rust API rbuf=${kib}KiB" sweep cross "$CLI_CPU" "$rep" "$BIN" kh workload=idle url="$url/idle" n="$sweep_idle" rbuf="$rb"
+      fi
+    done
+  done
+fi
+
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+elapsed=$(($(date +%s) - started))
+mv "$out_jsonl.tmp" "$out_jsonl"
+python3 bench/report.py "$out_jsonl" "$out_md" \
+  --command "bash bench/run.sh" --reps "$REPS" --elapsed "$elapsed" \
+  --load-start "$load_start" --load-end "$load_end" --server-cpu "$SRV_CPU" --client-cpu "$CLI_CPU"
+say "done in ${elapsed}s: $out_md, $out_jsonl ($fails failed run(s))"
