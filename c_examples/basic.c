@@ -215,6 +215,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s ws://host:port/path\n", argv[0]);
         return 2;
     }
+    setvbuf(stdout, NULL, _IOLBF, 0); /* keep stdout and stderr in order when redirected */
     printf("kharbranth %s (header %s)\n", kh_version(), KH_VERSION_STRING);
     CHECK(kh_log_init("warn"));
     feed_init(&feed);

@@ -151,6 +151,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s ws://host:port/path\n", argv[0]);
         return 2;
     }
+    setvbuf(stdout, NULL, _IOLBF, 0); /* keep stdout and stderr in order when redirected */
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&progress, &attr);

@@ -319,6 +319,7 @@ int main(int argc, char **argv) {
         std::fprintf(stderr, "usage: %s ws://host:port/path\n", argv[0]);
         return 2;
     }
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // keep stdout and stderr in order when redirected
     try {
         run(url);
     } catch (const std::exception &e) {
