@@ -68,6 +68,8 @@ async fn soak(cycles: u64) {
         mgr.close(&name, 1000, "bye").await.unwrap();
     }
     let add_close = started.elapsed();
+    // Every cycle really was a new socket (+2 for the warm-up connect and its restart).
+    assert_eq!(server.accepted() as u64, cycles + 2);
 
     mgr.add("r", cfg(), ReadHooks::new()).unwrap();
     mgr.wait_open("r", Duration::from_secs(10)).await.unwrap();
@@ -80,6 +82,7 @@ async fn soak(cycles: u64) {
         assert!(ok, "forced reconnect {i} did not complete");
     }
     mgr.close("r", 1000, "bye").await.unwrap();
+    assert_eq!(server.accepted() as u64, 2 * cycles + 3);
     let total = started.elapsed();
     assert!(mgr.names().is_empty());
 
