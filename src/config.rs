@@ -362,7 +362,9 @@ impl ConfigBuilder {
             // Timers add these to `Instant::now()`, which panics on overflow: a "forever" such
             // as Duration::MAX must be refused here, not crash the connection task later.
             if d > MAX_DURATION {
-                return bad(format!("{what} must be at most {MAX_DURATION:?} (one year)"));
+                return bad(format!(
+                    "{what} must be at most {MAX_DURATION:?} (one year)"
+                ));
             }
         }
         if self.backoff_min > self.backoff_max {
