@@ -373,3 +373,43 @@ def test_free_from_inside_a_callback(lib, server):
     assert rec.count("freed") == 1
     mgr.ptr = kh.kh_manager_p()  # already freed: do not free it again
     assert not rec.failures, rec.failures
+
+
+def test_calls_from_inside_callbacks(lib, server):
+    """A callback may send, query and close its own connection without deadlock; a close from
+    inside a callback returns at once and completes afterwards (on_drop then runs)."""
+    rec = Recorder()
+    holder = {}
+    results = {}
+
+    def on_text(conn, text):
+        mgr = holder["mgr"]
+        rec._add("text", conn, text)
+        if text == "msg 3":
+            mgr.send_text(conn, "from the callback")
+            results["state"] = mgr.state(conn)
+            results["stats"] = mgr.stats(conn).messages_in
+            rc = lib.kh_manager_wait_open(mgr.ptr, conn.encode(), 10)
+            results["wait_open"] = rc
+        elif text == "from the callback":
+            t0 = time.monotonic()
+            mgr.close(conn, 1000, "from a callback")
+            results["close_secs"] = time.monotonic() - t0
+
+    cbs = rec.callbacks()
+    cbs["on_text"] = on_text
+    with kh.Manager(lib, workers=1) as mgr:  # one worker: any blocking call would deadlock
+        holder["mgr"] = mgr
+        cfg = kh.Config(lib, server, init_text="push 3")
+        mgr.add("re", cfg, **cbs)
+        cfg.free()
+        rec.wait(lambda r: r.drops == 1, "the close started inside a callback to complete")
+        assert results["state"] == kh.KH_STATE_OPEN
+        assert results["stats"] >= 3
+        assert results["wait_open"] == kh.KH_INVALID_ARGUMENT  # refused inside a callback
+        assert results["close_secs"] < 1.0
+        with pytest.raises(kh.KhError) as e:
+            mgr.state("re")
+        assert e.value.code == kh.KH_CONNECTION_NOT_FOUND
+    assert rec.drops == 1
+    assert not rec.failures, rec.failures
