@@ -77,7 +77,7 @@ url="ws://127.0.0.1:${port}/"
 export KH_URL="$url"
 echo "run_with_server: feed server on $url; running: $* $url"
 status=0
-timeout --kill-after=10 "$limit" "$@" "$url" >"$work/out" 2>&1 || status=$?
+timeout --kill-after=10 "$limit" "$@" "$url" >"$work/out" 2>&1 3>&- || status=$?
 cat "$work/out"
 if [ "$status" -ne 0 ]; then
   [ "$status" -eq 124 ] && echo "run_with_server: timed out after ${limit} s" >&2
