@@ -19,8 +19,10 @@ fn is_pong_timeout(e: &Ev) -> bool {
     matches!(e, Ev::Error(ConnectionError::PongReceiveTimeout(_)))
 }
 
+type Log = Arc<Mutex<Vec<(Instant, Message)>>>;
+
 /// Reads `ws` in the background (answering pings), recording each message and when it came.
-fn spawn_reader(mut ws: ServerWs) -> (Arc<Mutex<Vec<(Instant, Message)>>>, AbortOnDrop) {
+fn spawn_reader(mut ws: ServerWs) -> (Log, AbortOnDrop) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
     let task = tokio::spawn(async move {
