@@ -20,12 +20,12 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use bytes::Bytes;
-use tokio_tungstenite::tungstenite::Message;
 
 struct Args {
     port: u16,
@@ -47,7 +47,9 @@ fn parse_args() -> Result<Args, String> {
             }
             "--exit-after-secs" => {
                 let v = value("--exit-after-secs")?;
-                let s: u64 = v.parse().map_err(|e| format!("--exit-after-secs {v}: {e}"))?;
+                let s: u64 = v
+                    .parse()
+                    .map_err(|e| format!("--exit-after-secs {v}: {e}"))?;
                 args.exit_after = Duration::from_secs(s);
             }
             "-h" | "--help" => {
