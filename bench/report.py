@@ -68,7 +68,8 @@ def versions():
 
 
 order = ["drain (server ceiling)", "tokio-tungstenite", "tokio-tungstenite rbuf=8KiB",
-         "kharbranth Rust API", "kharbranth C ABI", "kharbranth Python ctypes", "libwebsockets"]
+         "kharbranth Rust API", "kharbranth C ABI", "kharbranth Python ctypes", "libwebsockets",
+         "picows (Python)", "websockets (Python)", "node ws"]
 
 
 def sort_labels(labels):
@@ -93,6 +94,9 @@ w("- Push: the server writes N pre-encoded frames then a 3-byte marker; time fro
   "message to the marker. MB/s counts payload bytes (10^6). Echo: one 64-byte text message "
   "in flight; the kharbranth, C and Python clients send the next message from inside the "
   "receive callback.\n")
+
+clients = sorted({r["client"] for r in rows if "client" in r})
+w("- Client libraries as they reported themselves: " + ", ".join(f"`{c}`" for c in clients) + "\n")
 
 # Throughput tables.
 for wl in ["push_64B", "push_1KiB", "push_1MiB"]:

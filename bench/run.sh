@@ -24,12 +24,14 @@ say() { printf '==> %s\n' "$*" >&2; }
 
 # 10,000 idle connections need 10,000+ descriptors in the client and in the server.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 20500 ]; then
-  ulimit -n 20500 2>/dev/null || say "ulimit -n is $(ulimit -n): the idle workload may fail"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 10500 ]; then
+  ulimit -n 10500 2>/dev/null || say "ulimit -n is $(ulimit -n): the idle workload may fail"
 fi
 
 ncpu=$(nproc)
 if [ "$ncpu" -ge 2 ]; then SRV_CPU=0; CLI_CPU=1; else SRV_CPU=0; CLI_CPU=0; fi
+
+[ "${NO_DEPS:-0}" = 1 ] || bash bench/deps.sh
 
 say "building (release)"
 cargo build --release --lib >>"$log" 2>&1
@@ -56,6 +58,10 @@ else
 fi
 have_py=0
 [ "$have_c" = 1 ] && command -v python3 >/dev/null && have_py=1
+have_picows=0; python3 -c 'import picows' 2>/dev/null && have_picows=1
+have_websockets=0; python3 -c 'import websockets' 2>/dev/null && have_websockets=1
+have_node=0
+command -v node >/dev/null && (cd bench && node -e "try{require.resolve('ws')}catch(e){require('../target/bench/node/node_modules/ws')}") 2>/dev/null && have_node=1
 
 say "starting the server on 127.0.0.1:$PORT (CPU $SRV_CPU)"
 taskset -c "$SRV_CPU" "$BIN" server port="$PORT" secs=1500 2>>"$log" &
@@ -105,6 +111,9 @@ for set in "${push_sets[@]}"; do
     [ "$have_c" = 1 ] && run "kharbranth C ABI" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url/push/$n/$s" "$n" "$s"
     [ "$have_py" = 1 ] && run "kharbranth Python ctypes" main cross "$CLI_CPU" "$rep" python3 bench/py_client.py push "$url/push/$n/$s" "$n" "$s"
     [ "$have_lws" = 1 ] && run "libwebsockets" main cross "$CLI_CPU" "$rep" target/bench/lws_client push "$PORT" "/push/$n/$s" "$n" "$s"
+    [ "$have_picows" = 1 ] && run "picows (Python)" main cross "$CLI_CPU" "$rep" python3 bench/py_others.py picows push "$url/push/$n/$s" "$n" "$s"
+    [ "$have_websockets" = 1 ] && run "websockets (Python)" main cross "$CLI_CPU" "$rep" python3 bench/py_others.py websockets push "$url/push/$n/$s" "$n" "$s"
+    [ "$have_node" = 1 ] && run "node ws" main cross "$CLI_CPU" "$rep" node bench/node_client.js push "$url/push/$n/$s" "$n" "$s"
     true
   done
 done
@@ -120,6 +129,9 @@ for pin in cross same; do
     [ "$have_c" = 1 ] && run "kharbranth C ABI" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64
     [ "$have_py" = 1 ] && run "kharbranth Python ctypes" main "$pin" "$cpu" "$rep" python3 bench/py_client.py echo "$url/echo" "$echo_n" 64
     [ "$have_lws" = 1 ] && run "libwebsockets" main "$pin" "$cpu" "$rep" target/bench/lws_client echo "$PORT" /echo "$echo_n" 64
+    [ "$have_picows" = 1 ] && run "picows (Python)" main "$pin" "$cpu" "$rep" python3 bench/py_others.py picows echo "$url/echo" "$echo_n" 64
+    [ "$have_websockets" = 1 ] && run "websockets (Python)" main "$pin" "$cpu" "$rep" python3 bench/py_others.py websockets echo "$url/echo" "$echo_n" 64
+    [ "$have_node" = 1 ] && run "node ws" main "$pin" "$cpu" "$rep" node bench/node_client.js echo "$url/echo" "$echo_n" 64
     true
   done
 done

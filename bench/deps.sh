@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the comparison clients of the benchmark if missing (idempotent, quiet when all is
+# there): libwebsockets-dev + pkg-config (apt), picows + websockets (pip), ws (npm, under
+# target/bench/node). Nothing here is needed to build or test the library itself.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if ! pkg-config --exists libwebsockets 2>/dev/null; then
+  if command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq libwebsockets-dev pkg-config; } >/dev/null 2>&1 ||
+      echo "bench/deps.sh: could not install libwebsockets-dev" >&2
+  fi
+fi
+if command -v python3 >/dev/null; then
+  python3 -c 'import picows, websockets' 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check picows websockets >/dev/null 2>&1 ||
+    echo "bench/deps.sh: could not pip install picows websockets" >&2
+fi
+if command -v npm >/dev/null && [ ! -d target/bench/node/node_modules/ws ]; then
+  mkdir -p target/bench/node
+  npm install --prefix target/bench/node ws@8 --no-audit --no-fund >/dev/null 2>&1 ||
+    echo "bench/deps.sh: could not npm install ws" >&2
+fi
+exit 0

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Profiles the receive hot path of kharbranth (Rust API and C ABI) next to raw
+# tokio-tungstenite: `bash bench/profile.sh` (a few minutes; run bench/run.sh first or let this
+# build). Writes target/bench/profile/*.txt and prints a summary.
+#
+# 1. callgrind: instructions per message, as the difference between a run of N2 and one of N1
+#    messages (connection setup cancels out), and the top functions by self cost.
+# 2. perf (software cpu-clock sampling; this VM has no hardware counters): where the time goes.
+# 3. massif: what an idle connection holds on the heap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+PORT=${PORT:-9302}
+out=target/bench/profile
+mkdir -p "$out"
+say() { printf '==> %s\n' "$*" >&2; }
+
+cargo build --release --lib >/dev/null 2>&1
+BIN=$(cargo build --release --bench wsbench --message-format=json 2>/dev/null |
+  python3 -c 'import sys, json
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("executable") and m["target"]["name"] == "wsbench":
+        print(m["executable"])')
+cc -O2 -g -Iinclude -o target/bench/c_client bench/c_client.c -Ltarget/release -lkharbranth \
+  -Wl,-rpath,"$root/target/release" -lpthread
+
+taskset -c 0 "$BIN" server port="$PORT" secs=1200 2>/dev/null &
+srv=$!
+trap 'kill "$srv" 2>/dev/null || true' EXIT
+sleep 0.3
+url=ws://127.0.0.1:$PORT
+
+client_cmd() { # NAME N S -> the command line of that client
+  local who=$1 n=$2 s=$3
+  case $who in
+    tt) echo "$BIN tt workload=push url=$url/push/$n/$s n=$n s=$s secs=600" ;;
+    tt8k) echo "$BIN tt workload=push url=$url/push/$n/$s n=$n s=$s rbuf=8192 secs=600" ;;
+    kh) echo "$BIN kh workload=push url=$url/push/$n/$s n=$n s=$s secs=600" ;;
+    c) echo "target/bench/c_client push $url/push/$n/$s $n $s" ;;
+  esac
+}
+
+ir_total() { # callgrind out file -> total Ir
+  callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+}
+
+if command -v valgrind >/dev/null; then
+  for s in 64 1024; do
+    n1=50000; n2=150000
+    [ "$s" = 1024 ] && { n1=20000; n2=60000; }
+    for who in tt tt8k kh c; do
+      say "callgrind $who push ${s} B"
+      for n in $n1 $n2; do
+        # shellcheck disable=SC2046
+        taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$out/cg.$who.$s.$n" \
+          $(client_cmd "$who" "$n" "$s") >/dev/null 2>&1 || say "callgrind run failed: $who $n"
+      done
+      a=$(ir_total "$out/cg.$who.$s.$n1"); b=$(ir_total "$out/cg.$who.$s.$n2")
+      per=$(( (b - a) / (n2 - n1) ))
+      echo "{\"tool\":\"callgrind\",\"client\":\"$who\",\"size\":$s,\"instructions_per_msg\":$per}" \
+        | tee -a "$out/summary.jsonl"
+      callgrind_annotate --threshold=99 "$out/cg.$who.$s.$n2" 2>/dev/null | head -60 \
+        >"$out/callgrind.$who.$s.txt"
+    done
+  done
+fi
+
+if perf stat -e cpu-clock true >/dev/null 2>&1; then
+  for who in tt kh c; do
+    say "perf $who push 64 B"
+    # shellcheck disable=SC2046
+    taskset -c 1 perf record -q -e cpu-clock -F 20000 -o "$out/perf.$who.data" -- \
+      $(client_cmd "$who" 3000000 64) >/dev/null 2>&1 || true
+    perf report -i "$out/perf.$who.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
+      grep -v '^#' | grep -v '^$' | head -40 >"$out/perf.$who.txt" || true
+  done
+fi
+
+if command -v valgrind >/dev/null; then
+  say "massif: kharbranth, 1000 idle connections"
+  taskset -c 1 valgrind --tool=massif --massif-out-file="$out/massif.kh.idle" --depth=12 \
+    "$BIN" kh workload=idle url="$url/idle" n=1000 secs=300 >/dev/null 2>&1 || true
+  ms_print "$out/massif.kh.idle" 2>/dev/null | head -150 >"$out/massif.kh.idle.txt" || true
+fi
+say "done: $out"

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Other Python clients users compare with: picows and websockets (asyncio).
+
+    py_others.py picows|websockets push|echo URL N S
+
+Same protocol as the other clients: push counts messages until the 3-byte marker "END";
+echo keeps one S-byte text message in flight (1000 warm-up round trips not counted).
+Prints one JSON line; a hard timeout (SIGALRM, default action) ends it after 120 s.
+"""
+import asyncio
+import json
+import signal
+import sys
+import time
+
+signal.alarm(120)
+lib, mode, url, n, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+WARMUP = 1000
+now = time.perf_counter
+
+
+def workload(kind):
+    if size >= 1 << 20 and size % (1 << 20) == 0:
+        return f"{kind}_{size >> 20}MiB"
+    if size >= 1024 and size % 1024 == 0:
+        return f"{kind}_{size >> 10}KiB"
+    return f"{kind}_{size}B"
+
+
+def report(client, count, nbytes, secs, ok, rtts=None):
+    r = {"client": client, "workload": workload(mode), "msgs": count, "bytes": nbytes,
+         "secs": round(secs, 6), "msgs_per_sec": round(count / secs, 1) if secs > 0 else 0,
+         "mb_per_sec": round(nbytes / 1e6 / secs, 2) if secs > 0 else 0, "ok": ok}
+    if rtts is not None:
+        m = sorted(rtts[WARMUP:])
+        pct = lambda p: m[round((len(m) - 1) * p / 100)] * 1e6 if m else 0.0  # noqa: E731
+        r.update(p50_us=round(pct(50), 2), p99_us=round(pct(99), 2))
+        r["ok"] = ok and len(m) == n
+    print(json.dumps(r, separators=(",", ":")), flush=True)
+
+
+async def run_picows():
+    import picows
+    from picows import WSListener, WSMsgType, ws_connect
+
+    done = asyncio.get_running_loop().create_future()
+    payload = b"x" * size
+    st = {"count": 0, "bytes": 0, "t0": None, "t1": 0.0, "sent": 0.0, "rtts": []}
+
+    class Push(WSListener):
+        def on_ws_frame(self, transport, frame):
+            if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
+                return
+            ln = frame.payload_size
+            if ln == 3 and frame.get_payload_as_bytes() == b"END":
+                st["t1"] = now()
+                done.set_result(None)
+                return
+            if st["t0"] is None:
+                st["t0"] = now()
+            st["count"] += 1
+            st["bytes"] += ln
+
+    class Echo(WSListener):
+        def on_ws_connected(self, transport):
+            st["t0"] = now()
+            st["sent"] = now()
+            transport.send(WSMsgType.TEXT, payload)
+
+        def on_ws_frame(self, transport, frame):
+            if frame.msg_type != WSMsgType.TEXT:
+                return
+            t = now()
+            rtts = st["rtts"]
+            rtts.append(t - st["sent"])
+            if len(rtts) >= n + WARMUP:
+                st["t1"] = t
+                done.set_result(None)
+                return
+            st["sent"] = now()
+            transport.send(WSMsgType.TEXT, payload)
+
+    transport, _ = await ws_connect(Push if mode == "push" else Echo, url,
+                                    max_frame_size=64 << 20)
+    await asyncio.wait_for(done, 100)
+    secs = st["t1"] - (st["t0"] or st["t1"])
+    name = f"picows {picows.__version__}"
+    if mode == "push":
+        report(name, st["count"], st["bytes"], secs, st["count"] == n)
+    else:
+        c = len(st["rtts"])
+        report(name, c, c * size, secs, True, st["rtts"])
+    transport.disconnect()
+
+
+async def run_websockets():
+    import websockets
+
+    name = f"websockets {websockets.__version__}"
+    async with websockets.connect(url, max_size=None, compression=None) as ws:
+        if mode == "push":
+            count = nbytes = 0
+            t0 = None
+            async for m in ws:
+                if m == "END" or m == b"END":
+                    break
+                if t0 is None:
+                    t0 = now()
+                count += 1
+                nbytes += len(m)
+            report(name, count, nbytes, now() - t0, count == n)
+        else:
+            payload = "x" * size
+            rtts = []
+            t0 = now()
+            for _ in range(n + WARMUP):
+                s = now()
+                await ws.send(payload)
+                await ws.recv()
+                rtts.append(now() - s)
+            report(name, len(rtts), len(rtts) * size, now() - t0, True, rtts)
+
+
+asyncio.run(run_picows() if lib == "picows" else run_websockets())
