@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
-use tokio::time::{Instant, Sleep, sleep_until, timeout_at};
+use tokio::time::{Instant, Sleep, sleep, sleep_until, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -319,6 +319,9 @@ pub struct Connection<S> {
     in_burst: bool,
     burst: u32,
     peer_closed: bool,
+    /// Armed when the peer's close frame arrives: how long the peer may take to end the TCP
+    /// connection after the close handshake.
+    close_wait: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Connection<S>
@@ -345,6 +348,7 @@ where
             in_burst: false,
             burst: 0,
             peer_closed: false,
+            close_wait: None,
         }
     }
 
@@ -426,6 +430,26 @@ where
                 code: 1001,
                 reason: "going away".into(),
             })));
+        }
+        if self.peer_closed {
+            // The peer closed and tungstenite answers it while reading. RFC 6455, 7.1.1: the
+            // server then ends the TCP connection, and the client may drop it when that does
+            // not happen in reasonable time. Without this bound a peer that keeps the socket
+            // would hold the connection until the next heartbeat failed (as PingFailed).
+            // No heartbeat and no queued writes go out after the close: the writes wait in the
+            // queue for the next connection.
+            let wait = self
+                .close_wait
+                .get_or_insert_with(|| Box::pin(sleep(self.config.close_timeout())));
+            if wait.as_mut().poll(cx).is_ready() {
+                log::info!(
+                    "[{}] the peer did not end the connection within {:?} of its close; dropping it",
+                    self.name,
+                    self.config.close_timeout()
+                );
+                return Poll::Ready(Step::ReadEnded);
+            }
+            return Poll::Pending;
         }
         if self.ping_timer.as_mut().poll(cx).is_ready() {
             let now = Instant::now();

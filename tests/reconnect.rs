@@ -285,3 +285,33 @@ async fn http_401_rejection_is_backed_off_not_hot_looped() {
     );
     assert_eq!(rec.opens(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_that_keeps_the_socket_after_its_close_still_gets_a_prompt_reconnect() {
+    let mut server = Server::start().await;
+    let rec = Recorder::new();
+    let mgr = WsManager::new();
+    // Heartbeat far away: only the close handling can bring the client back in time.
+    let config = cfg(server.port)
+        .close_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    mgr.add("r", config, rec.hooks()).unwrap();
+    let mut ws = server.next().await;
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::from(4002),
+        reason: "maintenance".into(),
+    })))
+    .await
+    .unwrap();
+    // The server reads the client's close reply but never closes the TCP connection
+    // (RFC 6455, 7.1.1 lets the client drop it after a reasonable time).
+    let reply = recv(&mut ws).await;
+    assert!(reply.is_close(), "{reply:?}");
+    let _ws2 = server.next().await;
+    rec.wait_count("a second on_open", 2, |e| *e == Ev::Open)
+        .await;
+    assert!(rec.errors().is_empty(), "{:?}", rec.errors());
+    drop(ws);
+    mgr.close("r", 1000, "done").await.unwrap();
+}
