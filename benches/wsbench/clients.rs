@@ -23,6 +23,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// Runs `f` as a spawned task of `rt` and waits for it.
+fn spawned<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    rt.block_on(async { tokio::spawn(f).await.expect("client task") })
+}
+
 fn host_port_path(url: &str) -> (String, String) {
     let rest = url.strip_prefix("ws://").expect("a ws:// URL");
     let (hp, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -93,9 +101,13 @@ pub fn tt(o: &Opts) {
     let rbuf_used = cfg.read_buffer_size;
     let url = o.str("url", "ws://127.0.0.1:9301/echo");
     let (n, s) = (o.num("n", 1_000_000), o.num("s", 64));
+    let warmup = o.num("warmup", 1000);
     let rt = runtime();
     let mut r = match workload.as_str() {
-        "push" => rt.block_on(async {
+        // The loops run in a spawned task, as kharbranth's connections do: a future polled by
+        // `block_on` directly gets a new waker every poll, which makes tokio-tungstenite clone
+        // and drop it (two atomic operations) for every message, so the floor would be too low.
+        "push" => spawned(&rt, async move {
             let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(cfg), true)
                 .await
                 .expect("connect");
@@ -116,12 +128,12 @@ pub fn tt(o: &Opts) {
             let _ = ws.close(None).await;
             push_report("tokio-tungstenite", s, n, count, bytes, secs)
         }),
-        "echo" => rt.block_on(async {
+        "echo" => spawned(&rt, async move {
             let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(cfg), true)
                 .await
                 .expect("connect");
             let payload = Utf8Bytes::from("x".repeat(s as usize));
-            let total = n + o.num("warmup", 1000);
+            let total = n + warmup;
             let mut rtts = Vec::with_capacity(total as usize);
             let start = Instant::now();
             for _ in 0..total {
