@@ -7,6 +7,7 @@
 //!   `/push/N/S` sends N text messages of S bytes then the text marker `END`; `/push/N/S/bin`
 //!   does the same with binary messages and a binary marker; `/echo` echoes every message;
 //!   `/idle` just holds the connection.
+//! - `sizes`: the in-memory size of a connection's parts (for the idle-memory budget).
 //! - `drain url=... n=N s=S`: the server's ceiling; a plain TCP client that only counts bytes.
 //! - `tt ...` / `kh ...`: raw tokio-tungstenite / kharbranth's Rust API, with
 //!   `workload=push|echo|idle`, `url=`, `n=`, `s=`, `bin=1`, `rbuf=BYTES` (read buffer size),
@@ -17,6 +18,7 @@
 
 mod clients;
 mod server;
+mod sizes;
 mod util;
 
 use std::collections::HashMap;
@@ -43,6 +45,7 @@ fn main() {
         "drain" => clients::drain(&opts),
         "tt" => clients::tt(&opts),
         "kh" => clients::kh(&opts),
+        "sizes" => sizes::run(),
         _ => self_check(),
     }
 }
