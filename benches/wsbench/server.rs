@@ -39,6 +39,8 @@ pub fn run(port: u16) {
     });
 }
 
+// The handshake callback's error type is tungstenite's (an HTTP response), not ours.
+#[allow(clippy::result_large_err)]
 async fn handle(tcp: TcpStream, cache: Cache) {
     let mut path = String::new();
     let cb = |req: &Request, resp: Response| {
