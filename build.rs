@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 const PROLOGUE: &str = r#"/*
- * kharbranth: a WebSocket client connection manager.
+ * kharbranth: a WebSocket client connection manager. The header needs C99 (or C++11) or later.
  *
  * THE CONTRACT
  *

@@ -1,5 +1,5 @@
 /*
- * kharbranth: a WebSocket client connection manager.
+ * kharbranth: a WebSocket client connection manager. The header needs C99 (or C++11) or later.
  *
  * THE CONTRACT
  *
@@ -232,7 +232,8 @@ typedef struct kh_hooks {
   void (*on_pong)(void *user_data, const char *conn, const uint8_t *data, size_t len);
   /**
    * A close frame from the peer: its code (1005 when it carried none) and reason (UTF-8,
-   * `len` bytes). A close started by the peer is followed by a reconnect.
+   * `len` bytes). A close started by the peer is followed by a reconnect. It also runs for
+   * the peer's reply to a close or restart the caller started (echoing that code).
    */
   void (*on_close)(void *user_data, const char *conn, uint16_t code, const char *reason, size_t len);
   /**
@@ -246,7 +247,9 @@ typedef struct kh_hooks {
                    size_t len);
   /**
    * A failure, with its code and a NUL-terminated message. The connection reconnects after
-   * it unless it was closed by the caller or `code` is `KH_RETRIES_EXHAUSTED`. A
+   * it unless it was closed by the caller or `code` is `KH_RETRIES_EXHAUSTED`; after that
+   * one the name stays registered in `KH_STATE_CLOSED` (its stats stay readable) until
+   * `kh_manager_close` forgets it. A
    * `KH_WRITE_ERROR` here reports messages that were accepted by a send but not written.
    */
   void (*on_error)(void *user_data, const char *conn, kh_result code, const char *message);
@@ -285,7 +288,8 @@ typedef struct kh_conn_stats {
   uint64_t reconnects;
   /**
    * Round-trip time of the last answered heartbeat ping in microseconds (at least 1);
-   * 0 while none was measured.
+   * 0 while none was measured. Pings sent with `kh_manager_send_ping` and text heartbeats
+   * are not measured.
    */
   uint64_t last_rtt_us;
 } kh_conn_stats;
@@ -418,8 +422,8 @@ kh_result kh_manager_new_with_threads(uint32_t workers, struct kh_manager **out)
  * `on_drop` has been called. It is bounded in time even when a peer never answers the close,
  * unless a callback itself blocks.
  *
- * Called from inside a callback: starts the same shutdown on a helper thread and returns at
- * once; the shutdown completes after the callback returns. Other calls on the manager made meanwhile (from callbacks still
+ * Called from inside one of this manager's callbacks: starts the same shutdown on a helper
+ * thread and returns at once; the shutdown completes after the callback returns. Other calls on the manager made meanwhile (from callbacks still
  * running) return `KH_SHUTTING_DOWN`.
  *
  * In both cases `mgr` must not be used by the caller after this call.
@@ -481,10 +485,11 @@ kh_result kh_manager_restart_all(struct kh_manager *mgr);
  * `code` (1000-1003, 1007-1014 or 3000-4999) and `reason` (NULL for none; at most 123 bytes of
  * UTF-8), waits for the peer's reply (bounded by the close timeout), then forgets the name.
  *
- * Called from outside a callback, it returns when the close is complete: no callback of the
- * connection runs any more and its `on_drop` has been called. Called from inside a callback,
- * it only starts the close and returns at once; the close completes after the callback
- * returns (frames arriving during the handshake still reach the callbacks).
+ * Called from outside this manager's callbacks, it returns when the close is complete: no
+ * callback of the connection runs any more and its `on_drop` has been called. Called from
+ * inside one of this manager's callbacks, it only starts the close and returns at once; the
+ * close completes after the callback returns (frames arriving during the handshake still reach
+ * the callbacks). `on_close` also runs for the peer's reply to this close.
  */
 kh_result kh_manager_close(struct kh_manager *mgr,
                            const char *name,
@@ -505,7 +510,8 @@ kh_result kh_manager_stats(const struct kh_manager *mgr,
 
 /**
  * Blocks until the connection is open (`KH_OK`), `timeout_ms` passes (`KH_TIMEOUT`), or it
- * stops for good (`KH_CONNECTION_DROPPED`). Refused inside a callback.
+ * stops for good (`KH_CONNECTION_DROPPED`). Refused with `KH_INVALID_ARGUMENT` inside this
+ * manager's own callbacks (it could wait for the thread it blocks).
  */
 kh_result kh_manager_wait_open(struct kh_manager *mgr, const char *name, uint32_t timeout_ms);
 

@@ -30,10 +30,7 @@ fn shared_library_exports_only_kh_symbols() {
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2))
         .collect();
-    assert!(
-        symbols.iter().any(|s| *s == "kh_manager_new"),
-        "{symbols:?}"
-    );
+    assert!(symbols.contains(&"kh_manager_new"), "{symbols:?}");
     let foreign: Vec<&&str> = symbols.iter().filter(|s| !s.starts_with("kh_")).collect();
     assert!(foreign.is_empty(), "non-kh_ exports: {foreign:?}");
 }

@@ -70,7 +70,8 @@ pub struct kh_hooks {
         ),
     >,
     /// A close frame from the peer: its code (1005 when it carried none) and reason (UTF-8,
-    /// `len` bytes). A close started by the peer is followed by a reconnect.
+    /// `len` bytes). A close started by the peer is followed by a reconnect. It also runs for
+    /// the peer's reply to a close or restart the caller started (echoing that code).
     pub on_close: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
@@ -92,7 +93,9 @@ pub struct kh_hooks {
         ),
     >,
     /// A failure, with its code and a NUL-terminated message. The connection reconnects after
-    /// it unless it was closed by the caller or `code` is `KH_RETRIES_EXHAUSTED`. A
+    /// it unless it was closed by the caller or `code` is `KH_RETRIES_EXHAUSTED`; after that
+    /// one the name stays registered in `KH_STATE_CLOSED` (its stats stay readable) until
+    /// `kh_manager_close` forgets it. A
     /// `KH_WRITE_ERROR` here reports messages that were accepted by a send but not written.
     pub on_error: Option<
         unsafe extern "C" fn(

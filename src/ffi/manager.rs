@@ -1,6 +1,8 @@
 //! `kh_manager`: a [`WsManager`] that owns its own tokio runtime.
 
+use std::cell::Cell;
 use std::ffi::c_char;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +27,7 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
 pub struct kh_manager {
     runtime: Option<Runtime>,
     manager: WsManager,
+    id: u64,
 }
 
 /// Lifecycle state of a connection, as written by `kh_manager_state`.
@@ -70,22 +73,64 @@ pub struct kh_conn_stats {
     /// Successful connects after the first one.
     pub reconnects: u64,
     /// Round-trip time of the last answered heartbeat ping in microseconds (at least 1);
-    /// 0 while none was measured.
+    /// 0 while none was measured. Pings sent with `kh_manager_send_ping` and text heartbeats
+    /// are not measured.
     pub last_rtt_us: u64,
 }
 
+thread_local! {
+    /// Which manager's runtime owns this thread (0: none). Set once per worker thread, so the
+    /// library can tell "inside one of this manager's callbacks" from "on some other runtime".
+    static OWNER: Cell<u64> = const { Cell::new(0) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Where a call comes from, which decides how a blocking call may wait.
+enum Caller {
+    /// A thread of this manager's runtime: one of its callbacks.
+    OwnRuntime,
+    /// A thread of another tokio runtime (another manager's callback, or a Rust host).
+    OtherRuntime,
+    /// A plain thread.
+    Plain,
+}
+
 impl kh_manager {
-    /// Runs a future to completion from a caller's thread. Inside a runtime (a hook) that would
-    /// block a worker thread the future may need, so it is refused there.
-    fn block_on<T>(&self, what: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
-        if Handle::try_current().is_ok() {
-            return Err(ConnectionError::InvalidArgument(format!(
-                "{what} blocks and cannot be called from inside a hook"
-            )));
+    fn caller(&self) -> Caller {
+        if OWNER.with(Cell::get) == self.id {
+            Caller::OwnRuntime
+        } else if Handle::try_current().is_ok() {
+            Caller::OtherRuntime
+        } else {
+            Caller::Plain
         }
-        match &self.runtime {
-            Some(rt) => rt.block_on(fut),
-            None => Err(ConnectionError::ShuttingDown),
+    }
+
+    /// Runs a future of this manager to completion and waits for it. Refused inside this
+    /// manager's own callbacks, where waiting could need the very thread that waits.
+    fn wait<T: Send + 'static>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let Some(rt) = &self.runtime else {
+            return Err(ConnectionError::ShuttingDown);
+        };
+        match self.caller() {
+            Caller::OwnRuntime => Err(ConnectionError::InvalidArgument(format!(
+                "{what} waits and cannot be called from inside one of its manager's callbacks"
+            ))),
+            // `block_on` would panic on another runtime's thread: run the future on ours and
+            // wait for its answer, blocking only this thread.
+            Caller::OtherRuntime => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                rt.spawn(async move {
+                    let _ = tx.send(fut.await);
+                });
+                rx.recv().unwrap_or(Err(ConnectionError::ShuttingDown))
+            }
+            Caller::Plain => rt.block_on(fut),
         }
     }
 
@@ -139,9 +184,11 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
                 .clamp(2, 8),
             n => n as usize,
         };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n)
             .thread_name("kh-worker")
+            .on_thread_start(move || OWNER.with(|o| o.set(id)))
             .enable_all()
             .build()
             .map_err(|e| ConnectionError::InvalidArgument(format!("starting the runtime: {e}")))?;
@@ -149,6 +196,7 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
         let boxed = Box::new(kh_manager {
             runtime: Some(runtime),
             manager,
+            id,
         });
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out, Box::into_raw(boxed), "out") }
@@ -162,8 +210,8 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
 /// `on_drop` has been called. It is bounded in time even when a peer never answers the close,
 /// unless a callback itself blocks.
 ///
-/// Called from inside a callback: starts the same shutdown on a helper thread and returns at
-/// once; the shutdown completes after the callback returns. Other calls on the manager made meanwhile (from callbacks still
+/// Called from inside one of this manager's callbacks: starts the same shutdown on a helper
+/// thread and returns at once; the shutdown completes after the callback returns. Other calls on the manager made meanwhile (from callbacks still
 /// running) return `KH_SHUTTING_DOWN`.
 ///
 /// In both cases `mgr` must not be used by the caller after this call.
@@ -175,16 +223,23 @@ pub unsafe extern "C" fn kh_manager_free(mgr: *mut kh_manager) {
         }
         // SAFETY: a pointer from kh_manager_new, freed once, per the header.
         let boxed = unsafe { Box::from_raw(mgr) };
-        if Handle::try_current().is_ok() {
-            boxed.manager.begin_shutdown();
-            let spawned = std::thread::Builder::new()
-                .name("kh-free".into())
-                .spawn(move || boxed.shutdown());
-            if let Err(e) = spawned {
-                log::error!("could not start the shutdown thread ({e}); the manager is leaked");
+        match boxed.caller() {
+            Caller::Plain => boxed.shutdown(),
+            caller => {
+                // A runtime may not be shut down from a runtime thread: a helper thread does it.
+                boxed.manager.begin_shutdown();
+                let spawned = std::thread::Builder::new()
+                    .name("kh-free".into())
+                    .spawn(move || boxed.shutdown());
+                match spawned {
+                    // Another runtime's thread may wait; one of our own callbacks may not.
+                    Ok(t) if matches!(caller, Caller::OtherRuntime) => {
+                        let _ = t.join();
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::error!("could not start the shutdown thread ({e})"),
+                }
             }
-        } else {
-            boxed.shutdown();
         }
     })
 }
@@ -318,10 +373,11 @@ pub unsafe extern "C" fn kh_manager_restart_all(mgr: *mut kh_manager) -> kh_resu
 /// `code` (1000-1003, 1007-1014 or 3000-4999) and `reason` (NULL for none; at most 123 bytes of
 /// UTF-8), waits for the peer's reply (bounded by the close timeout), then forgets the name.
 ///
-/// Called from outside a callback, it returns when the close is complete: no callback of the
-/// connection runs any more and its `on_drop` has been called. Called from inside a callback,
-/// it only starts the close and returns at once; the close completes after the callback
-/// returns (frames arriving during the handshake still reach the callbacks).
+/// Called from outside this manager's callbacks, it returns when the close is complete: no
+/// callback of the connection runs any more and its `on_drop` has been called. Called from
+/// inside one of this manager's callbacks, it only starts the close and returns at once; the
+/// close completes after the callback returns (frames arriving during the handshake still reach
+/// the callbacks). `on_close` also runs for the peer's reply to this close.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_manager_close(
     mgr: *mut kh_manager,
@@ -338,10 +394,13 @@ pub unsafe extern "C" fn kh_manager_close(
             // SAFETY: non-NULL and NUL-terminated, per the header.
             unsafe { arg_str(reason, "reason") }?
         };
-        if Handle::try_current().is_ok() {
+        if matches!(m.caller(), Caller::OwnRuntime) {
             return m.manager.request_close(name, code, reason);
         }
-        m.block_on("kh_manager_close", m.manager.close(name, code, reason))
+        let (mgr2, name, reason) = (m.manager.clone(), name.to_string(), reason.to_string());
+        m.wait("kh_manager_close", async move {
+            mgr2.close(&name, code, &reason).await
+        })
     })
 }
 
@@ -387,7 +446,8 @@ pub unsafe extern "C" fn kh_manager_stats(
 }
 
 /// Blocks until the connection is open (`KH_OK`), `timeout_ms` passes (`KH_TIMEOUT`), or it
-/// stops for good (`KH_CONNECTION_DROPPED`). Refused inside a callback.
+/// stops for good (`KH_CONNECTION_DROPPED`). Refused with `KH_INVALID_ARGUMENT` inside this
+/// manager's own callbacks (it could wait for the thread it blocks).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_manager_wait_open(
     mgr: *mut kh_manager,
@@ -398,6 +458,9 @@ pub unsafe extern "C" fn kh_manager_wait_open(
         // SAFETY: NULL or valid pointers, per the header.
         let (m, name) = unsafe { (manager(mgr)?, arg_str(name, "name")?) };
         let within = Duration::from_millis(timeout_ms.into());
-        m.block_on("kh_manager_wait_open", m.manager.wait_open(name, within))
+        let (mgr2, name) = (m.manager.clone(), name.to_string());
+        m.wait("kh_manager_wait_open", async move {
+            mgr2.wait_open(&name, within).await
+        })
     })
 }
