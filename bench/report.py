@@ -15,6 +15,7 @@ ap.add_argument("jsonl")
 ap.add_argument("md")
 ap.add_argument("--command", default="bash bench/run.sh")
 ap.add_argument("--reps", default="?")
+ap.add_argument("--sweep-reps", default="?")
 ap.add_argument("--elapsed", default="?")
 ap.add_argument("--load-start", default="?")
 ap.add_argument("--load-end", default="?")
@@ -80,7 +81,7 @@ out = []
 w = out.append
 model = sh("lscpu | grep 'Model name' | sed 's/Model name: *//'")
 w("# Benchmark results\n")
-w(f"- Command: `{a.command}` (REPS={a.reps}; {a.elapsed} s in all)")
+w(f"- Command: `{a.command}` (REPS={a.reps}, SWEEP_REPS={a.sweep_reps}; {a.elapsed} s in all)")
 w(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
 w(f"- Machine: `nproc` = {sh('nproc')}, {model}, {sh('uname -r')}, "
   f"{platform.python_implementation()} {platform.python_version()}")

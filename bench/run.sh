@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# The benchmark suite: `bash bench/run.sh` (about 6-9 minutes on a 2-core VM).
+# The benchmark suite: `bash bench/run.sh` (about 6-8 minutes on a 2-core VM).
 #
 # Builds everything in release mode, starts the benchmark server pinned to CPU 0, runs every
 # client pinned to CPU 1 (and the echo workload once more on CPU 0, same core as the server),
 # interleaving the clients (A B C A B C) for REPS repetitions, then writes bench/results.jsonl
 # (every run) and bench/results.md (medians, ratios to raw tokio-tungstenite of the same run).
 #
-# Environment: REPS (default 3), PORT (default 9301), QUICK=1 (smaller N, for trying it out),
+# Environment: REPS (default 5), SWEEP_REPS (default 3, for the read-buffer sweep), PORT (default 9301), QUICK=1 (smaller N, for trying it out),
 # SKIP_SWEEP=1 (skip the read-buffer sweep), SKIP_IDLE=1 (skip the 10,000-connection runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-REPS=${REPS:-3}
+REPS=${REPS:-5}
+SWEEP_REPS=${SWEEP_REPS:-3}
 PORT=${PORT:-9301}
 QUICK=${QUICK:-0}
 out_jsonl=bench/results.jsonl
@@ -152,7 +153,7 @@ fi
 if [ "${SKIP_SWEEP:-0}" != 1 ]; then
   say "read-buffer sweep"
   sweep_idle=$((idle_n / 5))
-  for rep in $(seq "$REPS"); do
+  for rep in $(seq "$SWEEP_REPS"); do
     for kib in 4 8 16 32 128; do
       rb=$((kib * 1024))
       for set in "${push_sets[@]:0:2}"; do
@@ -172,6 +173,6 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(($(date +%s) - started))
 mv "$out_jsonl.tmp" "$out_jsonl"
 python3 bench/report.py "$out_jsonl" "$out_md" \
-  --command "bash bench/run.sh" --reps "$REPS" --elapsed "$elapsed" \
+  --command "bash bench/run.sh" --reps "$REPS" --sweep-reps "$SWEEP_REPS" --elapsed "$elapsed" \
   --load-start "$load_start" --load-end "$load_end" --server-cpu "$SRV_CPU" --client-cpu "$CLI_CPU"
 say "done in ${elapsed}s: $out_md, $out_jsonl ($fails failed run(s))"
