@@ -69,7 +69,8 @@ def versions():
 
 
 order = ["drain (server ceiling)", "tokio-tungstenite", "tokio-tungstenite rbuf=8KiB",
-         "kharbranth Rust API", "kharbranth C ABI", "kharbranth Python ctypes", "libwebsockets",
+         "kharbranth Rust API", "kharbranth C ABI", "kharbranth C ABI, 1 worker",
+         "kharbranth Python ctypes", "libwebsockets",
          "picows (Python)", "websockets (Python)", "node ws"]
 
 
@@ -172,6 +173,46 @@ if sweep:
     sn = [r for k in sweep if k[1] == "idle" for r in groups[k]]
     if sn:
         w(f"\nIdle columns: {int(sn[0].get('conns', 0)):,} connections per run.\n")
+
+# The issue's targets, checked against this run.
+def m_(wl, pin, label, key):
+    return med(groups.get(("main", wl, pin, label), []), key)
+
+
+checks = []
+for wl in ["push_64B", "push_1KiB"]:
+    base = m_(wl, "cross", "tokio-tungstenite", "msgs_per_sec")
+    for label, goal in [("kharbranth Rust API", 0.95), ("kharbranth C ABI", 0.9),
+                        ("kharbranth C ABI, 1 worker", 0.9)]:
+        v = m_(wl, "cross", label, "msgs_per_sec")
+        if v and base:
+            checks.append((f"{label}, {wl}: ≥ {goal}× raw tokio-tungstenite", f"{v / base:.2f}×",
+                           v / base >= goal))
+    same = m_(wl, "cross", "tokio-tungstenite rbuf=8KiB", "msgs_per_sec")
+    v = m_(wl, "cross", "kharbranth Rust API", "msgs_per_sec")
+    if v and same:
+        checks.append((f"(for reference) kharbranth Rust API, {wl}: vs tokio-tungstenite with "
+                       "the same 8 KiB read buffer", f"{v / same:.2f}×", v / same >= 0.95))
+for pin in ["cross", "same"]:
+    base = m_("echo_64B", pin, "tokio-tungstenite", "p50_us")
+    for label in ["kharbranth C ABI", "kharbranth C ABI, 1 worker"]:
+        v = m_("echo_64B", pin, label, "p50_us")
+        if v and base:
+            checks.append((f"{label}, echo p50 {pin}-core: ≤ 1.1× raw tokio-tungstenite",
+                           f"{v / base:.2f}×", v / base <= 1.1))
+for label in ["kharbranth Rust API", "kharbranth C ABI"]:
+    rss = m_("idle", "cross", label, "rss_per_conn_kib")
+    op = m_("idle", "cross", label, "open_secs")
+    if rss is not None:
+        checks.append((f"{label}, idle: ≤ 12 KiB RSS per connection", f"{rss:.1f} KiB", rss <= 12))
+        checks.append((f"{label}, idle: all open within 5 s", f"{op:.2f} s", op <= 5))
+if checks:
+    w("## Targets of the issue, in this run\n")
+    w("| target | measured | met |")
+    w("|---|---:|:---:|")
+    for t, v, ok in checks:
+        w(f"| {t} | {v} | {'yes' if ok else '**no**'} |")
+    w("")
 
 if failed:
     w("## Runs that failed or were not ok\n")

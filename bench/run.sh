@@ -6,8 +6,9 @@
 # interleaving the clients (A B C A B C) for REPS repetitions, then writes bench/results.jsonl
 # (every run) and bench/results.md (medians, ratios to raw tokio-tungstenite of the same run).
 #
-# Environment: REPS (default 5), SWEEP_REPS (default 3, for the read-buffer sweep), PORT (default 9301), QUICK=1 (smaller N, for trying it out),
-# SKIP_SWEEP=1 (skip the read-buffer sweep), SKIP_IDLE=1 (skip the 10,000-connection runs).
+# Environment: REPS (default 5), SWEEP_REPS (default 3, for the read-buffer sweep), PORT
+# (default 9301), QUICK=1 (smaller N, for trying it out), SKIP_SWEEP=1 (skip the read-buffer
+# sweep), SKIP_IDLE=1 (skip the 10,000-connection runs), NO_DEPS=1 (do not run bench/deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -110,6 +111,7 @@ for set in "${push_sets[@]}"; do
     run "tokio-tungstenite rbuf=8KiB" main cross "$CLI_CPU" "$rep" "$BIN" tt workload=push url="$url/push/$n/$s" n="$n" s="$s" rbuf=8192
     run "kharbranth Rust API" main cross "$CLI_CPU" "$rep" "$BIN" kh workload=push url="$url/push/$n/$s" n="$n" s="$s"
     [ "$have_c" = 1 ] && run "kharbranth C ABI" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url/push/$n/$s" "$n" "$s"
+    [ "$have_c" = 1 ] && run "kharbranth C ABI, 1 worker" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url/push/$n/$s" "$n" "$s" workers=1
     [ "$have_py" = 1 ] && run "kharbranth Python ctypes" main cross "$CLI_CPU" "$rep" python3 bench/py_client.py push "$url/push/$n/$s" "$n" "$s"
     [ "$have_lws" = 1 ] && run "libwebsockets" main cross "$CLI_CPU" "$rep" target/bench/lws_client push "$PORT" "/push/$n/$s" "$n" "$s"
     [ "$have_picows" = 1 ] && run "picows (Python)" main cross "$CLI_CPU" "$rep" python3 bench/py_others.py picows push "$url/push/$n/$s" "$n" "$s"
@@ -128,6 +130,7 @@ for pin in cross same; do
     run "tokio-tungstenite" main "$pin" "$cpu" "$rep" "$BIN" tt workload=echo url="$url/echo" n="$echo_n" s=64
     run "kharbranth Rust API" main "$pin" "$cpu" "$rep" "$BIN" kh workload=echo url="$url/echo" n="$echo_n" s=64
     [ "$have_c" = 1 ] && run "kharbranth C ABI" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64
+    [ "$have_c" = 1 ] && run "kharbranth C ABI, 1 worker" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64 workers=1
     [ "$have_py" = 1 ] && run "kharbranth Python ctypes" main "$pin" "$cpu" "$rep" python3 bench/py_client.py echo "$url/echo" "$echo_n" 64
     [ "$have_lws" = 1 ] && run "libwebsockets" main "$pin" "$cpu" "$rep" target/bench/lws_client echo "$PORT" /echo "$echo_n" 64
     [ "$have_picows" = 1 ] && run "picows (Python)" main "$pin" "$cpu" "$rep" python3 bench/py_others.py picows echo "$url/echo" "$echo_n" 64
