@@ -207,6 +207,14 @@ static void after_free_calls(ctx *c) {
   EXPECT_RC(kh_manager_send_text(c->mgr, c->name, "x", 1), KH_SHUTTING_DOWN);
   EXPECT_RC(kh_manager_restart(c->mgr, c->name), KH_SHUTTING_DOWN);
   EXPECT_RC(kh_manager_close(c->mgr, c->name, 1000, NULL), KH_SHUTTING_DOWN);
+  EXPECT_RC(kh_manager_restart_all(c->mgr), KH_SHUTTING_DOWN);
+  EXPECT_RC(kh_manager_send_text(c->mgr, "never-existed", "x", 1), KH_SHUTTING_DOWN);
+  EXPECT_RC(kh_manager_wait_open(c->mgr, c->name, 10), KH_INVALID_ARGUMENT); /* in a hook */
+  /* state and stats: the header says "other calls ... return KH_SHUTTING_DOWN" */
+  kh_conn_state st;
+  kh_conn_stats ss;
+  EXPECT_RC(kh_manager_state(c->mgr, c->name, &st), KH_SHUTTING_DOWN);
+  EXPECT_RC(kh_manager_stats(c->mgr, c->name, &ss), KH_SHUTTING_DOWN);
 }
 
 static void on_text(void *ud, const char *conn, const char *data, size_t len) {
@@ -1236,8 +1244,16 @@ static void test_free_in_hook(void) {
     ctx *cs[] = {&f, &o, &p};
     free_manager(unfreed, cs, 3);
   }
+  int64_t t_free = now_ms();
   int ok = WAIT_FOR(atomic_load(&f.drops) && atomic_load(&o.drops) && atomic_load(&p.drops),
                     10000);
+  int64_t dt_drops = now_ms() - t_free;
+  printf("free in hook: every on_drop ran %lld ms after the free\n", (long long)dt_drops);
+  /* close timeout 1 s (+1 s join bound, +slack). KNOWN BUG (flood): "other" is still delivering
+   * 5000 pushed messages through its 1 ms hook, and the close timeout is not enforced then. */
+  CHECK(getenv("HOSTILE_SKIP_FLOOD") || dt_drops < 4000 * g_scale,
+        "on_drop after kh_manager_free in a hook took %lld ms (close timeout 1000 ms)",
+        (long long)dt_drops);
   CHECK(ok, "on_drop after free in hook: freer %d other %d plain %d", atomic_load(&f.drops),
         atomic_load(&o.drops), atomic_load(&p.drops));
   printf("free in hook: %d call(s) from another connection's hook after the free\n",
@@ -1318,16 +1334,18 @@ static void test_blocking_hook(void) {
   int t, p;
   blocking_hook_run(4, 0, &t, &p);
   CHECK(t == 0, "4 workers, a hook blocking 3 x 1 s: %d pong timeout(s) on other connections", t);
-  CHECK(p >= 8, "4 workers: other connections got only %d pongs in 3 s while a hook blocked", p);
+  CHECK(getenv("HOSTILE_SKIP_LIFO") || p >= 8, "4 workers: other connections got only %d pongs in 3 s while a hook blocked", p);
   printf("blocking hook, 4 workers: %d pong timeouts, >= %d pongs per other connection during "
          "the 3 s of blocking\n", t, p);
   blocking_hook_run(2, 0, &t, &p);
   CHECK(t == 0, "2 workers, a hook blocking 3 x 1 s: %d pong timeout(s) on other connections", t);
-  CHECK(p >= 8, "2 workers: other connections got only %d pongs in 3 s while a hook blocked", p);
+  CHECK(getenv("HOSTILE_SKIP_LIFO") || p >= 8, "2 workers: other connections got only %d pongs in 3 s while a hook blocked", p);
   printf("blocking hook, 2 workers: %d pong timeouts, >= %d pongs per other connection\n", t, p);
   if (getenv("HOSTILE_SKIP_LIFO") == NULL) {
-    /* BUG CANDIDATE (see tests/c/README or the run log): the blocked hook first sends to a
-     * heartbeat connection; tokio places the woken task in the blocked worker's LIFO slot. */
+    /* KNOWN BUG (tests/c/repro_bugs.c lifo): the blocked hook first sends to a heartbeat
+     * connection; tokio places the woken task in the blocked worker's LIFO slot, which no other
+     * worker can steal, so that connection stalls for as long as the hook blocks.
+     * HOSTILE_SKIP_LIFO=1 skips this and the progress checks above. */
     blocking_hook_run(4, 1, &t, &p);
     CHECK(t == 0,
           "4 workers, hook sends to hb0 then blocks 3 x 1 s: %d pong timeout(s) "
@@ -1434,13 +1452,42 @@ static void test_free_bounds(void) {
     kh_config_free(ce);
   }
 
-  /* 4. a peer that floods messages and never answers the close, with a hook that takes 1 ms
-   * per message: close and free must still be bounded by the close timeout (+ slack) */
+
+  /* 3. free right after add, before anything connected (no wait at all) */
+  {
+    kh_manager *m = new_manager(2);
+    ctx a, b, c;
+    ctx_init(&a, "dead", m, M_PLAIN);
+    ctx_init(&b, "silent", m, M_PLAIN);
+    ctx_init(&c, "noclose", m, M_PLAIN);
+    EXPECT_RC(add(m, &a, cd), KH_OK);
+    EXPECT_RC(add(m, &b, cs), KH_OK);
+    EXPECT_RC(add(m, &c, cn), KH_OK);
+    ctx *cx[] = {&a, &b, &c};
+    int64_t dt = free_manager(m, cx, 3);
+    printf("free immediately after add: %lld ms\n", (long long)dt);
+    CHECK(dt < bound, "free took %lld ms (bound %lld)", (long long)dt, (long long)bound);
+    for (int i = 0; i < 3; i++) {
+      check_ctx(cx[i], 1);
+      ctx_destroy(cx[i]);
+    }
+  }
+  for (int i = 0; i < 3; i++) kh_config_free(cfgs[i]);
+  srv_stop(&silent);
+  srv_stop(&noclose);
+}
+
+/* A peer that floods messages and never answers the close, with a plain hook and with a hook
+ * that takes 1 ms per message: close and free must still be bounded by the close timeout
+ * (+ slack). Runs last: while the bug is open, a watchdog ends the run here. */
+static void test_flood_bounds(void) {
+  const uint64_t close_ms = 1000;
+  const int64_t bound = (int64_t)(close_ms + 3000) * g_scale;
   {
     if (getenv("HOSTILE_SKIP_FLOOD")) {
       printf("SKIPPED (HOSTILE_SKIP_FLOOD): close/free against a peer that floods and never "
              "answers the close\n");
-      goto flood_done;
+      return;
     }
     srv flood;
     CHECK(srv_start(&flood, SRV_WS_FLOOD) == 0, "flood server");
@@ -1471,9 +1518,9 @@ static void test_free_bounds(void) {
         dt = free_manager(m, cx, 1);
       }
       watchdog_disarm();
-      printf("%s while the peer floods and never answers the close (hook 1 ms/message): "
-             "%lld ms (bound %lld)\n", round % 2 == 0 ? "close" : "free", (long long)dt,
-             (long long)bound);
+      printf("%s while the peer floods and never answers the close (%s hook): "
+             "%lld ms (bound %lld)\n", round % 2 == 0 ? "close" : "free",
+             round < 2 ? "fast" : "1 ms/message", (long long)dt, (long long)bound);
       CHECK(dt < bound, "%s against a flooding peer took %lld ms (bound %lld)",
             round % 2 == 0 ? "close" : "free", (long long)dt, (long long)bound);
       check_ctx(&a, 1);
@@ -1482,30 +1529,6 @@ static void test_free_bounds(void) {
     kh_config_free(cf);
     srv_stop(&flood);
   }
-flood_done:
-
-  /* 3. free right after add, before anything connected (no wait at all) */
-  {
-    kh_manager *m = new_manager(2);
-    ctx a, b, c;
-    ctx_init(&a, "dead", m, M_PLAIN);
-    ctx_init(&b, "silent", m, M_PLAIN);
-    ctx_init(&c, "noclose", m, M_PLAIN);
-    EXPECT_RC(add(m, &a, cd), KH_OK);
-    EXPECT_RC(add(m, &b, cs), KH_OK);
-    EXPECT_RC(add(m, &c, cn), KH_OK);
-    ctx *cx[] = {&a, &b, &c};
-    int64_t dt = free_manager(m, cx, 3);
-    printf("free immediately after add: %lld ms\n", (long long)dt);
-    CHECK(dt < bound, "free took %lld ms (bound %lld)", (long long)dt, (long long)bound);
-    for (int i = 0; i < 3; i++) {
-      check_ctx(cx[i], 1);
-      ctx_destroy(cx[i]);
-    }
-  }
-  for (int i = 0; i < 3; i++) kh_config_free(cfgs[i]);
-  srv_stop(&silent);
-  srv_stop(&noclose);
 }
 
 /* 8 threads sending to one connection at once */
@@ -1643,6 +1666,7 @@ int main(int argc, char **argv) {
       {"concurrent send", test_concurrent_send, 1},
       {"racing close", test_close_race, 1},
       {"blocking hook vs heartbeats", test_blocking_hook, 0},
+      {"close/free vs a flooding peer", test_flood_bounds, 1},
   };
   const char *only = getenv("HOSTILE_ONLY");
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
