@@ -32,13 +32,17 @@ const PROLOGUE: &str = r#"/*
  * of one connection never run concurrently and see frames in arrival order.
  *
  * Callbacks. Pointers handed to a callback are valid only until it returns. A callback may call
- * the send, restart, state, stats and close functions of its manager, and kh_manager_free; see
- * each function for what it does there. A slow callback slows its own socket (TCP backpressure)
- * and never causes a message to be dropped.
+ * the send, restart, state, stats and close functions and kh_manager_free; from a callback,
+ * close and free only start their work and return at once, and kh_manager_wait_open is refused
+ * (see each function). A callback must return normally (no C++ exception, no longjmp). A slow
+ * callback slows its own socket (TCP backpressure) and never causes a message to be dropped.
  *
- * Lifetime. After kh_manager_close returns (called outside that connection's callbacks) no
- * callback of that connection runs again. After kh_manager_free returns (called outside any
- * callback) no callback runs at all and every on_drop has been called.
+ * Lifetime. After kh_manager_close returns (called outside any callback) no callback of that
+ * connection runs again. After kh_manager_free returns (called outside any callback) no
+ * callback runs at all and every on_drop has been called. Both are bounded in time even when a
+ * peer never answers, unless a callback blocks: they wait for a running callback to return.
+ *
+ * Not supported: fork() after kh_manager_new (the runtime's threads do not survive it).
  */"#;
 
 fn main() {

@@ -24,13 +24,17 @@
  * of one connection never run concurrently and see frames in arrival order.
  *
  * Callbacks. Pointers handed to a callback are valid only until it returns. A callback may call
- * the send, restart, state, stats and close functions of its manager, and kh_manager_free; see
- * each function for what it does there. A slow callback slows its own socket (TCP backpressure)
- * and never causes a message to be dropped.
+ * the send, restart, state, stats and close functions and kh_manager_free; from a callback,
+ * close and free only start their work and return at once, and kh_manager_wait_open is refused
+ * (see each function). A callback must return normally (no C++ exception, no longjmp). A slow
+ * callback slows its own socket (TCP backpressure) and never causes a message to be dropped.
  *
- * Lifetime. After kh_manager_close returns (called outside that connection's callbacks) no
- * callback of that connection runs again. After kh_manager_free returns (called outside any
- * callback) no callback runs at all and every on_drop has been called.
+ * Lifetime. After kh_manager_close returns (called outside any callback) no callback of that
+ * connection runs again. After kh_manager_free returns (called outside any callback) no
+ * callback runs at all and every on_drop has been called. Both are bounded in time even when a
+ * peer never answers, unless a callback blocks: they wait for a running callback to return.
+ *
+ * Not supported: fork() after kh_manager_new (the runtime's threads do not survive it).
  */
 
 #ifndef KHARBRANTH_H
@@ -121,6 +125,10 @@ enum kh_result
    * A message exceeds the configured maximum size.
    */
   KH_MESSAGE_TOO_LARGE = 15,
+  /**
+   * The operating system refused a resource (threads for the runtime).
+   */
+  KH_SYSTEM_ERROR = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -201,8 +209,10 @@ typedef struct kh_manager kh_manager;
  *
  * Re-entrancy: a callback may call `kh_manager_send_*`, `kh_manager_restart*`,
  * `kh_manager_state`, `kh_manager_stats`, `kh_manager_close` and `kh_manager_free` on its own
- * manager (see those functions for what they do from inside a callback). It must not call
- * `kh_manager_wait_open` (refused with `KH_INVALID_ARGUMENT`).
+ * or any other manager; from a callback, close and free only start their work and return at
+ * once (see those functions). `kh_manager_wait_open` is refused there with
+ * `KH_INVALID_ARGUMENT`. A callback must return normally: no C++ exception or `longjmp` may
+ * leave it.
  */
 typedef struct kh_hooks {
   /**
@@ -311,30 +321,32 @@ kh_result kh_config_new(const char *url, struct kh_config **out);
 void kh_config_free(struct kh_config *cfg);
 
 /**
- * Interval between heartbeats, in milliseconds (> 0; default 15000).
+ * Interval between heartbeats, in milliseconds (1 ms to one year; default 15000).
  */
 kh_result kh_config_set_ping_interval_ms(struct kh_config *cfg, uint64_t ms);
 
 /**
- * How long after a heartbeat the peer has to answer, in milliseconds (> 0; default 10000).
+ * How long after a heartbeat the peer has to answer, in milliseconds (1 ms to one year; default 10000).
  * Any frame from the peer counts as the answer.
  */
-kh_result kh_config_set_pong_timeout_ms(struct kh_config *cfg, uint64_t ms);
+kh_result kh_config_set_pong_timeout_ms(struct kh_config *cfg,
+                                        uint64_t ms);
 
 /**
  * Bound on TCP connect + TLS handshake + WebSocket upgrade, in milliseconds (> 0; default
- * 10000).
+ * 10000; 1 ms to one year).
  */
 kh_result kh_config_set_connect_timeout_ms(struct kh_config *cfg, uint64_t ms);
 
 /**
- * How long a close waits for the peer's close reply, in milliseconds (> 0; default 2000).
+ * How long a close waits for the peer's close reply, in milliseconds (1 ms to one year; default 2000).
  */
-kh_result kh_config_set_close_timeout_ms(struct kh_config *cfg, uint64_t ms);
+kh_result kh_config_set_close_timeout_ms(struct kh_config *cfg,
+                                         uint64_t ms);
 
 /**
  * Reconnect delay bounds in milliseconds: the delay starts near `min_ms`, doubles per failed
- * attempt (with jitter) and never exceeds `max_ms` (0 < min <= max; defaults 500 and 30000).
+ * attempt (with jitter) and never exceeds `max_ms` (1 ms <= min <= max <= one year; defaults 500 and 30000).
  */
 kh_result kh_config_set_reconnect_backoff_ms(struct kh_config *cfg,
                                              uint64_t min_ms,
@@ -408,9 +420,12 @@ kh_result kh_manager_new(struct kh_manager **out);
 
 /**
  * Creates a manager whose runtime has `workers` threads (1..=1024; 0 picks the default of
- * `kh_manager_new`). With one worker thread, a callback that blocks delays every connection of
- * the manager, heartbeats included: peers may then time out. Thread count does not grow with
- * the number of connections.
+ * `kh_manager_new`). With two or more workers, a callback that blocks holds only its own
+ * connection (and its worker thread): the others keep reading and answering heartbeats. With
+ * one worker, a blocking callback stops every connection of the manager until it returns (their
+ * timers stop too, so no pong timeout is reported here, but peers may time the client out).
+ * The thread count does not grow with the number of connections: `workers` plus one helper
+ * thread (`kh-nudge`) when `workers` > 1.
  */
 kh_result kh_manager_new_with_threads(uint32_t workers, struct kh_manager **out);
 
@@ -419,12 +434,15 @@ kh_result kh_manager_new_with_threads(uint32_t workers, struct kh_manager **out)
  *
  * Called from outside any callback: closes every connection (close code 1001, each bounded by
  * its close timeout), stops the runtime, and returns when no callback runs any more and every
- * `on_drop` has been called. It is bounded in time even when a peer never answers the close,
- * unless a callback itself blocks.
+ * `on_drop` has been called. It is bounded in time even when a peer never answers the close;
+ * only a callback that blocks can make it wait longer (it waits for that callback to return,
+ * so never hold a lock that a callback takes while calling this).
  *
- * Called from inside one of this manager's callbacks: starts the same shutdown on a helper
- * thread and returns at once; the shutdown completes after the callback returns. Other calls on the manager made meanwhile (from callbacks still
- * running) return `KH_SHUTTING_DOWN`.
+ * Called from inside a callback (of this or any other kharbranth manager): starts the same
+ * shutdown on a helper thread and returns at once; the shutdown completes after the callback
+ * returned, and the memory is freed after the last `on_drop`, which is the signal that it is
+ * done (a process that exits before may lose those `on_drop` calls). Calls on the manager made
+ * meanwhile by callbacks still running return `KH_SHUTTING_DOWN`.
  *
  * In both cases `mgr` must not be used by the caller after this call.
  */
@@ -471,7 +489,9 @@ kh_result kh_manager_send_ping(struct kh_manager *mgr,
 
 /**
  * Closes the connection cleanly and connects it again at once (no backoff); returns at once.
- * Messages still queued are written after the reconnect, after the init messages.
+ * Messages still queued are written after the reconnect, after the init messages. A
+ * connection that gave up (`KH_STATE_CLOSED`) cannot be restarted: `KH_CONNECTION_DROPPED`;
+ * close it and add it again.
  */
 kh_result kh_manager_restart(struct kh_manager *mgr, const char *name);
 
@@ -485,11 +505,12 @@ kh_result kh_manager_restart_all(struct kh_manager *mgr);
  * `code` (1000-1003, 1007-1014 or 3000-4999) and `reason` (NULL for none; at most 123 bytes of
  * UTF-8), waits for the peer's reply (bounded by the close timeout), then forgets the name.
  *
- * Called from outside this manager's callbacks, it returns when the close is complete: no
- * callback of the connection runs any more and its `on_drop` has been called. Called from
- * inside one of this manager's callbacks, it only starts the close and returns at once; the
- * close completes after the callback returns (frames arriving during the handshake still reach
- * the callbacks). `on_close` also runs for the peer's reply to this close.
+ * Called from outside any callback, it returns when the close is complete: no callback of the
+ * connection runs any more and its `on_drop` has been called (if a callback of the connection
+ * is blocked, this waits for it). Called from inside a callback (of this or any other
+ * kharbranth manager), it only starts the close and returns at once; the close completes after
+ * the callback returns (frames arriving during the handshake still reach the callbacks).
+ * `on_close` also runs for the peer's reply to this close.
  */
 kh_result kh_manager_close(struct kh_manager *mgr,
                            const char *name,
@@ -510,8 +531,8 @@ kh_result kh_manager_stats(const struct kh_manager *mgr,
 
 /**
  * Blocks until the connection is open (`KH_OK`), `timeout_ms` passes (`KH_TIMEOUT`), or it
- * stops for good (`KH_CONNECTION_DROPPED`). Refused with `KH_INVALID_ARGUMENT` inside this
- * manager's own callbacks (it could wait for the thread it blocks).
+ * stops for good (`KH_CONNECTION_DROPPED`). Refused with `KH_INVALID_ARGUMENT` inside any
+ * callback (it could wait for the very thread it blocks).
  */
 kh_result kh_manager_wait_open(struct kh_manager *mgr, const char *name, uint32_t timeout_ms);
 

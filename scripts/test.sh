@@ -27,6 +27,9 @@ if [ -f c_examples/CMakeLists.txt ]; then
   (cd target/c_examples && ctest --output-on-failure --timeout 300)
 fi
 
+step "hostile C caller (ASan+UBSan on the static library, valgrind on the shared one)"
+bash tests/c/run.sh
+
 if [ -d tests/python ]; then
   step "Python ctypes tests"
   python3 -m pytest -q tests/python

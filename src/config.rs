@@ -50,7 +50,7 @@ pub mod defaults {
 }
 
 /// Longest accepted duration setting (one year): far below where `Instant + Duration` overflows.
-const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// What the heartbeat sends every [`ping_interval`](ConfigBuilder::ping_interval).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -616,6 +616,14 @@ where
             let _ = timeout_at(deadline, self.ws.send(Message::Close(Some(frame)))).await;
         }
         hooks.dispatch(&self.name, Event::Error(e.clone()));
+        // Messages handed to the socket but not yet flushed died with it: say so.
+        let lost = std::mem::take(&mut self.unflushed);
+        if lost > 0 {
+            let w = ConnectionError::WriteError(format!(
+                "{lost} accepted message(s) may not have been sent before the failure"
+            ));
+            hooks.dispatch(&self.name, Event::Error(w));
+        }
         Ended::Failed(e)
     }
 
@@ -645,6 +653,8 @@ where
             code: CloseCode::from(code),
             reason: Utf8Bytes::from(reason),
         };
+        // Earlier messages handed to the socket but not flushed yet are at stake too.
+        let total = total + std::mem::take(&mut self.unflushed);
         let handshake = async {
             for m in pending {
                 let (data, len) = (m.is_text() || m.is_binary(), m.len() as u64);
@@ -653,8 +663,10 @@ where
                     bump(&self.shared.messages_out, 1);
                     bump(&self.shared.bytes_out, len);
                 }
-                sent += 1;
             }
+            self.ws.flush().await?;
+            // Written means handed to the kernel, which is as far as a sender can know.
+            sent = total;
             self.ws.send(Message::Close(Some(frame))).await?;
             // Read until the peer's close reply ends the stream; frames still arriving reach the
             // hooks, since they were received before the close completed.
@@ -662,6 +674,12 @@ where
                 match r {
                     Ok(msg) => self.on_message(msg, hooks),
                     Err(e) => return Err(e),
+                }
+                // A peer that keeps sending never lets this loop wait, so the timeout around
+                // it would never get to fire (one read can hold hundreds of frames, each with
+                // a hook to run): check the deadline between frames.
+                if Instant::now() >= deadline {
+                    return Err(WsError::Io(std::io::ErrorKind::TimedOut.into()));
                 }
             }
             Ok::<(), WsError>(())

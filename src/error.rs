@@ -58,6 +58,9 @@ pub enum ConnectionError {
         /// The configured limit.
         max: usize,
     },
+    /// The operating system refused a resource (a thread, the runtime).
+    #[error("system error: {0}")]
+    System(String),
 }
 
 impl ConnectionError {
@@ -78,6 +81,7 @@ impl ConnectionError {
             Self::Timeout(_) => "timeout",
             Self::RetriesExhausted(_) => "retries_exhausted",
             Self::MessageTooLarge { .. } => "message_too_large",
+            Self::System(_) => "system_error",
         }
     }
 }

@@ -51,10 +51,17 @@ pub struct WsManager {
 struct Inner {
     conns: RwLock<HashMap<Arc<str>, Entry>>,
     /// Tasks of connections already removed from the map but maybe still closing.
-    closing: Mutex<Vec<JoinHandle<()>>>,
+    closing: Mutex<Vec<Closing>>,
     shutting_down: AtomicBool,
     restart_tx: mpsc::UnboundedSender<Restart>,
     handle: Handle,
+}
+
+/// A connection removed by `request_close` whose task may still be closing.
+struct Closing {
+    name: Arc<str>,
+    task: JoinHandle<()>,
+    config: Config,
 }
 
 struct Entry {
@@ -212,7 +219,15 @@ impl WsManager {
         validate_close(code, reason)?;
         let entry = self.take_entry(name)?;
         let _ = entry.link.close(code, reason);
-        self.inner.lock_closing().push(entry.task);
+        let mut closing = self.inner.lock_closing();
+        // Finished closes are forgotten here, so a program that closes from hooks all day
+        // does not accumulate them.
+        closing.retain(|c| !c.task.is_finished());
+        closing.push(Closing {
+            name: name.into(),
+            task: entry.task,
+            config: entry.config,
+        });
         Ok(())
     }
 
@@ -272,10 +287,11 @@ impl WsManager {
             waits.push(async move { join_bounded(&name, entry.task, &entry.config).await });
         }
         futures_util::future::join_all(waits).await;
-        let rest: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.lock_closing());
-        for task in rest {
-            let _ = timeout(Duration::from_secs(30), task).await;
-        }
+        let rest: Vec<Closing> = std::mem::take(&mut *self.inner.lock_closing());
+        let waits = rest
+            .into_iter()
+            .map(|c| async move { join_bounded(&c.name, c.task, &c.config).await });
+        futures_util::future::join_all(waits).await;
     }
 
     /// Refuses every later call with `ShuttingDown`, without waiting for anything.
@@ -333,7 +349,7 @@ impl Inner {
     fn write_conns(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Entry>> {
         self.conns.write().unwrap_or_else(|p| p.into_inner())
     }
-    fn lock_closing(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+    fn lock_closing(&self) -> std::sync::MutexGuard<'_, Vec<Closing>> {
         self.closing.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{arg_bytes, arg_mut, arg_str, guard, guard_void, kh_result, write_out};
-use crate::config::{Config, ConfigBuilder, Heartbeat, check_ca_file, parse_url, validate_header};
+use crate::config::{
+    Config, ConfigBuilder, Heartbeat, MAX_DURATION, check_ca_file, parse_url, validate_header,
+};
 use crate::error::{ConnectionError, Result};
 
 /// A connection configuration being built. Create with `kh_config_new`, change with the
@@ -32,11 +34,16 @@ fn invalid(msg: impl Into<String>) -> ConnectionError {
     ConnectionError::InvalidArgument(msg.into())
 }
 
+/// A duration setter's range: 1 ms up to one year (what `Config::build` accepts).
 fn positive_ms(ms: u64, what: &str) -> Result<Duration> {
-    if ms == 0 {
-        return Err(invalid(format!("{what} must be positive")));
+    let d = Duration::from_millis(ms);
+    if ms == 0 || d > MAX_DURATION {
+        return Err(invalid(format!(
+            "{what} must be 1..={} ms, not {ms}",
+            MAX_DURATION.as_millis()
+        )));
     }
-    Ok(Duration::from_millis(ms))
+    Ok(d)
 }
 
 /// Runs a setter: checks the builder pointer, then applies `f` (which validates first).
@@ -79,7 +86,7 @@ pub unsafe extern "C" fn kh_config_free(cfg: *mut kh_config) {
     })
 }
 
-/// Interval between heartbeats, in milliseconds (> 0; default 15000).
+/// Interval between heartbeats, in milliseconds (1 ms to one year; default 15000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_ping_interval_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
     set(cfg, |c| {
@@ -89,7 +96,7 @@ pub unsafe extern "C" fn kh_config_set_ping_interval_ms(cfg: *mut kh_config, ms:
     })
 }
 
-/// How long after a heartbeat the peer has to answer, in milliseconds (> 0; default 10000).
+/// How long after a heartbeat the peer has to answer, in milliseconds (1 ms to one year; default 10000).
 /// Any frame from the peer counts as the answer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_pong_timeout_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
@@ -101,7 +108,7 @@ pub unsafe extern "C" fn kh_config_set_pong_timeout_ms(cfg: *mut kh_config, ms: 
 }
 
 /// Bound on TCP connect + TLS handshake + WebSocket upgrade, in milliseconds (> 0; default
-/// 10000).
+/// 10000; 1 ms to one year).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_connect_timeout_ms(
     cfg: *mut kh_config,
@@ -114,7 +121,7 @@ pub unsafe extern "C" fn kh_config_set_connect_timeout_ms(
     })
 }
 
-/// How long a close waits for the peer's close reply, in milliseconds (> 0; default 2000).
+/// How long a close waits for the peer's close reply, in milliseconds (1 ms to one year; default 2000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_close_timeout_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
     set(cfg, |c| {
@@ -125,7 +132,7 @@ pub unsafe extern "C" fn kh_config_set_close_timeout_ms(cfg: *mut kh_config, ms:
 }
 
 /// Reconnect delay bounds in milliseconds: the delay starts near `min_ms`, doubles per failed
-/// attempt (with jitter) and never exceeds `max_ms` (0 < min <= max; defaults 500 and 30000).
+/// attempt (with jitter) and never exceeds `max_ms` (1 ms <= min <= max <= one year; defaults 500 and 30000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_reconnect_backoff_ms(
     cfg: *mut kh_config,

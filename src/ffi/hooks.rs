@@ -23,8 +23,10 @@ use crate::hooks::ReadHooks;
 ///
 /// Re-entrancy: a callback may call `kh_manager_send_*`, `kh_manager_restart*`,
 /// `kh_manager_state`, `kh_manager_stats`, `kh_manager_close` and `kh_manager_free` on its own
-/// manager (see those functions for what they do from inside a callback). It must not call
-/// `kh_manager_wait_open` (refused with `KH_INVALID_ARGUMENT`).
+/// or any other manager; from a callback, close and free only start their work and return at
+/// once (see those functions). `kh_manager_wait_open` is refused there with
+/// `KH_INVALID_ARGUMENT`. A callback must return normally: no C++ exception or `longjmp` may
+/// leave it.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct kh_hooks {

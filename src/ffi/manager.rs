@@ -2,7 +2,9 @@
 
 use std::cell::Cell;
 use std::ffi::c_char;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,17 +19,52 @@ use crate::connection::ConnState;
 use crate::error::{ConnectionError, Result};
 use crate::manager::WsManager;
 
-/// How long `kh_manager_free` waits for runtime threads after every connection was closed.
-const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
-
 /// A manager of named connections with its own background runtime (worker threads named
 /// `kh-worker`). Create with `kh_manager_new`, destroy with `kh_manager_free`. Every function
 /// taking a `kh_manager *` may be called from any thread at the same time, except
 /// `kh_manager_free`, which must be the last call on it.
 pub struct kh_manager {
-    runtime: Option<Runtime>,
+    /// Taken (and dropped) by the shutdown; `handle` serves every other call.
+    runtime: Mutex<Option<Runtime>>,
+    handle: Handle,
     manager: WsManager,
-    id: u64,
+    nudger: Option<Nudger>,
+}
+
+/// Keeps the runtime's I/O and timer driver polled while a callback blocks a worker.
+///
+/// tokio polls its driver from a parked worker. When the worker that was parked on the driver
+/// is woken to run a task whose callback then blocks, the other workers may all sleep on their
+/// condition variable, and nobody polls the driver: no socket is read and no timer fires on any
+/// connection until the callback returns. A tiny task spawned from outside every
+/// [`NUDGE_INTERVAL`] wakes a sleeping worker, which then parks on the free driver again. The
+/// cost is one thread per manager and ten no-op wake-ups a second.
+struct Nudger {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+const NUDGE_INTERVAL: Duration = Duration::from_millis(100);
+
+impl Nudger {
+    fn start(handle: Handle) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("kh-nudge".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    std::thread::park_timeout(NUDGE_INTERVAL);
+                    drop(handle.spawn(async {}));
+                }
+            })?;
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+    }
 }
 
 /// Lifecycle state of a connection, as written by `kh_manager_state`.
@@ -80,71 +117,102 @@ pub struct kh_conn_stats {
 
 thread_local! {
     /// Which manager's runtime owns this thread (0: none). Set once per worker thread, so the
-    /// library can tell "inside one of this manager's callbacks" from "on some other runtime".
+    /// library can tell its own callbacks from other threads.
     static OWNER: Cell<u64> = const { Cell::new(0) };
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Where a call comes from, which decides how a blocking call may wait.
+/// Where a call comes from, which decides whether it may wait.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Caller {
-    /// A thread of this manager's runtime: one of its callbacks.
-    OwnRuntime,
-    /// A thread of another tokio runtime (another manager's callback, or a Rust host).
-    OtherRuntime,
+    /// A thread of some kharbranth manager's runtime: a callback. Waiting there could need the
+    /// very thread that waits, or form a cycle with another manager's callback, so calls that
+    /// wait either only start their work (close, free) or are refused (wait_open).
+    Callback,
+    /// A thread of a tokio runtime that is not ours (a Rust host): may wait, but not with
+    /// `block_on`, which panics there.
+    ForeignRuntime,
     /// A plain thread.
     Plain,
 }
 
-impl kh_manager {
-    fn caller(&self) -> Caller {
-        if OWNER.with(Cell::get) == self.id {
-            Caller::OwnRuntime
-        } else if Handle::try_current().is_ok() {
-            Caller::OtherRuntime
-        } else {
-            Caller::Plain
-        }
+fn caller() -> Caller {
+    if OWNER.try_with(Cell::get).unwrap_or(0) != 0 {
+        Caller::Callback
+    } else if Handle::try_current().is_ok() {
+        Caller::ForeignRuntime
+    } else {
+        Caller::Plain
     }
+}
 
-    /// Runs a future of this manager to completion and waits for it. Refused inside this
-    /// manager's own callbacks, where waiting could need the very thread that waits.
+impl kh_manager {
+    /// Runs a future of this manager to completion and waits for it (refused in callbacks).
     fn wait<T: Send + 'static>(
         &self,
         what: &str,
         fut: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        let Some(rt) = &self.runtime else {
+        let caller = caller();
+        if caller == Caller::Callback {
+            return Err(ConnectionError::InvalidArgument(format!(
+                "{what} waits and cannot be called from inside a callback"
+            )));
+        }
+        if self.manager.is_shut_down() {
             return Err(ConnectionError::ShuttingDown);
-        };
-        match self.caller() {
-            Caller::OwnRuntime => Err(ConnectionError::InvalidArgument(format!(
-                "{what} waits and cannot be called from inside one of its manager's callbacks"
-            ))),
-            // `block_on` would panic on another runtime's thread: run the future on ours and
-            // wait for its answer, blocking only this thread.
-            Caller::OtherRuntime => {
+        }
+        match caller {
+            Caller::Callback => unreachable!("refused above"),
+            Caller::ForeignRuntime => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                rt.spawn(async move {
+                self.handle.spawn(async move {
                     let _ = tx.send(fut.await);
                 });
                 rx.recv().unwrap_or(Err(ConnectionError::ShuttingDown))
             }
-            Caller::Plain => rt.block_on(fut),
+            Caller::Plain => self.handle.block_on(fut),
         }
     }
 
-    fn shutdown(mut self) {
-        let Some(rt) = self.runtime.take() else {
+    /// Closes every connection, then stops the runtime. Takes `&self`: callbacks may still
+    /// hold the manager while this runs, so it is only freed after every runtime thread ended.
+    fn shutdown(&self) {
+        let rt = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(rt) = rt else {
             return;
         };
         rt.block_on(self.manager.shutdown());
-        // Tasks still alive (none normally) are dropped with the runtime, which drops their
-        // hooks and so runs their on_drop.
-        rt.shutdown_timeout(RUNTIME_SHUTDOWN);
+        if let Some(n) = &self.nudger {
+            n.stop();
+        }
+        // Dropping the runtime waits for its threads: a callback still running (only possible
+        // when it blocks) finishes before the manager's memory goes away. Tasks still alive
+        // are dropped with it, which runs their on_drop.
+        drop(rt);
         log::info!("manager freed");
     }
 }
+
+/// Frees a manager whose runtime has stopped.
+unsafe fn free_stopped(mgr: *mut kh_manager) {
+    // SAFETY: from kh_manager_new, and every thread that could hold it has ended.
+    let m = unsafe { Box::from_raw(mgr) };
+    if let Some(n) = m.nudger {
+        n.stop();
+        let _ = n.thread.join();
+    }
+}
+
+/// A manager pointer handed to the shutdown thread.
+struct SendPtr(*mut kh_manager);
+// SAFETY: kh_manager is Sync; the pointer is only used by the shutdown thread from then on.
+unsafe impl Send for SendPtr {}
 
 unsafe fn manager<'a>(mgr: *const kh_manager) -> Result<&'a kh_manager> {
     // SAFETY: NULL or a live manager, per the header.
@@ -160,9 +228,12 @@ pub unsafe extern "C" fn kh_manager_new(out: *mut *mut kh_manager) -> kh_result 
 }
 
 /// Creates a manager whose runtime has `workers` threads (1..=1024; 0 picks the default of
-/// `kh_manager_new`). With one worker thread, a callback that blocks delays every connection of
-/// the manager, heartbeats included: peers may then time out. Thread count does not grow with
-/// the number of connections.
+/// `kh_manager_new`). With two or more workers, a callback that blocks holds only its own
+/// connection (and its worker thread): the others keep reading and answering heartbeats. With
+/// one worker, a blocking callback stops every connection of the manager until it returns (their
+/// timers stop too, so no pong timeout is reported here, but peers may time the client out).
+/// The thread count does not grow with the number of connections: `workers` plus one helper
+/// thread (`kh-nudge`) when `workers` > 1.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_manager_new_with_threads(
     workers: u32,
@@ -185,18 +256,36 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
             n => n as usize,
         };
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder
             .worker_threads(n)
             .thread_name("kh-worker")
             .on_thread_start(move || OWNER.with(|o| o.set(id)))
-            .enable_all()
+            .enable_all();
+        // A task woken on a worker waits in that worker's LIFO slot, which the others cannot
+        // steal: behind a blocking callback it would starve, heartbeats included. Without the
+        // slot every woken task is stealable. (Needs `--cfg tokio_unstable`, set by this
+        // repository's .cargo/config.toml.)
+        #[cfg(tokio_unstable)]
+        builder.disable_lifo_slot();
+        let runtime = builder
             .build()
-            .map_err(|e| ConnectionError::InvalidArgument(format!("starting the runtime: {e}")))?;
+            .map_err(|e| ConnectionError::System(format!("starting the runtime: {e}")))?;
         let manager = WsManager::with_handle(runtime.handle().clone());
+        // With one worker there is nobody to nudge: a blocking callback stops everything.
+        let nudger = if n > 1 {
+            Some(
+                Nudger::start(runtime.handle().clone())
+                    .map_err(|e| ConnectionError::System(format!("starting a thread: {e}")))?,
+            )
+        } else {
+            None
+        };
         let boxed = Box::new(kh_manager {
-            runtime: Some(runtime),
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
             manager,
-            id,
+            nudger,
         });
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out, Box::into_raw(boxed), "out") }
@@ -207,12 +296,15 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
 ///
 /// Called from outside any callback: closes every connection (close code 1001, each bounded by
 /// its close timeout), stops the runtime, and returns when no callback runs any more and every
-/// `on_drop` has been called. It is bounded in time even when a peer never answers the close,
-/// unless a callback itself blocks.
+/// `on_drop` has been called. It is bounded in time even when a peer never answers the close;
+/// only a callback that blocks can make it wait longer (it waits for that callback to return,
+/// so never hold a lock that a callback takes while calling this).
 ///
-/// Called from inside one of this manager's callbacks: starts the same shutdown on a helper
-/// thread and returns at once; the shutdown completes after the callback returns. Other calls on the manager made meanwhile (from callbacks still
-/// running) return `KH_SHUTTING_DOWN`.
+/// Called from inside a callback (of this or any other kharbranth manager): starts the same
+/// shutdown on a helper thread and returns at once; the shutdown completes after the callback
+/// returned, and the memory is freed after the last `on_drop`, which is the signal that it is
+/// done (a process that exits before may lose those `on_drop` calls). Calls on the manager made
+/// meanwhile by callbacks still running return `KH_SHUTTING_DOWN`.
 ///
 /// In both cases `mgr` must not be used by the caller after this call.
 #[unsafe(no_mangle)]
@@ -221,23 +313,35 @@ pub unsafe extern "C" fn kh_manager_free(mgr: *mut kh_manager) {
         if mgr.is_null() {
             return;
         }
-        // SAFETY: a pointer from kh_manager_new, freed once, per the header.
-        let boxed = unsafe { Box::from_raw(mgr) };
-        match boxed.caller() {
-            Caller::Plain => boxed.shutdown(),
-            caller => {
-                // A runtime may not be shut down from a runtime thread: a helper thread does it.
-                boxed.manager.begin_shutdown();
+        // SAFETY: a live manager from kh_manager_new; this is the caller's last call on it.
+        let m = unsafe { &*mgr };
+        match caller() {
+            Caller::Plain => {
+                m.shutdown();
+                // SAFETY: the runtime has stopped: nothing else holds the manager.
+                unsafe { free_stopped(mgr) };
+            }
+            // A runtime cannot be stopped from a thread of a runtime (tokio panics), so a
+            // helper thread does it. A foreign runtime's thread may wait for it; a callback
+            // returns at once, and the helper finishes once the callback has returned.
+            c => {
+                m.manager.begin_shutdown();
+                let p = SendPtr(mgr);
                 let spawned = std::thread::Builder::new()
                     .name("kh-free".into())
-                    .spawn(move || boxed.shutdown());
+                    .spawn(move || {
+                        let p = p;
+                        // SAFETY: live until freed just below, on this thread.
+                        unsafe { &*p.0 }.shutdown();
+                        // SAFETY: the runtime has stopped: nothing else holds the manager.
+                        unsafe { free_stopped(p.0) };
+                    });
                 match spawned {
-                    // Another runtime's thread may wait; one of our own callbacks may not.
-                    Ok(t) if matches!(caller, Caller::OtherRuntime) => {
+                    Ok(t) if c == Caller::ForeignRuntime => {
                         let _ = t.join();
                     }
                     Ok(_) => {}
-                    Err(e) => log::error!("could not start the shutdown thread ({e})"),
+                    Err(e) => log::error!("no thread for the shutdown ({e}); the manager leaks"),
                 }
             }
         }
@@ -346,7 +450,9 @@ pub unsafe extern "C" fn kh_manager_send_ping(
 }
 
 /// Closes the connection cleanly and connects it again at once (no backoff); returns at once.
-/// Messages still queued are written after the reconnect, after the init messages.
+/// Messages still queued are written after the reconnect, after the init messages. A
+/// connection that gave up (`KH_STATE_CLOSED`) cannot be restarted: `KH_CONNECTION_DROPPED`;
+/// close it and add it again.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_manager_restart(
     mgr: *mut kh_manager,
@@ -373,11 +479,12 @@ pub unsafe extern "C" fn kh_manager_restart_all(mgr: *mut kh_manager) -> kh_resu
 /// `code` (1000-1003, 1007-1014 or 3000-4999) and `reason` (NULL for none; at most 123 bytes of
 /// UTF-8), waits for the peer's reply (bounded by the close timeout), then forgets the name.
 ///
-/// Called from outside this manager's callbacks, it returns when the close is complete: no
-/// callback of the connection runs any more and its `on_drop` has been called. Called from
-/// inside one of this manager's callbacks, it only starts the close and returns at once; the
-/// close completes after the callback returns (frames arriving during the handshake still reach
-/// the callbacks). `on_close` also runs for the peer's reply to this close.
+/// Called from outside any callback, it returns when the close is complete: no callback of the
+/// connection runs any more and its `on_drop` has been called (if a callback of the connection
+/// is blocked, this waits for it). Called from inside a callback (of this or any other
+/// kharbranth manager), it only starts the close and returns at once; the close completes after
+/// the callback returns (frames arriving during the handshake still reach the callbacks).
+/// `on_close` also runs for the peer's reply to this close.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_manager_close(
     mgr: *mut kh_manager,
@@ -394,7 +501,7 @@ pub unsafe extern "C" fn kh_manager_close(
             // SAFETY: non-NULL and NUL-terminated, per the header.
             unsafe { arg_str(reason, "reason") }?
         };
-        if matches!(m.caller(), Caller::OwnRuntime) {
+        if caller() == Caller::Callback {
             return m.manager.request_close(name, code, reason);
         }
         let (mgr2, name, reason) = (m.manager.clone(), name.to_string(), reason.to_string());
@@ -446,8 +553,8 @@ pub unsafe extern "C" fn kh_manager_stats(
 }
 
 /// Blocks until the connection is open (`KH_OK`), `timeout_ms` passes (`KH_TIMEOUT`), or it
-/// stops for good (`KH_CONNECTION_DROPPED`). Refused with `KH_INVALID_ARGUMENT` inside this
-/// manager's own callbacks (it could wait for the thread it blocks).
+/// stops for good (`KH_CONNECTION_DROPPED`). Refused with `KH_INVALID_ARGUMENT` inside any
+/// callback (it could wait for the very thread it blocks).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_manager_wait_open(
     mgr: *mut kh_manager,

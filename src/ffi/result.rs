@@ -42,6 +42,8 @@ pub enum kh_result {
     KH_RETRIES_EXHAUSTED = 14,
     /// A message exceeds the configured maximum size.
     KH_MESSAGE_TOO_LARGE = 15,
+    /// The operating system refused a resource (threads for the runtime).
+    KH_SYSTEM_ERROR = 16,
 }
 
 impl From<&ConnectionError> for kh_result {
@@ -62,6 +64,7 @@ impl From<&ConnectionError> for kh_result {
             E::Timeout(_) => Self::KH_TIMEOUT,
             E::RetriesExhausted(_) => Self::KH_RETRIES_EXHAUSTED,
             E::MessageTooLarge { .. } => Self::KH_MESSAGE_TOO_LARGE,
+            E::System(_) => Self::KH_SYSTEM_ERROR,
         }
     }
 }
@@ -71,7 +74,12 @@ thread_local! {
 }
 
 pub(crate) fn set_last_error(msg: String) {
-    LAST_ERROR.with(|e| *e.borrow_mut() = msg);
+    // try_with: a call from a thread-local destructor after ours was destroyed must not panic.
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut slot) = e.try_borrow_mut() {
+            *slot = msg;
+        }
+    });
 }
 
 /// A static, NUL-terminated description of a `kh_result` value (e.g.
@@ -98,6 +106,7 @@ pub extern "C" fn kh_result_str(result: u32) -> *const c_char {
         13 => c"KH_PANIC: internal error (please report)",
         14 => c"KH_RETRIES_EXHAUSTED: reconnect attempts exhausted",
         15 => c"KH_MESSAGE_TOO_LARGE: message exceeds the maximum size",
+        16 => c"KH_SYSTEM_ERROR: the operating system refused a resource",
         _ => c"KH_UNKNOWN",
     };
     s.as_ptr()
@@ -110,8 +119,10 @@ pub extern "C" fn kh_result_str(result: u32) -> *const c_char {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_last_error(buf: *mut c_char, len: usize) -> usize {
     let result = std::panic::catch_unwind(|| {
-        LAST_ERROR.with(|e| {
-            let msg = e.borrow();
+        LAST_ERROR.try_with(|e| {
+            let Ok(msg) = e.try_borrow() else {
+                return 0;
+            };
             let bytes = msg.as_bytes();
             if !buf.is_null() && len > 0 {
                 let n = bytes.len().min(len - 1);
@@ -124,7 +135,10 @@ pub unsafe extern "C" fn kh_last_error(buf: *mut c_char, len: usize) -> usize {
             bytes.len()
         })
     });
-    result.unwrap_or(0)
+    match result {
+        Ok(Ok(n)) => n,
+        _ => 0,
+    }
 }
 
 /// The library version, e.g. `"0.1.0"` (static; equals `KH_VERSION_STRING` of the header the

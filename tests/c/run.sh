@@ -14,9 +14,9 @@
 #
 #   bash tests/c/run.sh              # both
 #   HOSTILE_VARIANTS=asan bash tests/c/run.sh     # only one (asan | valgrind)
-#   HOSTILE_SKIP_FLOOD=1 HOSTILE_SKIP_LIFO=1 bash tests/c/run.sh  # skip the two known bugs
-#     (close/free unbounded vs a flooding peer with a slow hook; a blocked hook stalls a
-#     connection it woke: tests/c/repro_bugs.c reproduces both)
+#   HOSTILE_SKIP_FLOOD=1 HOSTILE_SKIP_LIFO=1 bash tests/c/run.sh  # skip two scenarios that
+#     found bugs, now fixed (close/free unbounded vs a flooding peer with a slow hook; a
+#     blocked hook stalling other connections: tests/c/repro_bugs.c reproduces both)
 #
 # Needs cargo, gcc (from g++) and valgrind (scripts/deps.sh installs them). About 1-3 minutes.
 set -euo pipefail
