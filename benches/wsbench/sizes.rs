@@ -35,10 +35,19 @@ pub fn run() {
             None,
         );
         let connect_size = size_of_val(&connect);
+        drop(connect);
+        // The run future of a connection over the stream type the manager uses.
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).await.expect("tcp");
+        let ws = WebSocketStream::from_raw_socket(MaybeTlsStream::Plain(tcp), Role::Client, None)
+            .await;
+        let conn = Connection::new("x", ws, config.clone(), &l);
+        let run = conn.run(&mut mailbox, &mut hooks);
+        let run_tcp = size_of_val(&run);
+        drop(run);
         println!(
             "{{\"tool\":\"sizes\",\"websocket_stream_maybe_tls_tcp\":{},\"connection_maybe_tls_tcp\":{},\
              \"connection_over_duplex\":{conn_duplex},\"run_future_over_duplex\":{run_duplex},\
-             \"tt_connect_future\":{connect_size},\"read_hooks\":{},\"message\":{}}}",
+             \"run_future_maybe_tls_tcp\":{run_tcp},\"tt_connect_future\":{connect_size},\"read_hooks\":{},\"message\":{}}}",
             size_of::<Ws>(),
             size_of::<Connection<MaybeTlsStream<TcpStream>>>(),
             size_of::<ReadHooks>(),
