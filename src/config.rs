@@ -40,10 +40,13 @@ pub mod defaults {
     pub const MAX_FRAME_SIZE: usize = 16 << 20;
     /// Messages that may wait in a connection's send queue.
     pub const SEND_QUEUE_CAPACITY: usize = 1024;
-    /// Read buffer per connection. tungstenite's own default (128 KiB) is allocated eagerly for
-    /// every connection; a small buffer keeps an idle connection small and still reads many
-    /// small messages per system call.
-    pub const READ_BUFFER_SIZE: usize = 8 * 1024;
+    /// Largest read while a connection is busy. The buffer exists only while data keeps
+    /// coming (see [`BurstReader`](crate::BurstReader)); an idle connection holds only the
+    /// small frame buffer below.
+    pub const READ_BUFFER_SIZE: usize = 64 * 1024;
+    /// tungstenite's own read buffer, allocated (and zero-filled) per connection.
+    /// tungstenite's default is 128 KiB, which would make every idle connection large.
+    pub const FRAME_READ_BUFFER: usize = 4 * 1024;
     /// Outgoing bytes buffered before a write to the socket is forced (it is flushed whenever the
     /// send queue runs empty anyway).
     pub const WRITE_BUFFER_SIZE: usize = 64 * 1024;
@@ -95,6 +98,7 @@ struct Inner {
     init_messages: Vec<InitMessage>,
     ws_config: WebSocketConfig,
     send_queue_capacity: usize,
+    read_buffer_size: usize,
     tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -166,6 +170,15 @@ impl Config {
     /// Capacity of the send queue.
     pub fn send_queue_capacity(&self) -> usize {
         self.inner.send_queue_capacity
+    }
+    /// Largest read while the connection is busy (0: no batching beyond tungstenite's buffer).
+    pub(crate) fn burst_read_size(&self) -> usize {
+        let n = self.inner.read_buffer_size;
+        if n > defaults::FRAME_READ_BUFFER {
+            n
+        } else {
+            0
+        }
     }
     pub(crate) fn ws_config(&self) -> WebSocketConfig {
         self.inner.ws_config
@@ -328,7 +341,10 @@ impl ConfigBuilder {
         self.send_queue_capacity = n;
         self
     }
-    /// Read buffer per connection (default 8 KiB).
+    /// Largest read while the connection is busy (default 64 KiB). That buffer is allocated
+    /// only while data keeps arriving faster than the hooks take it and freed when the socket
+    /// runs dry; an idle connection holds a 4 KiB frame buffer. 4 KiB or less turns batching
+    /// off.
     pub fn read_buffer_size(mut self, n: usize) -> Self {
         self.read_buffer_size = n;
         self
@@ -420,7 +436,7 @@ impl ConfigBuilder {
             None
         };
         let ws_config = WebSocketConfig::default()
-            .read_buffer_size(self.read_buffer_size)
+            .read_buffer_size(self.read_buffer_size.min(defaults::FRAME_READ_BUFFER))
             .write_buffer_size(self.write_buffer_size)
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_frame_size.min(self.max_message_size)));
@@ -443,6 +459,7 @@ impl ConfigBuilder {
                 init_messages: self.init_messages,
                 ws_config,
                 send_queue_capacity: self.send_queue_capacity,
+                read_buffer_size: self.read_buffer_size,
                 tls_config,
             }),
         })

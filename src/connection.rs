@@ -33,6 +33,8 @@ use crate::hooks::{CLOSE_NO_STATUS, Event, ReadHooks};
 /// Frames read back to back before the other sources (control, send queue, timers) are polled
 /// again. Bounds the extra latency those see during a burst while keeping the read path tight.
 const READ_BURST: u32 = 64;
+/// Frames handled in one poll of the connection's task before it yields to other tasks.
+const YIELD_AFTER: u32 = 1024;
 /// Messages written per poll before reads get their turn again.
 const WRITE_BURST: usize = 256;
 
@@ -292,7 +294,6 @@ pub enum Ended {
 }
 
 enum Step {
-    Frame(Message),
     Control(Control),
     Failed(ConnectionError),
     /// A read failed; with the close code that tells the peer why, if it broke the protocol.
@@ -364,61 +365,81 @@ where
         }
         self.shared.set_state(ConnState::Open);
         hooks.dispatch(&self.name, Event::Open);
-        loop {
-            let step = poll_fn(|cx| self.poll_step(cx, mailbox)).await;
-            match step {
-                Step::Frame(msg) => self.on_message(msg, hooks),
-                Step::ReadEnded => {
-                    if self.peer_closed {
-                        log::info!("[{}] closed by the peer", self.name);
-                        return Ended::PeerClosed;
-                    }
-                    let e = ConnectionError::ConnectionDropped("the socket closed".into());
-                    return self.fail(e, None, hooks).await;
+        // Every step but a failure or a request ends the run; frames never leave poll_step.
+        let step = poll_fn(|cx| self.poll_step(cx, mailbox, hooks)).await;
+        match step {
+            Step::ReadEnded => {
+                if self.peer_closed {
+                    log::info!("[{}] closed by the peer", self.name);
+                    return Ended::PeerClosed;
                 }
-                Step::Failed(e) => return self.fail(e, None, hooks).await,
-                Step::ReadFailed(e, code) => return self.fail(e, code, hooks).await,
-                Step::Control(Control::Close { code, reason }) => {
-                    self.shared.control_pending.store(false, Relaxed);
-                    self.close(code, &reason, Some(mailbox), hooks).await;
-                    return Ended::Closed;
-                }
-                Step::Control(Control::Restart) => {
-                    self.shared.control_pending.store(false, Relaxed);
-                    log::info!("[{}] restart requested", self.name);
-                    self.close(1000, "restart", None, hooks).await;
-                    return Ended::Restart;
-                }
+                let e = ConnectionError::ConnectionDropped("the socket closed".into());
+                Box::pin(self.fail(e, None, hooks)).await
+            }
+            // The cold paths are boxed: inline they would make every connection's task as
+            // large as their futures for its whole life.
+            Step::Failed(e) => Box::pin(self.fail(e, None, hooks)).await,
+            Step::ReadFailed(e, code) => Box::pin(self.fail(e, code, hooks)).await,
+            Step::Control(Control::Close { code, reason }) => {
+                self.shared.control_pending.store(false, Relaxed);
+                Box::pin(self.close(code, &reason, Some(mailbox), hooks)).await;
+                Ended::Closed
+            }
+            Step::Control(Control::Restart) => {
+                self.shared.control_pending.store(false, Relaxed);
+                log::info!("[{}] restart requested", self.name);
+                Box::pin(self.close(1000, "restart", None, hooks)).await;
+                Ended::Restart
             }
         }
     }
 
-    fn poll_step(&mut self, cx: &mut Context<'_>, mailbox: &mut Mailbox) -> Poll<Step> {
-        if !self.in_burst || self.burst >= READ_BURST || self.shared.control_pending.load(Relaxed) {
-            self.burst = 0;
-            if let Poll::Ready(step) = self.poll_others(cx, mailbox) {
-                return Poll::Ready(step);
-            }
-        }
-        match self.ws.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(msg))) => {
-                self.in_burst = true;
-                self.burst += 1;
-                Poll::Ready(Step::Frame(msg))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                let code = close_code_for(&e);
-                Poll::Ready(Step::ReadFailed(read_error(e), code))
-            }
-            Poll::Ready(None) => Poll::Ready(Step::ReadEnded),
-            Poll::Pending => {
-                if self.in_burst {
-                    // The burst skipped the other sources; give them their turn before sleeping.
-                    self.in_burst = false;
-                    self.burst = 0;
-                    return self.poll_others(cx, mailbox);
+    /// Moves the connection forward until something needs the run loop: frames are handed to
+    /// the hooks right here, so the per-message path is one poll of the socket and one call.
+    fn poll_step(
+        &mut self,
+        cx: &mut Context<'_>,
+        mailbox: &mut Mailbox,
+        hooks: &mut ReadHooks,
+    ) -> Poll<Step> {
+        let mut frames = 0u32;
+        loop {
+            if !self.in_burst
+                || self.burst >= READ_BURST
+                || self.shared.control_pending.load(Relaxed)
+            {
+                self.burst = 0;
+                if let Poll::Ready(step) = self.poll_others(cx, mailbox) {
+                    return Poll::Ready(step);
                 }
-                Poll::Pending
+            }
+            match self.ws.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(msg))) => {
+                    self.in_burst = true;
+                    self.burst += 1;
+                    self.on_message(msg, hooks);
+                    frames += 1;
+                    if frames >= YIELD_AFTER {
+                        // Frames already buffered never make the socket return Pending, so
+                        // give other tasks on this worker their turn explicitly.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let code = close_code_for(&e);
+                    return Poll::Ready(Step::ReadFailed(read_error(e), code));
+                }
+                Poll::Ready(None) => return Poll::Ready(Step::ReadEnded),
+                Poll::Pending => {
+                    if self.in_burst {
+                        // The burst skipped the other sources; their turn before sleeping.
+                        self.in_burst = false;
+                        self.burst = 0;
+                        return self.poll_others(cx, mailbox);
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -551,6 +572,7 @@ where
         ))
     }
 
+    #[inline]
     fn on_message(&mut self, msg: Message, hooks: &mut ReadHooks) {
         // Any frame proves the peer alive, which also covers text heartbeats answered in text.
         self.awaiting_pong = false;
@@ -560,13 +582,13 @@ where
                 bump(&self.shared.messages_in, 1);
                 bump(&self.shared.bytes_in, t.len() as u64);
                 log::trace!("[{name}] text, {} bytes", t.len());
-                Event::Text(t)
+                return hooks.text(name, t);
             }
             Message::Binary(b) => {
                 bump(&self.shared.messages_in, 1);
                 bump(&self.shared.bytes_in, b.len() as u64);
                 log::trace!("[{name}] binary, {} bytes", b.len());
-                Event::Binary(b)
+                return hooks.binary(name, b);
             }
             Message::Ping(p) => {
                 log::trace!("[{name}] ping");

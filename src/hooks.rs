@@ -179,6 +179,31 @@ impl ReadHooks {
         self
     }
 
+    /// A text message: straight to `on_text` when no `on_frame` hook is set (the hot path of a
+    /// feed), else through [`dispatch`](Self::dispatch).
+    #[inline]
+    pub(crate) fn text(&mut self, name: &str, t: Utf8Bytes) {
+        if self.on_frame.is_none() {
+            if let Some(f) = self.on_text.as_mut() {
+                contain(name, || f(name, t));
+            }
+            return;
+        }
+        self.dispatch(name, Event::Text(t));
+    }
+
+    /// A binary message, like [`text`](Self::text).
+    #[inline]
+    pub(crate) fn binary(&mut self, name: &str, b: Bytes) {
+        if self.on_frame.is_none() {
+            if let Some(f) = self.on_binary.as_mut() {
+                contain(name, || f(name, b));
+            }
+            return;
+        }
+        self.dispatch(name, Event::Binary(b));
+    }
+
     /// Disarms `on_drop` (used when the hooks were never taken by a connection).
     pub(crate) fn forget_on_drop(&mut self) {
         self.on_drop = None;
@@ -187,10 +212,7 @@ impl ReadHooks {
     /// Hands one event to the hooks: `on_frame` first for frames, then the type-specific hook.
     /// A panicking Rust hook is logged and contained; the connection goes on.
     pub fn dispatch(&mut self, name: &str, event: Event) {
-        let result = catch_unwind(AssertUnwindSafe(|| self.dispatch_inner(name, event)));
-        if result.is_err() {
-            log::error!("[{name}] a hook panicked; the event was dropped by that hook");
-        }
+        contain(name, || self.dispatch_inner(name, event));
     }
 
     fn dispatch_inner(&mut self, name: &str, event: Event) {
@@ -206,6 +228,14 @@ impl ReadHooks {
             Event::Close(code, reason) => call(&mut self.on_close, |f| f(name, code, &reason)),
             Event::Error(e) => call(&mut self.on_error, |f| f(name, &e)),
         }
+    }
+}
+
+/// Runs hook code; a panic in it is logged and contained, and the connection goes on.
+#[inline]
+fn contain(name: &str, f: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        log::error!("[{name}] a hook panicked; the event was dropped by that hook");
     }
 }
 

@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod burst;
 mod config;
 mod connection;
 mod error;
@@ -40,6 +41,7 @@ mod logging;
 mod manager;
 
 pub use backoff::Backoff;
+pub use burst::BurstReader;
 pub use config::{Config, ConfigBuilder, Heartbeat, InitMessage, defaults};
 pub use connection::{ConnState, Connection, Ended, Link, Mailbox, Stats, link};
 pub use error::{ConnectionError, Result};

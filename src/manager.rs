@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::backoff::Backoff;
+use crate::burst::BurstReader;
 use crate::config::Config;
 use crate::connection::{ConnState, Connection, Control, Ended, Link, Mailbox, Stats, link};
 use crate::error::{ConnectionError, Result};
@@ -507,7 +508,7 @@ fn describe_target(config: &Config) -> String {
     }
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Socket = WebSocketStream<BurstReader<MaybeTlsStream<TcpStream>>>;
 
 /// TCP connect, TLS and upgrade, bounded by the connect timeout.
 async fn connect(config: &Config, target: &str) -> Result<Socket> {
@@ -547,6 +548,7 @@ async fn connect_unbounded(config: &Config) -> Result<Socket> {
         }
         None => MaybeTlsStream::Plain(tcp),
     };
+    let stream = BurstReader::new(stream, config.burst_read_size());
     upgrade(config, stream, host, port).await
 }
 
@@ -603,12 +605,12 @@ where
         if buf.len() > MAX_HEAD {
             return Err(failed("oversized upgrade response from"));
         }
-        let mut chunk = [0u8; 1024];
-        let n = stream.read(&mut chunk).await.map_err(io)?;
+        // Into the Vec's spare room: a stack array here would live in every connection's task.
+        buf.reserve(1024);
+        let n = stream.read_buf(&mut buf).await.map_err(io)?;
         if n == 0 {
             return Err(failed("connection closed during the upgrade by"));
         }
-        buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
     let status_line = head.split("\r\n").next().unwrap_or_default();

@@ -289,8 +289,10 @@ pub unsafe extern "C" fn kh_config_set_send_queue_capacity(
     })
 }
 
-/// Read buffer per connection in bytes (>= 256; default 8192). Larger reads more per system
-/// call on a fast feed; smaller keeps idle connections small.
+/// Largest read while the connection is busy, in bytes (256 to 64 MiB; default 65536). That
+/// buffer exists only while data arrives faster than the callbacks take it and is freed when the
+/// socket runs dry; an idle connection holds a 4 KiB frame buffer. 4096 or less turns batching
+/// off (every read then goes through the 4 KiB buffer).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_read_buffer_size(
     cfg: *mut kh_config,
