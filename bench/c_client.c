@@ -195,7 +195,7 @@ int main(int argc, char **argv) {
                "\"msgs_per_sec\":%.1f,\"mb_per_sec\":%.2f,\"ok\":%s,\"rbuf\":%zu}\n",
                client, w, (unsigned long long)st.count, (unsigned long long)st.bytes, secs,
                secs > 0 ? st.count / secs : 0, secs > 0 ? st.bytes / 1e6 / secs : 0,
-               ok && st.count == n ? "true" : "false", rbuf ? rbuf : 8192);
+               ok && st.count == n ? "true" : "false", rbuf);
         fflush(stdout);
         kh_manager_close(mgr, "bench", 1000, "done");
     } else if (strcmp(mode, "echo") == 0) {
@@ -223,7 +223,7 @@ int main(int argc, char **argv) {
                "\"p99_us\":%.2f,\"rbuf\":%zu}\n",
                client, w, (unsigned long long)st.nrtt, (unsigned long long)(st.nrtt * size), secs,
                secs > 0 ? st.nrtt / secs : 0, secs > 0 ? st.nrtt * size / 1e6 / secs : 0,
-               ok && m == n ? "true" : "false", p50, p99, rbuf ? rbuf : 8192);
+               ok && m == n ? "true" : "false", p50, p99, rbuf);
         fflush(stdout);
         kh_manager_close(mgr, "bench", 1000, "done");
     } else if (strcmp(mode, "idle") == 0) {
@@ -252,7 +252,7 @@ int main(int argc, char **argv) {
                "\"threads_before\":%ld,\"rbuf\":%zu}\n",
                client, (unsigned long long)opened, now() - t0, open_secs > 0 ? opened / open_secs : 0,
                opened == n ? "true" : "false", (unsigned long long)opened, open_secs, per, after,
-               proc_status("Threads"), threads_default, rbuf ? rbuf : 8192);
+               proc_status("Threads"), threads_default, rbuf);
         fflush(stdout);
         _exit(0); /* skip N close handshakes: the measurement is done */
     } else {

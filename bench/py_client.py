@@ -109,7 +109,7 @@ if mode == "push":
            "bytes": nbytes, "secs": round(secs, 6),
            "msgs_per_sec": round(count / secs, 1) if secs else 0,
            "mb_per_sec": round(nbytes / 1e6 / secs, 2) if secs else 0, "ok": ok and count == n,
-           "rbuf": 8192}
+           "rbuf": 0}
 else:
     payload = b"x" * size
     total = n + WARMUP
@@ -146,7 +146,7 @@ else:
            "msgs_per_sec": round(len(rtts) / secs, 1) if secs > 0 else 0,
            "mb_per_sec": round(len(rtts) * size / 1e6 / secs, 2) if secs > 0 else 0,
            "ok": ok and len(m) == n, "p50_us": round(pct(50), 2), "p99_us": round(pct(99), 2),
-           "rbuf": 8192}
+           "rbuf": 0}
 print(json.dumps(res, separators=(",", ":")), flush=True)
 lib.kh_manager_close(mgr, b"bench", 1000, b"done")
 lib.kh_config_free(cfg)
