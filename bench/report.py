@@ -202,7 +202,7 @@ for wl in ["push_64B", "push_1KiB"]:
     v = m_(wl, "cross", "kharbranth Rust API", "msgs_per_sec")
     if v and same:
         checks.append((f"(for reference) kharbranth Rust API, {wl}: vs tokio-tungstenite with "
-                       "the same 8 KiB read buffer", f"{v / same:.2f}×", v / same >= 0.95))
+                       "an 8 KiB read buffer", f"{v / same:.2f}×", v / same >= 0.95))
 for pin in ["cross", "same"]:
     base = m_("echo_64B", pin, "tokio-tungstenite", "p50_us")
     for label in ["kharbranth C ABI", "kharbranth C ABI, 1 worker"]:
