@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep, sleep, sleep_until, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
@@ -29,6 +29,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use crate::config::{Config, Heartbeat, InitMessage};
 use crate::error::{ConnectionError, Result};
 use crate::hooks::{CLOSE_NO_STATUS, Event, ReadHooks};
+pub(crate) use crate::queue::Control;
+use crate::queue::{self, SendError};
 
 /// Frames read back to back before the other sources (control, send queue, timers) are polled
 /// again. Bounds the extra latency those see during a burst while keeping the read path tight.
@@ -167,20 +169,10 @@ impl Shared {
     }
 }
 
-/// Requests to a connection that are not data.
-#[derive(Debug)]
-pub(crate) enum Control {
-    /// Close cleanly and connect again at once.
-    Restart,
-    /// Close for good with this code and reason.
-    Close { code: u16, reason: String },
-}
-
 /// The sending side of a connection: cloneable, used by the manager and by hooks.
 #[derive(Debug, Clone)]
 pub struct Link {
-    writes: mpsc::Sender<Message>,
-    control: mpsc::UnboundedSender<Control>,
+    tx: queue::Sender,
     pub(crate) shared: Arc<Shared>,
     max_message_size: usize,
     name: Arc<str>,
@@ -190,26 +182,20 @@ pub struct Link {
 /// outlives single sockets, so queued messages survive a reconnect.
 #[derive(Debug)]
 pub struct Mailbox {
-    pub(crate) writes: mpsc::Receiver<Message>,
-    pub(crate) control: mpsc::UnboundedReceiver<Control>,
+    pub(crate) rx: queue::Receiver,
 }
 
 /// Creates the queues of a connection named `name`.
 pub fn link(name: &str, config: &Config) -> (Link, Mailbox) {
-    let (wtx, wrx) = mpsc::channel(config.send_queue_capacity());
-    let (ctx, crx) = mpsc::unbounded_channel();
+    let (tx, rx) = queue::queue(config.send_queue_capacity());
     (
         Link {
-            writes: wtx,
-            control: ctx,
+            tx,
             shared: Arc::new(Shared::new()),
             max_message_size: config.max_message_size(),
             name: name.into(),
         },
-        Mailbox {
-            writes: wrx,
-            control: crx,
-        },
+        Mailbox { rx },
     )
 }
 
@@ -239,9 +225,9 @@ impl Link {
                 )));
             }
         }
-        self.writes.try_send(msg).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ConnectionError::QueueFull(self.name.to_string()),
-            mpsc::error::TrySendError::Closed(_) => {
+        self.tx.try_send(msg).map_err(|e| match e {
+            SendError::Full => ConnectionError::QueueFull(self.name.to_string()),
+            SendError::Closed => {
                 ConnectionError::ConnectionDropped(format!("{} is closed", self.name))
             }
         })
@@ -262,8 +248,8 @@ impl Link {
     }
 
     fn control(&self, c: Control) -> Result<()> {
-        self.control
-            .send(c)
+        self.tx
+            .control(c)
             .map_err(|_| ConnectionError::ConnectionDropped(format!("{} is closed", self.name)))?;
         self.shared.control_pending.store(true, Relaxed);
         Ok(())
@@ -331,11 +317,22 @@ where
 {
     /// Wraps a WebSocket that completed its handshake, named for hooks and logs.
     pub fn new(name: &str, ws: WebSocketStream<S>, config: Config, link: &Link) -> Self {
+        Self::with_shared(name, ws, config, link.shared.clone())
+    }
+
+    /// Like [`new`](Self::new) for a supervisor, which must not hold a sender: the queue sees
+    /// "every sender gone" when the manager forgets the connection.
+    pub(crate) fn with_shared(
+        name: &str,
+        ws: WebSocketStream<S>,
+        config: Config,
+        shared: Arc<Shared>,
+    ) -> Self {
         let now = Instant::now();
         Self {
             name: name.into(),
             ws,
-            shared: link.shared.clone(),
+            shared,
             ping_timer: Box::pin(sleep_until(now + config.ping_interval())),
             pong_timer: Box::pin(sleep_until(now + config.pong_timeout())),
             config,
@@ -402,6 +399,18 @@ where
         mailbox: &mut Mailbox,
         hooks: &mut ReadHooks,
     ) -> Poll<Step> {
+        // Sends from this connection's own hooks skip the wake-up; every way out of this
+        // function that waits goes through poll_others, which writes them.
+        let _polling = mailbox.rx.polling();
+        self.poll_frames(cx, mailbox, hooks)
+    }
+
+    fn poll_frames(
+        &mut self,
+        cx: &mut Context<'_>,
+        mailbox: &mut Mailbox,
+        hooks: &mut ReadHooks,
+    ) -> Poll<Step> {
         let mut frames = 0u32;
         loop {
             if !self.in_burst
@@ -445,7 +454,7 @@ where
     }
 
     fn poll_others(&mut self, cx: &mut Context<'_>, mailbox: &mut Mailbox) -> Poll<Step> {
-        if let Poll::Ready(c) = mailbox.control.poll_recv(cx) {
+        if let Poll::Ready(c) = mailbox.rx.poll_control(cx) {
             // All senders gone means the manager itself went away: close like a shutdown.
             return Poll::Ready(Step::Control(c.unwrap_or(Control::Close {
                 code: 1001,
@@ -520,9 +529,9 @@ where
             }
             let msg = match self.priority.pop_front() {
                 Some(m) => m,
-                None => match mailbox.writes.poll_recv(cx) {
-                    Poll::Ready(Some(m)) => m,
-                    _ => break,
+                None => match mailbox.rx.poll_write(cx) {
+                    Poll::Ready(m) => m,
+                    Poll::Pending => break,
                 },
             };
             let (data, len) = (msg.is_text() || msg.is_binary(), msg.len() as u64);
@@ -665,7 +674,7 @@ where
         let mut pending: Vec<Message> = Vec::new();
         if let Some(mb) = mailbox {
             pending.extend(self.priority.drain(..));
-            while let Ok(m) = mb.writes.try_recv() {
+            while let Some(m) = mb.rx.try_write() {
                 pending.push(m);
             }
         }

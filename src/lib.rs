@@ -39,6 +39,8 @@ pub mod ffi;
 mod hooks;
 mod logging;
 mod manager;
+mod queue;
+mod transport;
 
 pub use backoff::Backoff;
 pub use burst::BurstReader;
@@ -48,6 +50,7 @@ pub use error::{ConnectionError, Result};
 pub use hooks::{CLOSE_NO_STATUS, Event, ReadHooks, opcode};
 pub use logging::init_logging;
 pub use manager::{Restart, WsManager};
+pub use transport::Transport;
 
 /// Re-exports of the payload types handed to hooks.
 pub use bytes::Bytes;

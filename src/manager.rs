@@ -16,19 +16,22 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::backoff::Backoff;
 use crate::burst::BurstReader;
 use crate::config::Config;
-use crate::connection::{ConnState, Connection, Control, Ended, Link, Mailbox, Stats, link};
+use crate::connection::{
+    ConnState, Connection, Control, Ended, Link, Mailbox, Shared, Stats, link,
+};
 use crate::error::{ConnectionError, Result};
 use crate::hooks::{Event, ReadHooks};
+use crate::transport::Transport;
 
 /// What to restart, sent through [`WsManager::restart_sender`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +133,7 @@ impl WsManager {
         let task = self.inner.handle.spawn(supervise(
             name.clone(),
             config.clone(),
-            link.clone(),
+            link.shared.clone(),
             mailbox,
             hooks,
         ));
@@ -417,11 +420,10 @@ async fn restart_loop(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Restar
 async fn supervise(
     name: Arc<str>,
     config: Config,
-    link: Link,
+    shared: Arc<Shared>,
     mut mailbox: Mailbox,
     mut hooks: ReadHooks,
 ) {
-    let shared = link.shared.clone();
     let (min, max) = config.backoff();
     let mut backoff = Backoff::new(min, max);
     let mut ever_open = false;
@@ -431,11 +433,11 @@ async fn supervise(
         log::info!("[{name}] connecting to {target}");
         let attempt = tokio::select! {
             biased;
-            c = mailbox.control.recv() => match c {
+            c = mailbox.rx.recv_control() => match c {
                 Some(Control::Restart) => continue 'outer,
                 Some(Control::Close { .. }) | None => break 'outer,
             },
-            r = connect(&config, &target) => r,
+            r = Box::pin(connect(&config, &target)) => r,
         };
         match attempt {
             Ok(ws) => {
@@ -446,7 +448,7 @@ async fn supervise(
                 ever_open = true;
                 log::info!("[{name}] open");
                 let opened = Instant::now();
-                let conn = Connection::new(&name, ws, config.clone(), &link);
+                let conn = Connection::with_shared(&name, ws, config.clone(), shared.clone());
                 match conn.run(&mut mailbox, &mut hooks).await {
                     Ended::Closed => break 'outer,
                     Ended::Restart => continue 'outer,
@@ -474,7 +476,7 @@ async fn supervise(
         let delay = backoff.next_delay();
         log::info!("[{name}] reconnecting in {delay:?}");
         let wake = Instant::now() + delay;
-        match timeout_at(wake, mailbox.control.recv()).await {
+        match timeout_at(wake, mailbox.rx.recv_control()).await {
             Err(_) => {}
             Ok(Some(Control::Restart)) => continue 'outer,
             Ok(Some(Control::Close { .. }) | None) => break 'outer,
@@ -482,11 +484,7 @@ async fn supervise(
     }
     shared.set_state(ConnState::Closed);
     // Whatever the caller queued and no socket took is reported, never dropped silently.
-    mailbox.writes.close();
-    let mut left = 0usize;
-    while mailbox.writes.try_recv().is_ok() {
-        left += 1;
-    }
+    let left = mailbox.rx.close();
     if left > 0 {
         let e = ConnectionError::WriteError(format!(
             "{left} queued message(s) were not written: the connection stopped"
@@ -508,7 +506,7 @@ fn describe_target(config: &Config) -> String {
     }
 }
 
-type Socket = WebSocketStream<BurstReader<MaybeTlsStream<TcpStream>>>;
+type Socket = WebSocketStream<BurstReader<Transport>>;
 
 /// TCP connect, TLS and upgrade, bounded by the connect timeout.
 async fn connect(config: &Config, target: &str) -> Result<Socket> {
@@ -544,9 +542,9 @@ async fn connect_unbounded(config: &Config) -> Result<Socket> {
                 .connect(server_name, tcp)
                 .await
                 .map_err(|e| failed("TLS handshake with", &e))?;
-            MaybeTlsStream::Rustls(tls)
+            Transport::Tls(Box::new(tls))
         }
-        None => MaybeTlsStream::Plain(tcp),
+        None => Transport::Plain(tcp),
     };
     let stream = BurstReader::new(stream, config.burst_read_size());
     upgrade(config, stream, host, port).await
@@ -655,4 +653,24 @@ where
         WebSocketStream::from_partially_read(stream, rest, Role::Client, Some(config.ws_config()))
             .await,
     )
+}
+#[cfg(test)]
+mod tests {
+    /// Every idle connection holds its supervisor task for its whole life: keep it small
+    /// (cold states are boxed, TLS is boxed in `Transport`). 10,000 idle connections measured
+    /// 9.1 KiB RSS each with this at 1952 bytes.
+    #[test]
+    fn a_connection_task_stays_small() {
+        let config = crate::Config::builder("ws://127.0.0.1:1/").build().unwrap();
+        let (link, mailbox) = crate::connection::link("x", &config);
+        let task = super::supervise(
+            "x".into(),
+            config,
+            link.shared.clone(),
+            mailbox,
+            crate::ReadHooks::new(),
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2560, "the supervisor future grew to {size} bytes");
+    }
 }

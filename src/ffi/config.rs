@@ -291,8 +291,8 @@ pub unsafe extern "C" fn kh_config_set_send_queue_capacity(
 
 /// Largest read while the connection is busy, in bytes (256 to 64 MiB; default 65536). That
 /// buffer exists only while data arrives faster than the callbacks take it and is freed when the
-/// socket runs dry; an idle connection holds a 4 KiB frame buffer. 4096 or less turns batching
-/// off (every read then goes through the 4 KiB buffer).
+/// socket runs dry; an idle connection holds only its frame buffer (see
+/// `kh_config_set_frame_buffer_size`). Not above the frame buffer turns batching off.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_read_buffer_size(
     cfg: *mut kh_config,
@@ -305,6 +305,25 @@ pub unsafe extern "C" fn kh_config_set_read_buffer_size(
             )));
         }
         c.update(|b| b.read_buffer_size(bytes));
+        Ok(())
+    })
+}
+
+/// tungstenite's read buffer in bytes, held by every connection for its whole life (256 to
+/// 64 MiB; default 4096). 16384 brings the throughput of 1 KiB messages up to raw
+/// tokio-tungstenite's, for 12 KiB more per connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_frame_buffer_size(
+    cfg: *mut kh_config,
+    bytes: usize,
+) -> kh_result {
+    set(cfg, |c| {
+        if !(256..=(64 << 20)).contains(&bytes) {
+            return Err(invalid(format!(
+                "frame buffer size must be 256..=64 MiB, not {bytes}"
+            )));
+        }
+        c.update(|b| b.frame_buffer_size(bytes));
         Ok(())
     })
 }

@@ -1,0 +1,288 @@
+//! A connection's inbox from the outside world: queued writes and control requests.
+//!
+//! One lock-protected queue with one waker instead of two tokio channels: tokio's channels
+//! allocate a first block of 32 slots each up front, over 3 KiB per connection before anything
+//! is sent, which matters to a manager holding thousands of mostly idle connections. Here an
+//! idle connection holds an empty `VecDeque` (no allocation) and a slot for one request.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Requests to a connection that are not data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// Close cleanly and connect again at once.
+    Restart,
+    /// Close for good with this code and reason.
+    Close { code: u16, reason: String },
+}
+
+#[derive(Debug)]
+struct State {
+    writes: VecDeque<Message>,
+    control: Option<Control>,
+    senders: usize,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    waker: AtomicWaker,
+    capacity: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent under every operation; a panic elsewhere is no reason to
+        // stop delivering.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+thread_local! {
+    /// The queue whose connection is being polled on this thread (null: none). A send from
+    /// that connection's own hook needs no wake-up: the connection writes its queue before it
+    /// next waits. Waking it anyway would reschedule the running task, which costs a second
+    /// poll and, with idle workers, a cross-core wake-up per echoed message.
+    static POLLING: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Marks a queue as being polled on this thread until dropped.
+pub(crate) struct Polling {
+    previous: *const Shared,
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        let _ = POLLING.try_with(|p| p.set(self.previous));
+    }
+}
+
+/// Why a message was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SendError {
+    Full,
+    Closed,
+}
+
+/// The sending side; cloneable. When the last sender is dropped the receiver sees `None`.
+#[derive(Debug)]
+pub(crate) struct Sender {
+    shared: Arc<Shared>,
+}
+
+/// The receiving side, owned by the connection's task.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    shared: Arc<Shared>,
+}
+
+/// A queue holding at most `capacity` writes.
+pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            writes: VecDeque::new(),
+            control: None,
+            senders: 1,
+            closed: false,
+        }),
+        waker: AtomicWaker::new(),
+        capacity,
+    });
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver { shared },
+    )
+}
+
+impl Sender {
+    pub(crate) fn try_send(&self, msg: Message) -> Result<(), SendError> {
+        {
+            let mut s = self.shared.lock();
+            if s.closed {
+                return Err(SendError::Closed);
+            }
+            if s.writes.len() >= self.shared.capacity {
+                return Err(SendError::Full);
+            }
+            s.writes.push_back(msg);
+        }
+        let own = POLLING
+            .try_with(|p| std::ptr::eq(p.get(), Arc::as_ptr(&self.shared)))
+            .unwrap_or(false);
+        if !own {
+            self.shared.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Posts a request. A pending close is never replaced by a restart.
+    pub(crate) fn control(&self, c: Control) -> Result<(), SendError> {
+        {
+            let mut s = self.shared.lock();
+            if s.closed {
+                return Err(SendError::Closed);
+            }
+            if !matches!(s.control, Some(Control::Close { .. })) {
+                s.control = Some(c);
+            }
+        }
+        self.shared.waker.wake();
+        Ok(())
+    }
+}
+
+impl Clone for Sender {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let last = {
+            let mut s = self.shared.lock();
+            s.senders -= 1;
+            s.senders == 0
+        };
+        if last {
+            self.shared.waker.wake();
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // The connection is gone: later sends fail instead of piling up unread.
+        self.close();
+    }
+}
+
+impl Receiver {
+    /// Marks this queue as polled by the current thread (see `POLLING`) until the guard drops.
+    /// The caller must look at its queued writes before it next returns `Pending`.
+    pub(crate) fn polling(&self) -> Polling {
+        let ptr = Arc::as_ptr(&self.shared);
+        let previous = POLLING
+            .try_with(|p| p.replace(ptr))
+            .unwrap_or(std::ptr::null());
+        Polling { previous }
+    }
+
+    /// The next request; `Ready(None)` once every sender is gone.
+    pub(crate) fn poll_control(&mut self, cx: &mut Context<'_>) -> Poll<Option<Control>> {
+        self.poll_with(cx, |s| match s.control.take() {
+            Some(c) => Some(Some(c)),
+            None if s.senders == 0 => Some(None),
+            None => None,
+        })
+    }
+
+    /// The next queued write; `Pending` when none is queued.
+    pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Message> {
+        self.poll_with(cx, |s| s.writes.pop_front())
+    }
+
+    /// A queued write, without waiting.
+    pub(crate) fn try_write(&mut self) -> Option<Message> {
+        let mut s = self.shared.lock();
+        let m = s.writes.pop_front();
+        if s.writes.is_empty() && s.writes.capacity() > 64 {
+            // A burst is over: do not keep its memory for the rest of the connection's life.
+            s.writes = VecDeque::new();
+        }
+        m
+    }
+
+    /// Waits for the next request (`None`: every sender is gone).
+    pub(crate) async fn recv_control(&mut self) -> Option<Control> {
+        std::future::poll_fn(|cx| self.poll_control(cx)).await
+    }
+
+    /// Refuses further sends and returns how many writes were still queued (now dropped).
+    pub(crate) fn close(&mut self) -> usize {
+        let mut s = self.shared.lock();
+        s.closed = true;
+        let n = s.writes.len();
+        s.writes = VecDeque::new();
+        n
+    }
+
+    fn poll_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut take: impl FnMut(&mut State) -> Option<T>,
+    ) -> Poll<T> {
+        if let Some(v) = take(&mut self.shared.lock()) {
+            return Poll::Ready(v);
+        }
+        // Register, then look again: a send between the first look and the registration
+        // would otherwise wake nobody.
+        self.shared.waker.register(cx.waker());
+        match take(&mut self.shared.lock()) {
+            Some(v) => Poll::Ready(v),
+            None => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_fifo_with_full_and_closed() {
+        let (tx, mut rx) = queue(2);
+        tx.try_send(Message::text("a")).unwrap();
+        tx.try_send(Message::text("b")).unwrap();
+        assert_eq!(tx.try_send(Message::text("c")), Err(SendError::Full));
+        assert_eq!(rx.try_write(), Some(Message::text("a")));
+        tx.try_send(Message::text("c")).unwrap();
+        assert_eq!(rx.close(), 2);
+        assert_eq!(tx.try_send(Message::text("d")), Err(SendError::Closed));
+    }
+
+    #[tokio::test]
+    async fn close_wins_over_restart_and_dropping_all_senders_ends_control() {
+        let (tx, mut rx) = queue(1);
+        let tx2 = tx.clone();
+        tx.control(Control::Close {
+            code: 1000,
+            reason: "bye".into(),
+        })
+        .unwrap();
+        tx2.control(Control::Restart).unwrap();
+        assert!(matches!(
+            rx.recv_control().await,
+            Some(Control::Close { code: 1000, .. })
+        ));
+        drop(tx);
+        drop(tx2);
+        assert_eq!(rx.recv_control().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_send_wakes_a_waiting_receiver() {
+        let (tx, mut rx) = queue(4);
+        let waiter =
+            tokio::spawn(async move { std::future::poll_fn(|cx| rx.poll_write(cx)).await });
+        tokio::task::yield_now().await;
+        tx.try_send(Message::text("x")).unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken within 5 s")
+            .unwrap();
+        assert_eq!(got, Message::text("x"));
+    }
+}
