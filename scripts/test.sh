@@ -14,7 +14,8 @@ step "cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 
-step "cargo test (unit, integration, doc tests)"
+step "cargo build (the shared and static libraries too) and cargo test (unit, integration, doc tests)"
+cargo build
 cargo test
 
 step "benchmark code builds (the suite itself runs with bench/run.sh)"

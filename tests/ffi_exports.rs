@@ -13,6 +13,15 @@ fn shared_library_exports_only_kh_symbols() {
         .map(PathBuf::from)
         .expect("target dir");
     let lib = dir.join("libkharbranth.so");
+    if !lib.exists() {
+        // `cargo test` builds the library as an rlib only; build the shared one it ships.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--lib"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo build --lib failed");
+    }
     assert!(lib.exists(), "{} was not built", lib.display());
     let out = match Command::new("nm")
         .args(["-D", "--defined-only"])
