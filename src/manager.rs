@@ -316,6 +316,7 @@ impl WsManager {
     }
 
     fn with_entry<T>(&self, name: &str, f: impl FnOnce(&Entry) -> T) -> Result<T> {
+        self.check_running()?;
         match self.inner.read_conns().get(name) {
             Some(e) => Ok(f(e)),
             None => Err(self.not_found(name)),
@@ -323,6 +324,7 @@ impl WsManager {
     }
 
     fn take_entry(&self, name: &str) -> Result<Entry> {
+        self.check_running()?;
         match self.inner.write_conns().remove(name) {
             Some(e) => Ok(e),
             None => Err(self.not_found(name)),
