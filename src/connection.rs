@@ -402,15 +402,6 @@ where
         // Sends from this connection's own hooks skip the wake-up; every way out of this
         // function that waits goes through poll_others, which writes them.
         let _polling = mailbox.rx.polling();
-        self.poll_frames(cx, mailbox, hooks)
-    }
-
-    fn poll_frames(
-        &mut self,
-        cx: &mut Context<'_>,
-        mailbox: &mut Mailbox,
-        hooks: &mut ReadHooks,
-    ) -> Poll<Step> {
         let mut frames = 0u32;
         loop {
             if !self.in_burst

@@ -46,6 +46,14 @@ fn positive_ms(ms: u64, what: &str) -> Result<Duration> {
     Ok(d)
 }
 
+/// A buffer size setter's range: 256 bytes to 64 MiB.
+fn buffer_bytes(bytes: usize, what: &str) -> Result<usize> {
+    if !(256..=(64 << 20)).contains(&bytes) {
+        return Err(invalid(format!("{what} must be 256..=64 MiB, not {bytes}")));
+    }
+    Ok(bytes)
+}
+
 /// Runs a setter: checks the builder pointer, then applies `f` (which validates first).
 fn set(cfg: *mut kh_config, f: impl FnOnce(&mut kh_config) -> Result<()>) -> kh_result {
     guard(|| {
@@ -299,11 +307,7 @@ pub unsafe extern "C" fn kh_config_set_read_buffer_size(
     bytes: usize,
 ) -> kh_result {
     set(cfg, |c| {
-        if !(256..=(64 << 20)).contains(&bytes) {
-            return Err(invalid(format!(
-                "read buffer size must be 256..=64 MiB, not {bytes}"
-            )));
-        }
+        let bytes = buffer_bytes(bytes, "read buffer size")?;
         c.update(|b| b.read_buffer_size(bytes));
         Ok(())
     })
@@ -318,11 +322,7 @@ pub unsafe extern "C" fn kh_config_set_frame_buffer_size(
     bytes: usize,
 ) -> kh_result {
     set(cfg, |c| {
-        if !(256..=(64 << 20)).contains(&bytes) {
-            return Err(invalid(format!(
-                "frame buffer size must be 256..=64 MiB, not {bytes}"
-            )));
-        }
+        let bytes = buffer_bytes(bytes, "frame buffer size")?;
         c.update(|b| b.frame_buffer_size(bytes));
         Ok(())
     })

@@ -154,17 +154,11 @@ impl kh_manager {
         what: &str,
         fut: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        let caller = caller();
-        if caller == Caller::Callback {
-            return Err(ConnectionError::InvalidArgument(format!(
+        match caller() {
+            Caller::Callback => Err(ConnectionError::InvalidArgument(format!(
                 "{what} waits and cannot be called from inside a callback"
-            )));
-        }
-        if self.manager.is_shut_down() {
-            return Err(ConnectionError::ShuttingDown);
-        }
-        match caller {
-            Caller::Callback => unreachable!("refused above"),
+            ))),
+            _ if self.manager.is_shut_down() => Err(ConnectionError::ShuttingDown),
             Caller::ForeignRuntime => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(1);
                 self.handle.spawn(async move {
