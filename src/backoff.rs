@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The delay schedule of one connection.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     min: Duration,
     max: Duration,
     attempt: u32,
@@ -16,7 +16,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// A schedule starting at `min` and doubling up to `max`.
-    pub fn new(min: Duration, max: Duration) -> Self {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
         // RandomState is seeded per process and per instance by std: enough entropy for jitter
         // without a dependency.
         let seed = RandomState::new().build_hasher().finish() | 1;
@@ -29,23 +29,24 @@ impl Backoff {
     }
 
     /// Delays handed out since the last reset.
-    pub fn attempts(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn attempts(&self) -> u32 {
         self.attempt
     }
 
     /// Starts the schedule anew (after a connection proved healthy).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 
     /// The ceiling of the next delay, before jitter: `min * 2^attempt`, capped at `max`.
-    pub fn ceiling(&self) -> Duration {
+    pub(crate) fn ceiling(&self) -> Duration {
         let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
         self.min.saturating_mul(factor).min(self.max)
     }
 
     /// The next delay: uniform in `[max(ceiling/2, min), ceiling]`.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
         let floor = (ceiling / 2).max(self.min);
@@ -104,6 +105,20 @@ mod tests {
         let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         for _ in 0..1000 {
             assert!(b.next_delay() <= Duration::from_secs(60));
+        }
+    }
+
+    proptest::proptest! {
+        /// Any range a `Config` accepts gives delays within `[min, max]`, at every attempt.
+        #[test]
+        fn delays_stay_within_bounds(min_ms in 1u64..=31_536_000_000, factor in 1u64..1000, n in 1usize..80) {
+            let max_ms = min_ms.saturating_mul(factor).min(31_536_000_000);
+            let (min, max) = (Duration::from_millis(min_ms), Duration::from_millis(max_ms));
+            let mut b = Backoff::new(min, max);
+            for _ in 0..n {
+                let d = b.next_delay();
+                proptest::prop_assert!(d >= min && d <= max, "{d:?} outside [{min:?}, {max:?}]");
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A stream whose reads are batched while data keeps coming. Writes pass straight through.
 #[derive(Debug)]
-pub struct BurstReader<S> {
+pub(crate) struct BurstReader<S> {
     inner: S,
     burst: usize,
     buf: Vec<u8>,
@@ -25,7 +25,7 @@ pub struct BurstReader<S> {
 
 impl<S> BurstReader<S> {
     /// Wraps `inner`; `burst` is the largest read made while busy (0 disables batching).
-    pub fn new(inner: S, burst: usize) -> Self {
+    pub(crate) fn new(inner: S, burst: usize) -> Self {
         Self {
             inner,
             burst,
@@ -33,11 +33,6 @@ impl<S> BurstReader<S> {
             pos: 0,
             hot: false,
         }
-    }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
     }
 }
 

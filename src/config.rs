@@ -41,7 +41,7 @@ pub mod defaults {
     /// Messages that may wait in a connection's send queue.
     pub const SEND_QUEUE_CAPACITY: usize = 1024;
     /// Largest read while a connection is busy. The buffer exists only while data keeps
-    /// coming (see [`BurstReader`](crate::BurstReader)); an idle connection holds only the
+    /// coming (see `burst.rs`); an idle connection holds only the
     /// small frame buffer below.
     pub const READ_BUFFER_SIZE: usize = 64 * 1024;
     /// tungstenite's own read buffer, allocated (and zero-filled) per connection.

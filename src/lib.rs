@@ -28,29 +28,42 @@
 //! # Ok(()) }
 //! ```
 
+//! # A map of the crate
+//!
+//! Each mechanism has its own module, and each module uses only those listed before it:
+//!
+//! | layer | modules |
+//! | --- | --- |
+//! | vocabulary | `error` ([`ConnectionError`]), `config` ([`Config`]; its rules in `limits`, TLS set-up in `tls`), `hooks` ([`ReadHooks`], [`Event`]), `backoff`, `logging` |
+//! | one socket | `queue` (the send queue and control requests), `handle` ([`Link`], [`ConnState`], [`Stats`]), `heartbeat`, `burst` (batched reads), `transport` (TCP or TLS), `connection` ([`Connection`]: the poll loop, its close and failure paths) |
+//! | many sockets | `dial` (TCP, TLS, the HTTP upgrade), `supervisor` (connect, run, reconnect with backoff), `manager` ([`WsManager`]: the registry of names) |
+//! | C ABI | `ffi` (feature `capi`: the `kh_` functions over [`WsManager`]) |
+
 #![warn(missing_docs)]
 
 mod backoff;
 mod burst;
 mod config;
 mod connection;
+mod dial;
 mod error;
 pub mod ffi;
+mod handle;
+mod heartbeat;
 mod hooks;
 mod logging;
 mod manager;
 mod queue;
+mod supervisor;
 mod transport;
 
-pub use backoff::Backoff;
-pub use burst::BurstReader;
 pub use config::{Config, ConfigBuilder, Heartbeat, InitMessage, defaults};
-pub use connection::{ConnState, Connection, Ended, Link, Mailbox, Stats, link};
+pub use connection::{Connection, Ended};
 pub use error::{ConnectionError, Result};
+pub use handle::{ConnState, Link, Stats};
 pub use hooks::{CLOSE_NO_STATUS, Event, ReadHooks, opcode};
 pub use logging::init_logging;
 pub use manager::{Restart, WsManager};
-pub use transport::Transport;
 
 /// Re-exports of the payload types handed to hooks.
 pub use bytes::Bytes;

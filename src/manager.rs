@@ -1,8 +1,6 @@
-//! The manager: named connections, each kept alive by its own supervisor task.
-//!
-//! Every connection has one task that connects, runs the [`Connection`], and reconnects with
-//! backoff; connections never wait on each other. The map of names is behind a lock that is
-//! never held across an `.await`.
+//! The manager: the registry of named connections, each kept alive by its own supervisor task
+//! (see `supervisor.rs`). The map of names is behind a lock that is never held across an
+//! `.await`, so one slow handshake never stalls calls about other connections.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,28 +8,17 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, timeout, timeout_at};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::client::generate_key;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::backoff::Backoff;
-use crate::burst::BurstReader;
 use crate::config::Config;
-use crate::connection::{
-    ConnState, Connection, Control, Ended, Link, Mailbox, Shared, Stats, link,
-};
 use crate::error::{ConnectionError, Result};
-use crate::hooks::{Event, ReadHooks};
-use crate::transport::Transport;
+use crate::handle::{ConnState, Link, Stats, channel};
+use crate::hooks::ReadHooks;
+use crate::supervisor::supervise;
 
 /// What to restart, sent through [`WsManager::restart_sender`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +115,7 @@ impl WsManager {
         if conns.contains_key(name) {
             return Err((ConnectionError::AlreadyExists(name.to_string()), hooks));
         }
-        let (link, mailbox) = link(name, &config);
+        let (link, mailbox) = channel(name, &config);
         let name: Arc<str> = name.into();
         let task = self.inner.handle.spawn(supervise(
             name.clone(),
@@ -255,22 +242,27 @@ impl WsManager {
     }
 
     /// Waits until `name` is open. Fails with `Timeout` when `within` passes first, and with
-    /// `ConnectionDropped` when the connection stops for good first.
+    /// `ConnectionDropped` when the connection stops for good first; either message ends with
+    /// why the last connect attempt failed, if one did (refused, DNS, TLS, an HTTP status).
     pub async fn wait_open(&self, name: &str, within: Duration) -> Result<()> {
         let shared = self.with_entry(name, |e| e.link.shared.clone())?;
         let deadline = Instant::now() + within;
-        match shared
+        let reached = shared
             .wait_for(deadline, |s| {
                 matches!(s, ConnState::Open | ConnState::Closed)
             })
-            .await
-        {
+            .await;
+        let cause = match shared.last_failure() {
+            Some(e) => format!(" (last attempt: {e})"),
+            None => String::new(),
+        };
+        match reached {
             Some(ConnState::Open) => Ok(()),
             Some(_) => Err(ConnectionError::ConnectionDropped(format!(
-                "{name} stopped before it opened"
+                "{name} stopped before it opened{cause}"
             ))),
             None => Err(ConnectionError::Timeout(format!(
-                "{name} did not open within {within:?}"
+                "{name} did not open within {within:?}{cause}"
             ))),
         }
     }
@@ -414,265 +406,5 @@ async fn restart_loop(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Restar
         if let Err(e) = result {
             log::warn!("restart request {req:?} failed: {e}");
         }
-    }
-}
-
-/// Connects, runs and reconnects one connection until the caller closes it or the attempts
-/// run out.
-async fn supervise(
-    name: Arc<str>,
-    config: Config,
-    shared: Arc<Shared>,
-    mut mailbox: Mailbox,
-    mut hooks: ReadHooks,
-) {
-    let (min, max) = config.backoff();
-    let mut backoff = Backoff::new(min, max);
-    let mut ever_open = false;
-    let mut failed_attempts = 0u32;
-    let target = describe_target(&config);
-    'outer: loop {
-        log::info!("[{name}] connecting to {target}");
-        let attempt = tokio::select! {
-            biased;
-            c = mailbox.rx.recv_control() => match c {
-                Some(Control::Restart) => continue 'outer,
-                Some(Control::Close { .. }) | None => break 'outer,
-            },
-            r = Box::pin(connect(&config, &target)) => r,
-        };
-        match attempt {
-            Ok(ws) => {
-                failed_attempts = 0;
-                if ever_open {
-                    shared.count_reconnect();
-                }
-                ever_open = true;
-                log::info!("[{name}] open");
-                let opened = Instant::now();
-                let conn = Connection::with_shared(&name, ws, config.clone(), shared.clone());
-                match conn.run(&mut mailbox, &mut hooks).await {
-                    Ended::Closed => break 'outer,
-                    Ended::Restart => continue 'outer,
-                    Ended::PeerClosed | Ended::Failed(_) => {
-                        if opened.elapsed() >= config.backoff_reset_after() {
-                            backoff.reset();
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                failed_attempts += 1;
-                log::warn!("[{name}] connect attempt {failed_attempts} failed: {e}");
-                hooks.dispatch(&name, Event::Error(e));
-                let cap = config.max_reconnect_attempts();
-                if cap > 0 && failed_attempts >= cap {
-                    log::error!("[{name}] giving up after {failed_attempts} failed attempts");
-                    let e = ConnectionError::RetriesExhausted(failed_attempts);
-                    hooks.dispatch(&name, Event::Error(e));
-                    break 'outer;
-                }
-            }
-        }
-        shared.set_state(ConnState::Reconnecting);
-        let delay = backoff.next_delay();
-        log::info!("[{name}] reconnecting in {delay:?}");
-        let wake = Instant::now() + delay;
-        match timeout_at(wake, mailbox.rx.recv_control()).await {
-            Err(_) => {}
-            Ok(Some(Control::Restart)) => continue 'outer,
-            Ok(Some(Control::Close { .. }) | None) => break 'outer,
-        }
-    }
-    shared.set_state(ConnState::Closed);
-    // Whatever the caller queued and no socket took is reported, never dropped silently.
-    let left = mailbox.rx.close();
-    if left > 0 {
-        let e = ConnectionError::WriteError(format!(
-            "{left} queued message(s) were not written: the connection stopped"
-        ));
-        hooks.dispatch(&name, Event::Error(e));
-    }
-    log::info!("[{name}] stopped");
-}
-
-/// Host, port and path of the URL for logs: the query string may carry a token, so it is left
-/// out.
-fn describe_target(config: &Config) -> String {
-    let uri = config.uri();
-    let scheme = if config.is_tls() { "wss" } else { "ws" };
-    let host = uri.host().unwrap_or("?");
-    match uri.port_u16() {
-        Some(p) => format!("{scheme}://{host}:{p}{}", uri.path()),
-        None => format!("{scheme}://{host}{}", uri.path()),
-    }
-}
-
-type Socket = WebSocketStream<BurstReader<Transport>>;
-
-/// TCP connect, TLS and upgrade, bounded by the connect timeout.
-async fn connect(config: &Config, target: &str) -> Result<Socket> {
-    let limit = config.connect_timeout();
-    match timeout(limit, connect_unbounded(config)).await {
-        Ok(r) => r,
-        Err(_) => Err(ConnectionError::Timeout(format!(
-            "connecting to {target} took longer than {limit:?}"
-        ))),
-    }
-}
-
-async fn connect_unbounded(config: &Config) -> Result<Socket> {
-    let uri = config.uri();
-    let host = uri.host().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri
-        .port_u16()
-        .unwrap_or(if config.is_tls() { 443 } else { 80 });
-    let failed = |what: &str, e: &dyn std::fmt::Display| {
-        ConnectionError::ConnectFailed(format!("{what} {host}:{port}: {e}"))
-    };
-    let tcp = TcpStream::connect((host, port))
-        .await
-        .map_err(|e| failed("TCP connect to", &e))?;
-    // Feeds are latency-sensitive and writes are batched by the connection already.
-    let _ = tcp.set_nodelay(true);
-    let stream = match config.tls_config() {
-        Some(tls) => {
-            let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
-                .map_err(|e| failed("TLS server name of", &e))?;
-            let tls = tokio_rustls::TlsConnector::from(tls)
-                .connect(server_name, tcp)
-                .await
-                .map_err(|e| failed("TLS handshake with", &e))?;
-            Transport::Tls(Box::new(tls))
-        }
-        None => Transport::Plain(tcp),
-    };
-    let stream = BurstReader::new(stream, config.burst_read_size());
-    upgrade(config, stream, host, port).await
-}
-
-/// The WebSocket upgrade (RFC 6455, 4.1), done here rather than by tungstenite because
-/// tungstenite logs the whole request, header values included, at trace level: the secrets of
-/// `Authorization`, `Cookie` or API-key headers would reach any logger set to trace. Nothing
-/// of the request is logged here.
-async fn upgrade<S>(
-    config: &Config,
-    mut stream: S,
-    host: &str,
-    port: u16,
-) -> Result<WebSocketStream<S>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let failed = |what: &str| ConnectionError::ConnectFailed(format!("{what} {host}:{port}"));
-    let uri = config.uri();
-    let key = generate_key();
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let authority = uri.authority().map_or(host, |a| a.as_str());
-    let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
-    )
-    .into_bytes();
-    if !config.subprotocols().is_empty() {
-        req.extend_from_slice(b"Sec-WebSocket-Protocol: ");
-        req.extend_from_slice(config.subprotocols().join(", ").as_bytes());
-        req.extend_from_slice(b"\r\n");
-    }
-    // Names and values were checked by Config::build: no CR, LF or NUL can get in here.
-    for (name, value) in config.headers() {
-        req.extend_from_slice(name.as_str().as_bytes());
-        req.extend_from_slice(b": ");
-        req.extend_from_slice(value.as_bytes());
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"\r\n");
-    let io = |e: std::io::Error| {
-        ConnectionError::ConnectFailed(format!("WebSocket handshake with {host}:{port}: {e}"))
-    };
-    stream.write_all(&req).await.map_err(io)?;
-    stream.flush().await.map_err(io)?;
-    drop(req);
-
-    // The response head, bounded; bytes after it already belong to the WebSocket.
-    const MAX_HEAD: usize = 16 * 1024;
-    let mut buf = Vec::with_capacity(1024);
-    let head_len = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(failed("oversized upgrade response from"));
-        }
-        // Into the Vec's spare room: a stack array here would live in every connection's task.
-        buf.reserve(1024);
-        let n = stream.read_buf(&mut buf).await.map_err(io)?;
-        if n == 0 {
-            return Err(failed("connection closed during the upgrade by"));
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
-    let status_line = head.split("\r\n").next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    let code: u16 = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-    if !version.starts_with("HTTP/1.") || code == 0 {
-        return Err(failed("malformed upgrade response from"));
-    }
-    if code != 101 {
-        let status = StatusCode::from_u16(code)
-            .map(|s| s.to_string())
-            .unwrap_or_else(|_| code.to_string());
-        return Err(ConnectionError::ConnectFailed(format!(
-            "{host}:{port} refused the upgrade with HTTP {status}"
-        )));
-    }
-    let header = |name: &str| {
-        head.split("\r\n").skip(1).find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    };
-    let has_token = |name: &str, token: &str| {
-        header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
-    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
-        return Err(failed(
-            "upgrade response without Upgrade/Connection headers from",
-        ));
-    }
-    if header("sec-websocket-accept") != Some(derive_accept_key(key.as_bytes()).as_str()) {
-        return Err(failed("wrong Sec-WebSocket-Accept from"));
-    }
-    if let Some(p) = header("sec-websocket-protocol")
-        && !config.subprotocols().iter().any(|o| o == p)
-    {
-        return Err(failed("a subprotocol that was not offered chosen by"));
-    }
-    let rest = buf.split_off(head_len);
-    Ok(
-        WebSocketStream::from_partially_read(stream, rest, Role::Client, Some(config.ws_config()))
-            .await,
-    )
-}
-#[cfg(test)]
-mod tests {
-    /// Every idle connection holds its supervisor task for its whole life: keep it small
-    /// (cold states are boxed, TLS is boxed in `Transport`). 10,000 idle connections measured
-    /// 9.1 KiB RSS each with this at 1952 bytes.
-    #[test]
-    fn a_connection_task_stays_small() {
-        let config = crate::Config::builder("ws://127.0.0.1:1/").build().unwrap();
-        let (link, mailbox) = crate::connection::link("x", &config);
-        let task = super::supervise(
-            "x".into(),
-            config,
-            link.shared.clone(),
-            mailbox,
-            crate::ReadHooks::new(),
-        );
-        let size = std::mem::size_of_val(&task);
-        assert!(size <= 2560, "the supervisor future grew to {size} bytes");
     }
 }

@@ -11,7 +11,7 @@ use tokio_rustls::client::TlsStream;
 /// TCP or TLS. The TLS state is boxed: inline, every plain `ws://` connection would carry its
 /// size (over a kilobyte) for its whole life.
 #[derive(Debug)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// `ws://`
     Plain(TcpStream),
     /// `wss://`
@@ -75,3 +75,7 @@ impl AsyncWrite for Transport {
         }
     }
 }
+
+/// The socket every managed connection runs over: TCP or TLS, read through a
+/// [`BurstReader`](crate::burst::BurstReader), speaking WebSocket.
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<crate::burst::BurstReader<Transport>>;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use kharbranth::{Config, ConnState, Connection, ConnectionError, Ended, Link, link};
+use kharbranth::{Config, ConnState, Connection, ConnectionError, Ended, Link};
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
@@ -29,10 +29,9 @@ async fn start(config: Config, rec: &Recorder) -> (Peer, Link, JoinHandle<Ended>
     let (c, s) = tokio::io::duplex(64 * 1024);
     let client = WebSocketStream::from_raw_socket(c, Role::Client, None).await;
     let server = WebSocketStream::from_raw_socket(s, Role::Server, None).await;
-    let (link, mut mailbox) = link("d", &config);
-    let conn = Connection::new("d", client, config, &link);
+    let (conn, link) = Connection::new("d", client, config);
     let mut hooks = rec.hooks();
-    let task = tokio::spawn(async move { conn.run(&mut mailbox, &mut hooks).await });
+    let task = tokio::spawn(async move { conn.run(&mut hooks).await });
     let l = link.clone();
     eventually("the connection to open", || l.state() == ConnState::Open).await;
     (server, link, task)

@@ -3,7 +3,7 @@
 
 use std::mem::{size_of, size_of_val};
 
-use kharbranth::{Config, Connection, ReadHooks, link};
+use kharbranth::{Config, Connection, ReadHooks};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -16,13 +16,12 @@ pub fn run() {
     rt.block_on(async {
         type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
         let config = Config::builder("ws://127.0.0.1:1/").build().expect("config");
-        let (l, mut mailbox) = link("x", &config);
         let (a, _b) = tokio::io::duplex(64);
         let ws = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
-        let conn = Connection::new("x", ws, config.clone(), &l);
+        let (conn, _l) = Connection::new("x", ws, config.clone());
         let conn_duplex = size_of_val(&conn);
         let mut hooks = ReadHooks::new();
-        let run = conn.run(&mut mailbox, &mut hooks);
+        let run = conn.run(&mut hooks);
         let run_duplex = size_of_val(&run);
         drop(run);
         // The connect path of tokio-tungstenite, as kharbranth's manager awaits it.
@@ -40,8 +39,8 @@ pub fn run() {
         let tcp = TcpStream::connect(listener.local_addr().unwrap()).await.expect("tcp");
         let ws = WebSocketStream::from_raw_socket(MaybeTlsStream::Plain(tcp), Role::Client, None)
             .await;
-        let conn = Connection::new("x", ws, config.clone(), &l);
-        let run = conn.run(&mut mailbox, &mut hooks);
+        let (conn, _l) = Connection::new("x", ws, config.clone());
+        let run = conn.run(&mut hooks);
         let run_tcp = size_of_val(&run);
         drop(run);
         println!(

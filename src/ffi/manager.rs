@@ -15,7 +15,7 @@ use super::hooks::read_hooks;
 use super::{
     arg_bytes, arg_ref, arg_str, guard, guard_void, kh_config, kh_hooks, kh_result, write_out,
 };
-use crate::connection::ConnState;
+use crate::ConnState;
 use crate::error::{ConnectionError, Result};
 use crate::manager::WsManager;
 

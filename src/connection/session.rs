@@ -1,0 +1,323 @@
+//! The connection loop over one socket: the hot path.
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Sleep, sleep};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::Error as WsError;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::Ended;
+use super::ending::{close_code_for, read_error};
+use crate::config::{Config, InitMessage};
+use crate::error::{ConnectionError, Result};
+use crate::handle::{ConnState, Shared};
+use crate::heartbeat::HeartbeatTimer;
+use crate::hooks::{CLOSE_NO_STATUS, Event, ReadHooks};
+use crate::queue::{Control, Receiver};
+
+/// Frames read back to back before the other sources (control, send queue, timers) are polled
+/// again. Bounds the extra latency those see during a burst while keeping the read path tight.
+const READ_BURST: u32 = 64;
+/// Frames handled in one poll of the connection's task before it yields to other tasks.
+const YIELD_AFTER: u32 = 1024;
+/// Messages written per poll before reads get their turn again.
+const WRITE_BURST: usize = 256;
+
+/// What ends a run of the poll loop.
+enum Step {
+    Control(Control),
+    Failed(ConnectionError),
+    /// A read failed; with the close code that tells the peer why, if it broke the protocol.
+    ReadFailed(ConnectionError, Option<u16>),
+    /// The socket ended after a completed close handshake.
+    ReadEnded,
+}
+
+/// One open WebSocket and everything its loop keeps between polls.
+pub(crate) struct Session<S> {
+    pub(super) name: Arc<str>,
+    pub(super) ws: WebSocketStream<S>,
+    pub(super) config: Config,
+    pub(super) shared: Arc<Shared>,
+    pub(super) heartbeat: HeartbeatTimer,
+    /// Init messages: written before anything from the send queue.
+    pub(super) priority: VecDeque<Message>,
+    needs_flush: bool,
+    /// Messages handed to the socket since the last completed flush: lost if it fails now.
+    pub(super) unflushed: usize,
+    in_burst: bool,
+    burst: u32,
+    peer_closed: bool,
+    /// Armed when the peer's close frame arrives: how long the peer may take to end the TCP
+    /// connection after the close handshake.
+    close_wait: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> Session<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Wraps a WebSocket that completed its handshake. The supervisor passes the shared state
+    /// rather than a [`Link`](crate::Link): it must not hold a sender, so that the queue sees
+    /// "every sender gone" when the manager forgets the connection.
+    pub(crate) fn new(
+        name: &str,
+        ws: WebSocketStream<S>,
+        config: Config,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            ws,
+            shared,
+            heartbeat: HeartbeatTimer::new(&config),
+            config,
+            priority: VecDeque::new(),
+            needs_flush: false,
+            unflushed: 0,
+            in_burst: false,
+            burst: 0,
+            peer_closed: false,
+            close_wait: None,
+        }
+    }
+
+    /// See [`Connection::run`](super::Connection::run).
+    pub(crate) async fn run(mut self, mailbox: &mut Receiver, hooks: &mut ReadHooks) -> Ended {
+        for m in self.config.init_messages() {
+            self.priority.push_back(match m {
+                InitMessage::Text(t) => Message::text(t.as_str()),
+                InitMessage::Binary(b) => Message::Binary(b.clone()),
+            });
+        }
+        self.shared.set_state(ConnState::Open);
+        hooks.dispatch(&self.name, Event::Open);
+        // Every step but a failure or a request ends the run; frames never leave poll_step.
+        let step = poll_fn(|cx| self.poll_step(cx, mailbox, hooks)).await;
+        match step {
+            Step::ReadEnded => {
+                if self.peer_closed {
+                    log::info!("[{}] closed by the peer", self.name);
+                    return Ended::PeerClosed;
+                }
+                let e = ConnectionError::ConnectionDropped("the socket closed".into());
+                Box::pin(self.fail(e, None, hooks)).await
+            }
+            // The cold paths are boxed: inline they would make every connection's task as
+            // large as their futures for its whole life.
+            Step::Failed(e) => Box::pin(self.fail(e, None, hooks)).await,
+            Step::ReadFailed(e, code) => Box::pin(self.fail(e, code, hooks)).await,
+            Step::Control(Control::Close { code, reason }) => {
+                self.shared.control_pending.store(false, Relaxed);
+                Box::pin(self.close(code, &reason, Some(mailbox), hooks)).await;
+                Ended::Closed
+            }
+            Step::Control(Control::Restart) => {
+                self.shared.control_pending.store(false, Relaxed);
+                log::info!("[{}] restart requested", self.name);
+                Box::pin(self.close(1000, "restart", None, hooks)).await;
+                Ended::Restart
+            }
+        }
+    }
+
+    /// Moves the connection forward until something needs the run loop: frames are handed to
+    /// the hooks right here, so the per-message path is one poll of the socket and one call.
+    fn poll_step(
+        &mut self,
+        cx: &mut Context<'_>,
+        mailbox: &mut Receiver,
+        hooks: &mut ReadHooks,
+    ) -> Poll<Step> {
+        // Sends from this connection's own hooks skip the wake-up; every way out of this
+        // function that waits goes through poll_others, which writes them.
+        let _polling = mailbox.polling();
+        let mut frames = 0u32;
+        loop {
+            if !self.in_burst
+                || self.burst >= READ_BURST
+                || self.shared.control_pending.load(Relaxed)
+            {
+                self.burst = 0;
+                if let Poll::Ready(step) = self.poll_others(cx, mailbox) {
+                    return Poll::Ready(step);
+                }
+            }
+            match self.ws.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(msg))) => {
+                    self.in_burst = true;
+                    self.burst += 1;
+                    self.on_message(msg, hooks);
+                    frames += 1;
+                    if frames >= YIELD_AFTER {
+                        // Frames already buffered never make the socket return Pending, so
+                        // give other tasks on this worker their turn explicitly.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let code = close_code_for(&e);
+                    return Poll::Ready(Step::ReadFailed(read_error(e), code));
+                }
+                Poll::Ready(None) => return Poll::Ready(Step::ReadEnded),
+                Poll::Pending => {
+                    if self.in_burst {
+                        // The burst skipped the other sources; their turn before sleeping.
+                        self.in_burst = false;
+                        self.burst = 0;
+                        return self.poll_others(cx, mailbox);
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn poll_others(&mut self, cx: &mut Context<'_>, mailbox: &mut Receiver) -> Poll<Step> {
+        if let Poll::Ready(c) = mailbox.poll_control(cx) {
+            // All senders gone means the manager itself went away: close like a shutdown.
+            return Poll::Ready(Step::Control(c.unwrap_or(Control::Close {
+                code: 1001,
+                reason: "going away".into(),
+            })));
+        }
+        if self.peer_closed {
+            // The peer closed and tungstenite answers it while reading. RFC 6455, 7.1.1: the
+            // server then ends the TCP connection, and the client may drop it when that does
+            // not happen in reasonable time. Without this bound a peer that keeps the socket
+            // would hold the connection until the next heartbeat failed (as PingFailed).
+            // No heartbeat and no queued writes go out after the close: the writes wait in the
+            // queue for the next connection.
+            let wait = self
+                .close_wait
+                .get_or_insert_with(|| Box::pin(sleep(self.config.close_timeout())));
+            if wait.as_mut().poll(cx).is_ready() {
+                log::info!(
+                    "[{}] the peer did not end the connection within {:?} of its close; dropping it",
+                    self.name,
+                    self.config.close_timeout()
+                );
+                return Poll::Ready(Step::ReadEnded);
+            }
+            return Poll::Pending;
+        }
+        // A silent peer is logged (and reported) by `fail`, like every other failure.
+        if let Err(e) = self.heartbeat.poll(cx) {
+            return Poll::Ready(Step::Failed(e));
+        }
+        match self.poll_writes(cx, mailbox) {
+            Ok(()) => Poll::Pending,
+            Err(e) => Poll::Ready(Step::Failed(e)),
+        }
+    }
+
+    fn poll_writes(&mut self, cx: &mut Context<'_>, mailbox: &mut Receiver) -> Result<()> {
+        let mut written = 0;
+        while written < WRITE_BURST {
+            match self.ws.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Err(self.write_error(e)),
+                Poll::Pending => break,
+            }
+            if let Some(msg) = self.heartbeat.take_due(self.config.heartbeat()) {
+                self.ws
+                    .start_send_unpin(msg)
+                    .map_err(|e| ConnectionError::PingFailed(e.to_string()))?;
+                self.heartbeat.sent();
+                log::trace!("[{}] heartbeat sent", self.name);
+                self.needs_flush = true;
+                continue;
+            }
+            let msg = match self.priority.pop_front() {
+                Some(m) => m,
+                None => match mailbox.poll_write(cx) {
+                    Poll::Ready(m) => m,
+                    Poll::Pending => break,
+                },
+            };
+            let (data, len) = (msg.is_text() || msg.is_binary(), msg.len());
+            self.unflushed += 1;
+            if let Err(e) = self.ws.start_send_unpin(msg) {
+                return Err(self.write_error(e));
+            }
+            if data {
+                self.shared.count_out(len);
+            }
+            self.needs_flush = true;
+            written += 1;
+        }
+        if self.needs_flush {
+            match self.ws.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.needs_flush = false;
+                    self.unflushed = 0;
+                }
+                Poll::Ready(Err(e)) => return Err(self.write_error(e)),
+                Poll::Pending => {}
+            }
+        }
+        if written == WRITE_BURST {
+            // More may be queued: come back after the reads had their turn.
+            cx.waker().wake_by_ref();
+        }
+        Ok(())
+    }
+
+    fn write_error(&mut self, e: WsError) -> ConnectionError {
+        let n = std::mem::take(&mut self.unflushed);
+        ConnectionError::WriteError(format!(
+            "{e}; {n} message(s) accepted since the last flush may not have been sent"
+        ))
+    }
+
+    /// Hands one received frame to the hooks and keeps the books.
+    #[inline]
+    pub(super) fn on_message(&mut self, msg: Message, hooks: &mut ReadHooks) {
+        self.heartbeat.alive();
+        let name = &*self.name;
+        let event = match msg {
+            Message::Text(t) => {
+                self.shared.count_in(t.len());
+                log::trace!("[{name}] text, {} bytes", t.len());
+                return hooks.text(name, t);
+            }
+            Message::Binary(b) => {
+                self.shared.count_in(b.len());
+                log::trace!("[{name}] binary, {} bytes", b.len());
+                return hooks.binary(name, b);
+            }
+            Message::Ping(p) => {
+                log::trace!("[{name}] ping");
+                Event::Ping(p)
+            }
+            Message::Pong(p) => {
+                if let Some(rtt) = self.heartbeat.rtt(&p) {
+                    self.shared.set_rtt(rtt);
+                    log::trace!("[{name}] pong after {rtt:?}");
+                }
+                Event::Pong(p)
+            }
+            Message::Close(frame) => {
+                self.peer_closed = true;
+                let (code, reason) = match frame {
+                    Some(f) => (u16::from(f.code), f.reason),
+                    None => (CLOSE_NO_STATUS, Utf8Bytes::default()),
+                };
+                log::info!("[{name}] peer sent close {code}");
+                Event::Close(code, reason)
+            }
+            // Raw frames are never produced by reads.
+            Message::Frame(_) => return,
+        };
+        hooks.dispatch(name, event);
+    }
+}

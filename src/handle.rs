@@ -1,0 +1,266 @@
+//! The handles of a connection: its lifecycle state, its counters and the [`Link`] that sends to
+//! it. They are shared between the connection's task (the only writer of state and counters)
+//! and everyone who talks to it (the manager, hooks, other threads).
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::{Instant, timeout_at};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::config::Config;
+use crate::error::{ConnectionError, Result};
+use crate::queue::{self, Control, SendError};
+
+/// Lifecycle state of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ConnState {
+    /// The first connect attempt is in progress.
+    Connecting = 0,
+    /// Open: messages flow.
+    Open = 1,
+    /// Not open after a failure; waiting for, or making, another attempt.
+    Reconnecting = 2,
+    /// A close handshake is in progress.
+    Closing = 3,
+    /// Closed for good (by the caller, or after the last allowed attempt failed).
+    Closed = 4,
+}
+
+impl ConnState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Connecting,
+            1 => Self::Open,
+            2 => Self::Reconnecting,
+            3 => Self::Closing,
+            _ => Self::Closed,
+        }
+    }
+}
+
+/// Counters of a connection, read with [`WsManager::stats`](crate::WsManager::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Text and binary messages received.
+    pub messages_in: u64,
+    /// Payload bytes of those messages.
+    pub bytes_in: u64,
+    /// Text and binary messages written to the socket (init messages included).
+    pub messages_out: u64,
+    /// Payload bytes of those messages.
+    pub bytes_out: u64,
+    /// Successful connects after the first one.
+    pub reconnects: u64,
+    /// Round-trip time of the last answered WebSocket ping.
+    pub last_rtt: Option<Duration>,
+}
+
+/// State shared between a connection's task and the handles that talk to it. Every counter has
+/// one writer (the connection task), so updates are plain loads and stores, not read-modify-write.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: AtomicU8,
+    state_changed: Notify,
+    /// Set by a control request so that a connection in a read burst looks at it soon.
+    pub(crate) control_pending: AtomicBool,
+    messages_in: AtomicU64,
+    bytes_in: AtomicU64,
+    messages_out: AtomicU64,
+    bytes_out: AtomicU64,
+    reconnects: AtomicU64,
+    /// Micro-seconds + 1; 0 means never measured.
+    rtt_us: AtomicU64,
+    /// Why the last connect attempt failed, for waiters that would otherwise only learn that
+    /// the connection did not open. Written on the cold path only.
+    last_failure: Mutex<Option<ConnectionError>>,
+}
+
+#[inline]
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(by), Relaxed);
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            state: AtomicU8::new(ConnState::Connecting as u8),
+            state_changed: Notify::new(),
+            control_pending: AtomicBool::new(false),
+            messages_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            rtt_us: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn state(&self) -> ConnState {
+        ConnState::from_u8(self.state.load(Relaxed))
+    }
+
+    pub(crate) fn set_state(&self, s: ConnState) {
+        self.state.store(s as u8, Relaxed);
+        self.state_changed.notify_waiters();
+    }
+
+    pub(crate) fn count_reconnect(&self) {
+        bump(&self.reconnects, 1);
+    }
+
+    #[inline]
+    pub(crate) fn count_in(&self, bytes: usize) {
+        bump(&self.messages_in, 1);
+        bump(&self.bytes_in, bytes as u64);
+    }
+
+    #[inline]
+    pub(crate) fn count_out(&self, bytes: usize) {
+        bump(&self.messages_out, 1);
+        bump(&self.bytes_out, bytes as u64);
+    }
+
+    pub(crate) fn set_rtt(&self, rtt: Duration) {
+        self.rtt_us.store(rtt.as_micros() as u64 + 1, Relaxed);
+    }
+
+    /// Remembers why the last connect attempt failed (`None` once one succeeded).
+    pub(crate) fn set_last_failure(&self, e: Option<ConnectionError>) {
+        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    /// Why the last connect attempt failed, if it did.
+    pub(crate) fn last_failure(&self) -> Option<ConnectionError> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let rtt = self.rtt_us.load(Relaxed);
+        Stats {
+            messages_in: self.messages_in.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            messages_out: self.messages_out.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+            last_rtt: (rtt > 0).then(|| Duration::from_micros(rtt - 1)),
+        }
+    }
+
+    /// Waits until the state satisfies `pred`, or until `deadline`.
+    pub(crate) async fn wait_for(
+        &self,
+        deadline: Instant,
+        pred: impl Fn(ConnState) -> bool,
+    ) -> Option<ConnState> {
+        loop {
+            let notified = self.state_changed.notified();
+            tokio::pin!(notified);
+            // Register before re-checking, so a change between the check and the wait is seen.
+            notified.as_mut().enable();
+            let s = self.state();
+            if pred(s) {
+                return Some(s);
+            }
+            if timeout_at(deadline, notified).await.is_err() {
+                let s = self.state();
+                return pred(s).then_some(s);
+            }
+        }
+    }
+}
+
+/// The sending side of a connection: cloneable and cheap, usable from any thread and from
+/// hooks. Get one from [`WsManager::link`](crate::WsManager::link) (or
+/// [`Connection::new`](crate::Connection::new)) to send without a name look-up per message.
+#[derive(Debug, Clone)]
+pub struct Link {
+    tx: queue::Sender,
+    pub(crate) shared: Arc<Shared>,
+    max_message_size: usize,
+    name: Arc<str>,
+}
+
+/// Creates the queue of a connection named `name`: the link that sends into it, and the
+/// receiving end that outlives single sockets, so queued messages survive a reconnect.
+pub(crate) fn channel(name: &str, config: &Config) -> (Link, queue::Receiver) {
+    let (tx, rx) = queue::queue(config.send_queue_capacity());
+    (
+        Link {
+            tx,
+            shared: Arc::new(Shared::new()),
+            max_message_size: config.max_message_size(),
+            name: name.into(),
+        },
+        rx,
+    )
+}
+
+impl Link {
+    /// Queues a message for writing. Fails at once when the connection is not open
+    /// (`ConnectionDropped`), the queue is full (`QueueFull`) or the message is too large.
+    pub fn send(&self, msg: Message) -> Result<()> {
+        let size = msg.len();
+        if size > self.max_message_size {
+            return Err(ConnectionError::MessageTooLarge {
+                size,
+                max: self.max_message_size,
+            });
+        }
+        match self.shared.state() {
+            ConnState::Open => {}
+            ConnState::Closed | ConnState::Closing => return Err(self.closed()),
+            s => {
+                return Err(ConnectionError::ConnectionDropped(format!(
+                    "{} is not open ({s:?})",
+                    self.name
+                )));
+            }
+        }
+        self.tx.try_send(msg).map_err(|e| match e {
+            SendError::Full => ConnectionError::QueueFull(self.name.to_string()),
+            SendError::Closed => self.closed(),
+        })
+    }
+
+    /// Asks the connection to close cleanly and connect again at once.
+    pub fn restart(&self) -> Result<()> {
+        self.control(Control::Restart)
+    }
+
+    /// Asks the connection to close for good and returns at once; the connection's task ends
+    /// after the close handshake (bounded by the close timeout).
+    pub fn close(&self, code: u16, reason: &str) -> Result<()> {
+        self.control(Control::Close {
+            code,
+            reason: reason.to_string(),
+        })
+    }
+
+    fn control(&self, c: Control) -> Result<()> {
+        self.tx.control(c).map_err(|_| self.closed())?;
+        self.shared.control_pending.store(true, Relaxed);
+        Ok(())
+    }
+
+    fn closed(&self) -> ConnectionError {
+        ConnectionError::ConnectionDropped(format!("{} is closed", self.name))
+    }
+
+    /// Current lifecycle state.
+    pub fn state(&self) -> ConnState {
+        self.shared.state()
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+}
