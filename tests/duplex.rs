@@ -1,13 +1,13 @@
 //! `Connection<S>` driven directly over `tokio::io::duplex`, with a server-side
 //! `WebSocketStream` on the other end: no network, no manager.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use kharbranth::{Config, ConnState, Connection, ConnectionError, Ended, Link};
+use support::*;
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
@@ -18,10 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 type Peer = WebSocketStream<DuplexStream>;
 
 fn config() -> kharbranth::ConfigBuilder {
-    Config::builder("ws://duplex.invalid/")
-        .ping_interval(Duration::from_secs(30))
-        .pong_timeout(Duration::from_secs(30))
-        .close_timeout(Duration::from_secs(2))
+    cfg("ws://duplex.invalid/")
 }
 
 /// Starts a connection over a duplex pipe; returns the server end, the link and the run task.

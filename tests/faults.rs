@@ -1,51 +1,34 @@
 //! Issue 4: faults from the server side, nothing lost, and the Rust-side security checks.
 //!
-//! Every scenario runs against a controllable server on 127.0.0.1 (see `faults_common`), states
+//! Every scenario runs against a controllable server on 127.0.0.1 (see `support`), states
 //! its bound in a comment and asserts it. The figures are printed (`--nocapture`) for the README.
 //!
 //! Full run (1,000 connections for "nothing lost"):
 //! `cargo test --release --test faults -- --ignored --nocapture`
 
-mod faults_common;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use faults_common::*;
 use futures_util::{SinkExt, StreamExt};
 use kharbranth::{
     Config, ConfigBuilder, ConnState, ConnectionError, ReadHooks, WsManager, defaults,
 };
+use support::*;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
-/// Small intervals so that every scenario runs in a second or two.
-fn cfg(url: &str) -> ConfigBuilder {
-    Config::builder(url)
-        .ping_interval(Duration::from_secs(30))
-        .pong_timeout(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(5))
+/// The shared `cfg` with the timings the scenarios' bounds are stated in: backoff 50..400 ms
+/// and a 500 ms close timeout, so that every scenario runs in a second or two.
+fn scenario_cfg(to: impl Endpoint) -> ConfigBuilder {
+    cfg(to)
         .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(400))
         .close_timeout(Duration::from_millis(500))
-}
-
-/// A server-side WebSocket over a socket whose upgrade was answered by hand.
-async fn server_ws(tcp: TcpStream) -> WebSocketStream<TcpStream> {
-    WebSocketStream::from_raw_socket(tcp, Role::Server, None).await
-}
-
-/// Keeps a connection open, answering pings, until the client goes (bounded).
-async fn hold(mut ws: WebSocketStream<TcpStream>) {
-    let _ = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(Ok(_)) = ws.next().await {}
-    })
-    .await;
 }
 
 fn path_of(req: &str) -> String {
@@ -67,7 +50,7 @@ async fn server_kills_every_socket_mid_stream() {
     const N: usize = 8;
     let seen: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
     let seen2 = seen.clone();
-    let server = Server::start(move |mut tcp, _| {
+    let server = Server::raw(move |mut tcp, _| {
         let seen = seen2.clone();
         async move {
             let Some(req) = raw_upgrade(&mut tcp).await else {
@@ -102,15 +85,16 @@ async fn server_kills_every_socket_mid_stream() {
     let mut recs = Vec::new();
     for i in 0..N {
         let r = Recorder::default();
-        let c = cfg(&server.url(&format!("c{i}")))
+        let c = scenario_cfg(server.url(&format!("c{i}")))
             .init_text(format!("init-c{i}"))
             .build()
             .unwrap();
-        mgr.add(&format!("c{i}"), c, r.hooks()).unwrap();
+        mgr.add(&format!("c{i}"), c, r.hooks_without_frames())
+            .unwrap();
         recs.push(r);
     }
     let ok = wait_until(Duration::from_secs(30), || {
-        recs.iter().all(|r| r.opens().len() >= 2)
+        recs.iter().all(|r| r.opens() >= 2)
     })
     .await;
     assert!(ok, "not every connection came back");
@@ -119,8 +103,8 @@ async fn server_kills_every_socket_mid_stream() {
         let name = format!("c{i}");
         // Let the second socket's data arrive, then count.
         assert!(wait_until(Duration::from_secs(10), || r.texts().len() >= 3).await);
-        let opens = r.opens();
-        let errors = r.errors();
+        let opens = r.open_times();
+        let errors = r.timed_errors();
         assert_eq!(opens.len(), 2, "{name}: on_open once per connect");
         assert_eq!(errors.len(), 1, "{name}: one on_error per kill: {errors:?}");
         assert!(
@@ -161,7 +145,7 @@ async fn outage_backs_off_capped_and_returns() {
     let (min, max) = (Duration::from_millis(50), Duration::from_millis(400));
     let kill = Arc::new(tokio::sync::Notify::new());
     let k2 = kill.clone();
-    let server = Server::start(move |mut tcp, _| {
+    let server = Server::raw(move |mut tcp, _| {
         let kill = k2.clone();
         async move {
             if raw_upgrade(&mut tcp).await.is_none() {
@@ -177,11 +161,11 @@ async fn outage_backs_off_capped_and_returns() {
     let port = server.port;
     let mgr = WsManager::new();
     let r = Recorder::default();
-    let c = cfg(&server.url("o"))
+    let c = scenario_cfg(server.url("o"))
         .reconnect_backoff(min, max)
         .build()
         .unwrap();
-    mgr.add("o", c, r.hooks()).unwrap();
+    mgr.add("o", c, r.hooks_without_frames()).unwrap();
     mgr.wait_open("o", Duration::from_secs(10)).await.unwrap();
 
     // The outage: no listener, and the open socket reset.
@@ -189,7 +173,7 @@ async fn outage_backs_off_capped_and_returns() {
     kill.notify_waiters();
     let outage = Duration::from_secs(3);
     assert!(wait_until(Duration::from_secs(5), || !r.errors().is_empty()).await);
-    let down_at = r.errors()[0].1;
+    let down_at = r.timed_errors()[0].1;
     tokio::time::sleep_until(down_at + outage).await; // the outage itself, not a synchronisation
 
     // Back on the same port (retry the bind briefly in case the port is still settling).
@@ -212,12 +196,12 @@ async fn outage_backs_off_capped_and_returns() {
             }
         },
     );
-    assert!(wait_until(Duration::from_secs(10), || r.opens().len() >= 2).await);
-    let back = r.opens()[1] - returned;
+    assert!(wait_until(Duration::from_secs(10), || r.opens() >= 2).await);
+    let back = r.open_times()[1] - returned;
 
     // Attempts made while the listener was gone: every error after the drop, up to the return.
     let errors: Vec<_> = r
-        .errors()
+        .timed_errors()
         .into_iter()
         .filter(|(_, t)| *t <= returned)
         .collect();
@@ -284,7 +268,7 @@ async fn outage_backs_off_capped_and_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_peer_times_out_then_reconnects() {
     let (ping, pong) = (Duration::from_millis(200), Duration::from_millis(300));
-    let server = Server::start(|mut tcp, i| async move {
+    let server = Server::raw(|mut tcp, i| async move {
         if raw_upgrade(&mut tcp).await.is_none() {
             return;
         }
@@ -299,23 +283,23 @@ async fn half_open_peer_times_out_then_reconnects() {
     .await;
     let mgr = WsManager::new();
     let r = Recorder::default();
-    let c = cfg(&server.url("h"))
+    let c = scenario_cfg(server.url("h"))
         .ping_interval(ping)
         .pong_timeout(pong)
         .build()
         .unwrap();
-    mgr.add("h", c, r.hooks()).unwrap();
+    mgr.add("h", c, r.hooks_without_frames()).unwrap();
     assert!(wait_until(Duration::from_secs(10), || !r.errors().is_empty()).await);
-    let (e, at) = r.errors()[0].clone();
+    let (e, at) = r.timed_errors()[0].clone();
     assert_eq!(e, ConnectionError::PongReceiveTimeout(pong));
-    let took = at - r.opens()[0];
+    let took = at - r.open_times()[0];
     let bound = ping + pong + Duration::from_millis(700);
     assert!(took <= bound, "timeout after {took:?}, bound {bound:?}");
     assert!(
         took + Duration::from_millis(50) >= ping + pong,
         "too early: {took:?}"
     );
-    assert!(wait_until(Duration::from_secs(10), || r.opens().len() >= 2).await);
+    assert!(wait_until(Duration::from_secs(10), || r.opens() >= 2).await);
     // The new socket answers pings: no further error over a few heartbeats.
     let healthy = !wait_until(ping * 4, || r.errors().len() > 1).await;
     assert!(healthy, "{:?}", r.errors());
@@ -334,7 +318,7 @@ async fn half_open_peer_times_out_then_reconnects() {
 // ---------------------------------------------------------------------------------------------
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_frame_then_reset() {
-    let server = Server::start(|mut tcp, i| async move {
+    let server = Server::raw(|mut tcp, i| async move {
         if raw_upgrade(&mut tcp).await.is_none() {
             return;
         }
@@ -352,10 +336,14 @@ async fn half_frame_then_reset() {
     .await;
     let mgr = WsManager::new();
     let r = Recorder::default();
-    mgr.add("f", cfg(&server.url("f")).build().unwrap(), r.hooks())
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || r.opens().len() >= 2).await);
-    let errors = r.errors();
+    mgr.add(
+        "f",
+        scenario_cfg(server.url("f")).build().unwrap(),
+        r.hooks_without_frames(),
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || r.opens() >= 2).await);
+    let errors = r.timed_errors();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         matches!(
@@ -365,7 +353,7 @@ async fn half_frame_then_reset() {
         "{:?}",
         errors[0].0
     );
-    let took = errors[0].1 - r.opens()[0];
+    let took = errors[0].1 - r.open_times()[0];
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert!(r.texts().is_empty(), "a partial frame reached a hook");
     eprintln!(
@@ -384,7 +372,7 @@ async fn half_frame_then_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_never_completes_times_out() {
     let limit = Duration::from_millis(300);
-    let server = Server::start(|mut tcp, _| async move {
+    let server = Server::raw(|mut tcp, _| async move {
         let _ = read_request(&mut tcp).await;
         tokio::time::sleep(Duration::from_secs(30)).await;
         drop(tcp);
@@ -392,14 +380,14 @@ async fn handshake_never_completes_times_out() {
     .await;
     let mgr = WsManager::new();
     let r = Recorder::default();
-    let c = cfg(&server.url("t"))
+    let c = scenario_cfg(server.url("t"))
         .connect_timeout(limit)
         .build()
         .unwrap();
     let started = Instant::now();
-    mgr.add("t", c, r.hooks()).unwrap();
+    mgr.add("t", c, r.hooks_without_frames()).unwrap();
     assert!(wait_until(Duration::from_secs(10), || r.errors().len() >= 2).await);
-    let errors = r.errors();
+    let errors = r.timed_errors();
     assert!(
         matches!(errors[0].0, ConnectionError::Timeout(_)),
         "{errors:?}"
@@ -411,7 +399,7 @@ async fn handshake_never_completes_times_out() {
     );
     let gap = errors[1].1 - errors[0].1;
     assert!(gap >= limit + Duration::from_millis(50), "gap {gap:?}");
-    assert!(r.opens().is_empty());
+    assert_eq!(r.opens(), 0);
     assert_eq!(mgr.state("t").unwrap(), ConnState::Reconnecting);
     eprintln!(
         "[faults] handshake never answered: Timeout after {took:?} (bound {:?}), next attempt {gap:?} later",
@@ -446,21 +434,14 @@ async fn upgrade_refused_401_503_is_backed_off() {
     let mgr = WsManager::new();
     let mut recs = Vec::new();
     for status in ["401 Unauthorized", "503 Service Unavailable"] {
-        let s = Server::start(move |mut tcp, _| async move {
-            let _ = read_request(&mut tcp).await;
-            let resp =
-                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            let _ = tcp.write_all(resp.as_bytes()).await;
-            let _ = tcp.shutdown().await;
-        })
-        .await;
+        let s = Server::raw(move |tcp, _| refuse_upgrade(tcp, status)).await;
         let r = Recorder::default();
         let name = &status[..3];
-        let c = cfg(&s.url(name))
+        let c = scenario_cfg(s.url(name))
             .reconnect_backoff(min, max)
             .build()
             .unwrap();
-        mgr.add(name, c, r.hooks()).unwrap();
+        mgr.add(name, c, r.hooks_without_frames()).unwrap();
         servers.push(s);
         recs.push((name.to_string(), r));
     }
@@ -473,13 +454,13 @@ async fn upgrade_refused_401_503_is_backed_off() {
             (3..=most + 1).contains(&attempts),
             "{name}: {attempts} attempts in {window:?}, at most {most} allowed"
         );
-        for (e, _) in r.errors() {
+        for e in r.errors() {
             match e {
                 ConnectionError::ConnectFailed(m) => assert!(m.contains(name.as_str()), "{m}"),
                 other => panic!("{name}: {other:?}"),
             }
         }
-        assert!(r.opens().is_empty());
+        assert_eq!(r.opens(), 0);
         assert_eq!(mgr.state(name).unwrap(), ConnState::Reconnecting);
         eprintln!(
             "[faults] HTTP {name}: {attempts} attempts in {window:?} (at most {most} allowed by backoff)"
@@ -511,7 +492,7 @@ async fn protocol_violations_close_with_the_right_code() {
         let codes: Arc<Mutex<Vec<u16>>> = Arc::default();
         let sent_at: Arc<Mutex<Option<Instant>>> = Arc::default();
         let (c2, s2) = (codes.clone(), sent_at.clone());
-        let server = Server::start(move |mut tcp, i| {
+        let server = Server::raw(move |mut tcp, i| {
             let (codes, sent_at, bytes) = (c2.clone(), s2.clone(), bytes.clone());
             async move {
                 if raw_upgrade(&mut tcp).await.is_none() {
@@ -532,17 +513,17 @@ async fn protocol_violations_close_with_the_right_code() {
         let rss_before = rss_kib();
         let mgr = WsManager::new();
         let r = Recorder::default();
-        let c = cfg(&server.url(name))
+        let c = scenario_cfg(server.url(name))
             .max_message_size(1 << 20)
             .build()
             .unwrap();
-        mgr.add(name, c, r.hooks()).unwrap();
+        mgr.add(name, c, r.hooks_without_frames()).unwrap();
         assert!(
-            wait_until(Duration::from_secs(10), || r.opens().len() >= 2).await,
+            wait_until(Duration::from_secs(10), || r.opens() >= 2).await,
             "{name}"
         );
         let rss_after = rss_kib();
-        let errors = r.errors();
+        let errors = r.timed_errors();
         assert_eq!(errors.len(), 1, "{name}: {errors:?}");
         assert!(
             matches!(errors[0].0, ConnectionError::ReadError(_)),
@@ -580,7 +561,7 @@ async fn nothing_lost(conns: usize) {
     );
     let next: Arc<Mutex<HashMap<String, (u64, u64)>>> = Arc::default(); // path -> (round, seq)
     let n2 = next.clone();
-    let server = Server::start(move |mut tcp, _| {
+    let server = Server::raw(move |mut tcp, _| {
         let next = n2.clone();
         async move {
             let Some(req) = raw_upgrade(&mut tcp).await else {
@@ -627,7 +608,7 @@ async fn nothing_lost(conns: usize) {
             Ok(n) => g.lock().unwrap().push(n),
             Err(_) => bad.store(true, Ordering::Relaxed),
         });
-        let c = cfg(&server.url(&format!("n{i}")))
+        let c = scenario_cfg(server.url(&format!("n{i}")))
             .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
             .connect_timeout(Duration::from_secs(20))
             .build()
@@ -805,7 +786,7 @@ async fn header_secrets_never_logged() {
     CAPTURING.store(true, Ordering::Relaxed);
     let requests: Arc<Mutex<Vec<String>>> = Arc::default();
     let r2 = requests.clone();
-    let server = Server::start(move |mut tcp, i| {
+    let server = Server::raw(move |mut tcp, i| {
         let requests = r2.clone();
         async move {
             let Some(req) = raw_upgrade(&mut tcp).await else {
@@ -825,18 +806,18 @@ async fn header_secrets_never_logged() {
     .await;
     let mgr = WsManager::new();
     let r = Recorder::default();
-    let c = cfg(&server.url("s?token=abc"))
+    let c = scenario_cfg(server.url("s?token=abc"))
         .header("Authorization", format!("Bearer {}", SECRETS[0]))
         .header("Cookie", format!("session={}", SECRETS[1]))
         .header("X-API-KEY", SECRETS[2])
         .init_text("subscribe")
         .build()
         .unwrap();
-    mgr.add("s", c, r.hooks()).unwrap();
+    mgr.add("s", c, r.hooks_without_frames()).unwrap();
     // Open, killed by the server, open again.
-    assert!(wait_until(Duration::from_secs(10), || r.opens().len() >= 2).await);
+    assert!(wait_until(Duration::from_secs(10), || r.opens() >= 2).await);
     mgr.restart("s").unwrap();
-    assert!(wait_until(Duration::from_secs(10), || r.opens().len() >= 3).await);
+    assert!(wait_until(Duration::from_secs(10), || r.opens() >= 3).await);
     mgr.send_text("s", "x").unwrap();
     mgr.close("s", 1000, "bye").await.unwrap();
     server.stop().await;
@@ -869,15 +850,8 @@ async fn wss_upgrade_verifies_certificates_and_logs_no_secret() {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, ck.cert.pem()).unwrap();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server_cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![ck.cert.der().clone()], key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_cfg));
-    let server = Server::start(move |tcp, _| {
+    let acceptor = tls_acceptor(vec![ck.cert.der().clone()], key);
+    let server = Server::raw(move |tcp, _| {
         let acceptor = acceptor.clone();
         async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
@@ -899,13 +873,14 @@ async fn wss_upgrade_verifies_certificates_and_logs_no_secret() {
     let mgr = WsManager::new();
     // Without the CA: refused by verification.
     let untrusted = Recorder::default();
-    let c = cfg(&url)
+    let c = scenario_cfg(url.as_str())
         .header("Authorization", SECRETS[0])
         .build()
         .unwrap();
-    mgr.add("untrusted", c, untrusted.hooks()).unwrap();
+    mgr.add("untrusted", c, untrusted.hooks_without_frames())
+        .unwrap();
     assert!(wait_until(Duration::from_secs(10), || !untrusted.errors().is_empty()).await);
-    let e = untrusted.errors()[0].0.to_string();
+    let e = untrusted.errors()[0].to_string();
     assert!(
         e.contains("TLS") && e.to_lowercase().contains("certificate"),
         "{e}"
@@ -913,14 +888,14 @@ async fn wss_upgrade_verifies_certificates_and_logs_no_secret() {
     mgr.close("untrusted", 1000, "bye").await.unwrap();
     // With it: open, echo.
     let r = Recorder::default();
-    let c = cfg(&url)
+    let c = scenario_cfg(url.as_str())
         .add_ca_file(&ca)
         .header("Authorization", SECRETS[0])
         .subprotocol("feed.v1")
         .init_text("over tls")
         .build()
         .unwrap();
-    mgr.add("tls", c, r.hooks()).unwrap();
+    mgr.add("tls", c, r.hooks_without_frames()).unwrap();
     mgr.wait_open("tls", Duration::from_secs(10)).await.unwrap();
     assert!(wait_until(Duration::from_secs(10), || !r.texts().is_empty()).await);
     assert_eq!(r.texts()[0], "over tls");

@@ -1,14 +1,14 @@
 //! Heartbeat: pings at the interval, round-trip time, pong timeout (also when no pong was ever
 //! seen) followed by a reconnect, and the text heartbeat.
 
-mod common;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use kharbranth::{ConnectionError, Heartbeat, WsManager};
+use support::*;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 

@@ -1,10 +1,10 @@
 //! Every read hook fires with the right data, in arrival order, `on_frame` first.
 
-mod common;
+mod support;
 
-use common::*;
 use futures_util::SinkExt;
 use kharbranth::{ConnectionError, ReadHooks, WsManager};
+use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;

@@ -1,14 +1,14 @@
 //! Interoperability with a second implementation: a Python `websockets` server (child process,
 //! port 0). Skipped, with a message, when Python or the package is missing.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
 use kharbranth::{Config, WsManager};
+use support::*;
 use tokio::sync::mpsc;
 
 const SERVER: &str = r#"

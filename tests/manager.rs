@@ -1,16 +1,15 @@
 //! The manager: names, restart (method and channel), close, many connections, errors of
 //! writes, stats, wait_open and shutdown.
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc as std_mpsc};
 use std::time::Duration;
 
-use common::*;
 use futures_util::SinkExt;
 use kharbranth::{ConnState, ConnectionError, ReadHooks, Restart, WsManager};
-use tokio::net::TcpListener;
+use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 fn close_of(m: &Message) -> Option<(u16, String)> {
@@ -178,7 +177,8 @@ async fn no_hook_runs_after_close_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_connections_at_once_on_one_manager() {
-    let (port, _echo) = echo_server().await;
+    let echo = echo_server().await;
+    let port = echo.port;
     let mgr = WsManager::new();
     let recs: Vec<Recorder> = (0..100).map(|_| Recorder::new()).collect();
     for (i, rec) in recs.iter().enumerate() {
@@ -230,7 +230,8 @@ async fn unknown_name_is_connection_not_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_name_is_already_exists_and_leaves_the_first_alone() {
-    let (port, _echo) = echo_server().await;
+    let echo = echo_server().await;
+    let port = echo.port;
     let rec = Recorder::new();
     let mgr = WsManager::new();
     mgr.add("dup", cfg(port).build().unwrap(), rec.hooks())
@@ -283,14 +284,8 @@ async fn write_while_disconnected_fails_at_once_with_connection_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_before_the_first_connect_fails_with_connection_dropped() {
     // Accepts TCP and never answers the upgrade: the connection stays Connecting.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let _hold = AbortOnDrop(tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((tcp, _)) = listener.accept().await {
-            held.push(tcp);
-        }
-    }));
+    let server = Server::raw(|tcp, _| never_answer(tcp)).await;
+    let port = server.port;
     let mgr = WsManager::new();
     mgr.add("m", cfg(port).build().unwrap(), ReadHooks::new())
         .unwrap();
@@ -344,14 +339,8 @@ async fn full_send_queue_returns_queue_full_and_accepted_messages_are_written() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_open_times_out_when_the_handshake_never_completes() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let _hold = AbortOnDrop(tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((tcp, _)) = listener.accept().await {
-            held.push(tcp);
-        }
-    }));
+    let server = Server::raw(|tcp, _| never_answer(tcp)).await;
+    let port = server.port;
     let mgr = WsManager::new();
     mgr.add("m", cfg(port).build().unwrap(), ReadHooks::new())
         .unwrap();

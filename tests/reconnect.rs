@@ -1,40 +1,17 @@
 //! Reconnection: after a drop, a server close, refused connects and rejected handshakes; init
 //! messages after every connect; backoff growth, cap and attempt limit.
 
-mod common;
+mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
 use futures_util::SinkExt;
 use kharbranth::{ConnState, ConnectionError, WsManager};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use support::*;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-/// A listener that accepts TCP connections and hands each one to `behave`, recording when
-/// each arrived.
-async fn counting_listener<F, Fut>(behave: F) -> (u16, Arc<Mutex<Vec<Instant>>>, AbortOnDrop)
-where
-    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let times = Arc::new(Mutex::new(Vec::new()));
-    let t = times.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            t.lock().unwrap().push(Instant::now());
-            tokio::spawn(behave(tcp));
-        }
-    });
-    (port, times, AbortOnDrop(task))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_socket_reconnects_and_resends_init_messages() {
@@ -155,15 +132,18 @@ async fn server_close_code_reaches_on_close_and_client_reconnects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backoff_grows_and_is_capped() {
     // Every attempt reaches TCP and fails in the handshake: the listener hangs up at once.
-    let (port, times, _guard) = counting_listener(|tcp| async move { drop(tcp) }).await;
+    let server = Server::raw(|tcp, _| async move { drop(tcp) }).await;
     let (min, max) = (Duration::from_millis(40), Duration::from_millis(200));
     let rec = Recorder::new();
     let mgr = WsManager::new();
-    let config = cfg(port).reconnect_backoff(min, max).build().unwrap();
+    let config = cfg(server.port)
+        .reconnect_backoff(min, max)
+        .build()
+        .unwrap();
     mgr.add("b", config, rec.hooks()).unwrap();
-    eventually("nine connect attempts", || times.lock().unwrap().len() >= 9).await;
+    eventually("nine connect attempts", || server.accepted() >= 9).await;
     mgr.close("b", 1000, "done").await.unwrap();
-    let t = times.lock().unwrap().clone();
+    let t = server.accept_times();
     let gaps: Vec<Duration> = t.windows(2).map(|w| w[1] - w[0]).collect();
     // Delay i is drawn from [max(ceiling/2, min), ceiling], ceiling = min(40ms * 2^i, 200ms).
     let floors_ms = [40, 40, 80, 100, 100, 100, 100, 100];
@@ -193,10 +173,10 @@ async fn backoff_grows_and_is_capped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_reconnect_attempts_gives_retries_exhausted_and_closed_state() {
-    let (port, times, _guard) = counting_listener(|tcp| async move { drop(tcp) }).await;
+    let server = Server::raw(|tcp, _| async move { drop(tcp) }).await;
     let rec = Recorder::new();
     let mgr = WsManager::new();
-    let config = cfg(port)
+    let config = cfg(server.port)
         .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(20))
         .max_reconnect_attempts(3)
         .build()
@@ -220,7 +200,7 @@ async fn max_reconnect_attempts_gives_retries_exhausted_and_closed_state() {
         "{errors:?}"
     );
     assert_eq!(errors[3], ConnectionError::RetriesExhausted(3));
-    assert_eq!(times.lock().unwrap().len(), 3);
+    assert_eq!(server.accepted(), 3);
     assert!(matches!(
         mgr.send_text("x", "late"),
         Err(ConnectionError::ConnectionDropped(_))
@@ -238,29 +218,10 @@ async fn max_reconnect_attempts_gives_retries_exhausted_and_closed_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_401_rejection_is_backed_off_not_hot_looped() {
-    let (port, times, _guard) = counting_listener(|mut tcp| async move {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
-        let read_head = async {
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match tcp.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-        };
-        let _ = tokio::time::timeout(DEADLINE, read_head).await;
-        let _ = tcp
-            .write_all(
-                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            )
-            .await;
-        let _ = tcp.shutdown().await;
-    })
-    .await;
+    let server = Server::raw(|tcp, _| refuse_upgrade(tcp, "401 Unauthorized")).await;
     let rec = Recorder::new();
     let mgr = WsManager::new();
-    let config = cfg(port)
+    let config = cfg(server.port)
         .reconnect_backoff(Duration::from_millis(100), Duration::from_secs(1))
         .build()
         .unwrap();
@@ -271,7 +232,7 @@ async fn http_401_rejection_is_backed_off_not_hot_looped() {
     // Observation window: with delays of at least 100, 100, 200, 400 and 500 ms there is room
     // for at most 6 attempts in 1.5 s; a hot loop would make hundreds.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let attempts = times.lock().unwrap().len();
+    let attempts = server.accepted();
     let window = first.elapsed();
     mgr.close("auth", 1000, "done").await.unwrap();
     assert!(

@@ -7,30 +7,22 @@
 //!
 //! Full run (1,000 + 1,000): `cargo test --release --test soak -- --ignored --nocapture`
 
-mod faults_common;
+mod support;
 
 use std::time::Duration;
 
-use faults_common::*;
 use kharbranth::{Config, ConnState, ReadHooks, WsManager};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use support::*;
 
 const FD_SLACK: usize = 4;
 const THREAD_SLACK: u64 = 2;
 const RSS_SLACK_KIB: u64 = 24 * 1024;
 
 async fn soak(cycles: u64) {
-    let server = Server::start(|mut tcp, _| async move {
-        if raw_upgrade(&mut tcp).await.is_none() {
-            return;
+    let server = Server::raw(|mut tcp, _| async move {
+        if raw_upgrade(&mut tcp).await.is_some() {
+            hold(server_ws(tcp).await).await;
         }
-        let mut ws = WebSocketStream::from_raw_socket(tcp, Role::Server, None).await;
-        let _ = tokio::time::timeout(Duration::from_secs(120), async {
-            use futures_util::StreamExt;
-            while let Some(Ok(_)) = ws.next().await {}
-        })
-        .await;
     })
     .await;
     let mgr = WsManager::new();

@@ -1,20 +1,17 @@
 //! wss:// against a local TLS WebSocket server whose certificate is generated in the test
 //! (rcgen) and trusted through `add_ca_file`; untrusted certificates are refused.
 
-mod common;
+mod support;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
-use futures_util::{SinkExt, StreamExt};
 use kharbranth::{Config, ConnectionError, WsManager};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::net::TcpListener;
+use support::*;
 
 /// A certificate authority made for one test.
 struct Ca {
@@ -67,45 +64,27 @@ impl Drop for TempFile {
 async fn tls_echo_server(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-) -> (u16, AbortOnDrop) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let task = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
-                    return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                        break;
-                    }
-                }
-            });
+) -> Server {
+    let acceptor = tls_acceptor(chain, key);
+    Server::raw(move |tcp, _| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            if let Ok(ws) = tokio_tungstenite::accept_async(tls).await {
+                echo(ws).await;
+            }
         }
-    });
-    (port, AbortOnDrop(task))
+    })
+    .await
 }
 
 fn wss(port: u16, host: &str) -> kharbranth::ConfigBuilder {
-    Config::builder(format!("wss://{host}:{port}/"))
+    cfg(format!("wss://{host}:{port}/"))
         .ping_interval(Duration::from_millis(200))
         .pong_timeout(Duration::from_secs(5))
         .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(200))
-        .connect_timeout(Duration::from_secs(5))
-        .close_timeout(Duration::from_secs(2))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,10 +92,10 @@ async fn wss_with_a_ca_from_add_ca_file_connects_and_echoes() {
     let ca = Ca::new("kharbranth test CA");
     let ca_file = ca.pem_file();
     let (chain, key) = ca.leaf(&["127.0.0.1", "localhost"]);
-    let (port, _server) = tls_echo_server(chain, key).await;
+    let server = tls_echo_server(chain, key).await;
     let rec = Recorder::new();
     let mgr = WsManager::new();
-    let config = wss(port, "127.0.0.1")
+    let config = wss(server.port, "127.0.0.1")
         .add_ca_file(&ca_file.0)
         .build()
         .unwrap();
@@ -161,8 +140,8 @@ async fn wss_with_an_untrusted_certificate_is_refused_with_a_clear_error() {
     let ca_file = trusted.pem_file();
     let stranger = Ca::new("unknown CA");
     let (chain, key) = stranger.leaf(&["127.0.0.1"]);
-    let (port, _server) = tls_echo_server(chain, key).await;
-    let config = wss(port, "127.0.0.1")
+    let server = tls_echo_server(chain, key).await;
+    let config = wss(server.port, "127.0.0.1")
         .add_ca_file(&ca_file.0)
         .max_reconnect_attempts(1)
         .build()
@@ -186,8 +165,8 @@ async fn wss_with_a_certificate_for_another_name_is_refused() {
     let ca = Ca::new("trusted CA");
     let ca_file = ca.pem_file();
     let (chain, key) = ca.leaf(&["feed.example.invalid"]);
-    let (port, _server) = tls_echo_server(chain, key).await;
-    let config = wss(port, "127.0.0.1")
+    let server = tls_echo_server(chain, key).await;
+    let config = wss(server.port, "127.0.0.1")
         .add_ca_file(&ca_file.0)
         .max_reconnect_attempts(1)
         .build()

@@ -1,0 +1,20 @@
+//! The integration tests' one toolkit: local servers on 127.0.0.1:0 (WebSocket or raw TCP), a
+//! hook recorder, waits that always have a deadline, the shared configuration, hand-made
+//! protocol bytes and process metrics.
+//!
+//! Each test binary uses a part of it.
+#![allow(dead_code, unused_imports)]
+
+mod config;
+mod process;
+mod raw;
+mod recorder;
+mod server;
+mod wait;
+
+pub use config::*;
+pub use process::*;
+pub use raw::*;
+pub use recorder::*;
+pub use server::*;
+pub use wait::*;
