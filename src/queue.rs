@@ -5,10 +5,10 @@
 //! is sent, which matters to a manager holding thousands of mostly idle connections. Here an
 //! idle connection holds an empty `VecDeque` (no allocation) and a slot for one request.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Message;
@@ -51,6 +51,62 @@ thread_local! {
     /// next waits. Waking it anyway would reschedule the running task, which costs a second
     /// poll and, with idle workers, a cross-core wake-up per echoed message.
     static POLLING: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Wakes a task from a thread that is not running a connection's hooks.
+///
+/// tokio's multi-thread scheduler puts a task woken on a worker thread into that worker's LIFO
+/// slot, which no other worker can steal. A hook that sends to another connection and then
+/// blocks would hold that connection's task there, heartbeats included, until it returns.
+/// `disable_lifo_slot` would avoid that but needs `--cfg tokio_unstable`, which a build of the
+/// library outside this repository does not have. So a runtime that runs blocking hooks (the
+/// C ABI's) installs a relay on its worker threads, and wakes made while a connection is being
+/// polled there go through it: woken from the relay's thread, the task lands in the runtime's
+/// shared queue, which every worker takes from.
+pub(crate) trait WakeRelay: Send + Sync {
+    /// Wakes `waker` soon, from another thread.
+    fn relay(&self, waker: Waker);
+}
+
+thread_local! {
+    /// The relay of this thread's runtime, if it installed one.
+    static RELAY: RefCell<Option<Arc<dyn WakeRelay>>> = const { RefCell::new(None) };
+}
+
+/// Installs the relay for wakes made on this thread (call it when a worker thread starts).
+#[allow(dead_code)] // Until the C ABI runtime installs it (next commit).
+pub(crate) fn install_wake_relay(relay: Arc<dyn WakeRelay>) {
+    let _ = RELAY.try_with(|r| *r.borrow_mut() = Some(relay));
+}
+
+impl Shared {
+    /// Wakes the receiver's task. A write needs no wake when this thread is polling that very
+    /// task (`skip_own`: it looks at its queue before it next waits). From inside another
+    /// connection's poll the wake goes through the thread's relay, if any (see [`WakeRelay`]).
+    fn wake(self: &Arc<Self>, skip_own: bool) {
+        let polling = POLLING.try_with(Cell::get).unwrap_or(std::ptr::null());
+        let own = std::ptr::eq(polling, Arc::as_ptr(self));
+        if own && skip_own {
+            return;
+        }
+        if !polling.is_null() && !own {
+            let relayed = RELAY
+                .try_with(|r| match r.try_borrow().ok().and_then(|r| r.clone()) {
+                    Some(relay) => {
+                        if let Some(w) = self.waker.take() {
+                            relay.relay(w);
+                        }
+                        true
+                    }
+                    None => false,
+                })
+                .unwrap_or(false);
+            if relayed {
+                return;
+            }
+        }
+        self.waker.wake();
+    }
 }
 
 /// Marks a queue as being polled on this thread until dropped.
@@ -115,12 +171,7 @@ impl Sender {
             }
             s.writes.push_back(msg);
         }
-        let own = POLLING
-            .try_with(|p| std::ptr::eq(p.get(), Arc::as_ptr(&self.shared)))
-            .unwrap_or(false);
-        if !own {
-            self.shared.waker.wake();
-        }
+        self.shared.wake(true);
         Ok(())
     }
 
@@ -135,7 +186,7 @@ impl Sender {
                 s.control = Some(c);
             }
         }
-        self.shared.waker.wake();
+        self.shared.wake(false);
         Ok(())
     }
 }
@@ -157,7 +208,7 @@ impl Drop for Sender {
             s.senders == 0
         };
         if last {
-            self.shared.waker.wake();
+            self.shared.wake(false);
         }
     }
 }
@@ -284,5 +335,85 @@ mod tests {
             .expect("woken within 5 s")
             .unwrap();
         assert_eq!(got, Message::text("x"));
+    }
+
+    /// Counts how often a task was woken.
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    impl Count {
+        fn get(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    /// Keeps relayed wakers instead of waking them, so the test sees which path a wake took.
+    #[derive(Default)]
+    struct Held(Mutex<Vec<Waker>>);
+    impl WakeRelay for Held {
+        fn relay(&self, waker: Waker) {
+            self.0.lock().unwrap().push(waker);
+        }
+    }
+
+    /// Registers a counting waker on `rx`, as a connection waiting for writes does.
+    fn register(rx: &mut Receiver) -> Arc<Count> {
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        assert!(rx.poll_write(&mut Context::from_waker(&waker)).is_pending());
+        count
+    }
+
+    #[test]
+    fn wakes_from_inside_another_connections_poll_go_through_the_relay() {
+        let held = Arc::new(Held::default());
+        install_wake_relay(held.clone());
+        let (a_tx, a_rx) = queue(4);
+        let (b_tx, mut b_rx) = queue(4);
+        let b_woken = register(&mut b_rx);
+        {
+            let _polling = a_rx.polling();
+            b_tx.try_send(Message::text("to b")).unwrap();
+            assert_eq!(b_woken.get(), 0, "woken on the polling thread itself");
+            assert_eq!(held.0.lock().unwrap().len(), 1, "not handed to the relay");
+            // A write to the queue being polled needs no wake at all.
+            a_tx.try_send(Message::text("to a")).unwrap();
+            assert_eq!(held.0.lock().unwrap().len(), 1);
+        }
+        held.0.lock().unwrap().drain(..).for_each(Waker::wake);
+        assert_eq!(b_woken.get(), 1);
+        // Outside any poll, wakes are direct again: the polling marker was restored.
+        assert_eq!(b_rx.try_write(), Some(Message::text("to b")));
+        let b_woken = register(&mut b_rx);
+        b_tx.try_send(Message::text("later")).unwrap();
+        assert_eq!(b_woken.get(), 1);
+        assert!(held.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_send_from_a_thread_that_polled_the_queue_before_still_wakes_it() {
+        let (tx, mut rx) = queue(4);
+        drop(rx.polling());
+        let woken = register(&mut rx);
+        tx.try_send(Message::text("x")).unwrap();
+        assert_eq!(woken.get(), 1, "the polling marker outlived its guard");
+    }
+
+    #[test]
+    fn a_control_request_from_the_connections_own_poll_still_wakes_it() {
+        let (tx, mut rx) = queue(4);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        assert!(
+            rx.poll_control(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        let _polling = rx.polling();
+        tx.control(Control::Restart).unwrap();
+        assert_eq!(count.get(), 1);
     }
 }
