@@ -37,9 +37,11 @@ mod connection;
 mod error;
 pub mod ffi;
 mod hooks;
+mod limits;
 mod logging;
 mod manager;
 mod queue;
+mod tls;
 mod transport;
 
 pub use backoff::Backoff;

@@ -237,11 +237,7 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
         if out.is_null() {
             return Err(ConnectionError::InvalidArgument("out is NULL".into()));
         }
-        if workers > 1024 {
-            return Err(ConnectionError::InvalidArgument(format!(
-                "workers must be 0..=1024, not {workers}"
-            )));
-        }
+        crate::limits::workers(workers)?;
         let n = match workers {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())
