@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{arg_bytes, arg_mut, arg_str, guard, guard_void, kh_result, write_out};
+use super::boundary::{Out, arg_bytes, arg_mut, arg_str, free_box, guard, guard_void};
+use super::result::kh_result;
 use crate::config::{Config, ConfigBuilder, Heartbeat};
 use crate::error::{ConnectionError, Result};
 use crate::limits::{self, BufferSetting, DurationSetting};
@@ -29,8 +30,8 @@ impl kh_config {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> ConnectionError {
-    ConnectionError::InvalidArgument(msg.into())
+fn invalid(msg: String) -> ConnectionError {
+    ConnectionError::InvalidArgument(msg)
 }
 
 /// A duration setter's value: milliseconds, checked by the rule `Config::build` applies.
@@ -54,28 +55,20 @@ fn set(cfg: *mut kh_config, f: impl FnOnce(&mut kh_config) -> Result<()>) -> kh_
 pub unsafe extern "C" fn kh_config_new(url: *const c_char, out: *mut *mut kh_config) -> kh_result {
     guard(|| {
         // SAFETY: NULL or a NUL-terminated string, per the header.
-        let url = unsafe { arg_str(url, "url") }?;
-        if out.is_null() {
-            return Err(invalid("out is NULL"));
-        }
+        let (url, out) = unsafe { (arg_str(url, "url")?, Out::new(out, "out")?) };
         limits::url(url)?;
-        let cfg = Box::new(kh_config {
+        out.write_box(kh_config {
             builder: Config::builder(url),
         });
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, Box::into_raw(cfg), "out") }
+        Ok(())
     })
 }
 
 /// Destroys a configuration. NULL is ignored. Connections added with it are not affected.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_free(cfg: *mut kh_config) {
-    guard_void(|| {
-        if !cfg.is_null() {
-            // SAFETY: a pointer from kh_config_new, freed once, per the header.
-            drop(unsafe { Box::from_raw(cfg) });
-        }
-    })
+    // SAFETY: NULL or a pointer from kh_config_new, freed once, per the header.
+    guard_void(|| unsafe { free_box(cfg) })
 }
 
 /// Interval between heartbeats, in milliseconds (1 ms to one year; default 15000).
