@@ -47,6 +47,60 @@ pub enum kh_result {
     KH_SYSTEM_ERROR = 16,
 }
 
+/// Defines `TABLE`: each code with its `kh_result_str` text, `NAME: description`, the name
+/// taken from the variant itself. The list must name every variant (or the `match` below is not
+/// exhaustive) in the order of their values (or the check after it fails): a code added to
+/// the enum but not here, or a renumbering, does not compile.
+macro_rules! result_table {
+    ($($name:ident: $description:literal,)*) => {
+        const TABLE: &[(kh_result, &CStr)] = &[$((
+            kh_result::$name,
+            match CStr::from_bytes_with_nul(
+                concat!(stringify!($name), ": ", $description, "\0").as_bytes(),
+            ) {
+                Ok(s) => s,
+                Err(_) => panic!("a description holds a NUL"),
+            },
+        ),)*];
+
+        const _: fn(kh_result) = |r| match r {
+            $(kh_result::$name => {})*
+        };
+    };
+}
+
+result_table! {
+    KH_OK: "success",
+    KH_PING_FAILED: "writing the heartbeat ping failed",
+    KH_PONG_RECEIVE_TIMEOUT: "no answer to the heartbeat in time",
+    KH_READ_ERROR: "read failed or the peer broke the protocol",
+    KH_WRITE_ERROR: "an accepted message could not be written",
+    KH_CONNECTION_DROPPED: "the connection is not open",
+    KH_CONNECTION_NOT_FOUND: "no connection has this name",
+    KH_CONNECT_FAILED: "connect, TLS or upgrade failed",
+    KH_INVALID_ARGUMENT: "an argument was refused",
+    KH_ALREADY_EXISTS: "a connection with this name exists",
+    KH_QUEUE_FULL: "the send queue is full",
+    KH_SHUTTING_DOWN: "the manager is shutting down",
+    KH_TIMEOUT: "timed out",
+    KH_PANIC: "internal error (please report)",
+    KH_RETRIES_EXHAUSTED: "reconnect attempts exhausted",
+    KH_MESSAGE_TOO_LARGE: "message exceeds the maximum size",
+    KH_SYSTEM_ERROR: "the operating system refused a resource",
+}
+
+// Entry i describes value i, so a lookup by value is an index.
+const _: () = {
+    let mut i = 0;
+    while i < TABLE.len() {
+        assert!(
+            TABLE[i].0 as usize == i,
+            "TABLE is not in the order of the values"
+        );
+        i += 1;
+    }
+};
+
 impl From<&ConnectionError> for kh_result {
     fn from(e: &ConnectionError) -> Self {
         use ConnectionError as E;
@@ -93,27 +147,8 @@ pub extern "C" fn kh_result_str(result: u32) -> *const c_char {
     // be undefined behaviour.
     const UNKNOWN: &CStr = c"KH_UNKNOWN";
     guard_or(UNKNOWN.as_ptr(), || {
-        let s: &'static CStr = match result {
-            0 => c"KH_OK: success",
-            1 => c"KH_PING_FAILED: writing the heartbeat ping failed",
-            2 => c"KH_PONG_RECEIVE_TIMEOUT: no answer to the heartbeat in time",
-            3 => c"KH_READ_ERROR: read failed or the peer broke the protocol",
-            4 => c"KH_WRITE_ERROR: an accepted message could not be written",
-            5 => c"KH_CONNECTION_DROPPED: the connection is not open",
-            6 => c"KH_CONNECTION_NOT_FOUND: no connection has this name",
-            7 => c"KH_CONNECT_FAILED: connect, TLS or upgrade failed",
-            8 => c"KH_INVALID_ARGUMENT: an argument was refused",
-            9 => c"KH_ALREADY_EXISTS: a connection with this name exists",
-            10 => c"KH_QUEUE_FULL: the send queue is full",
-            11 => c"KH_SHUTTING_DOWN: the manager is shutting down",
-            12 => c"KH_TIMEOUT: timed out",
-            13 => c"KH_PANIC: internal error (please report)",
-            14 => c"KH_RETRIES_EXHAUSTED: reconnect attempts exhausted",
-            15 => c"KH_MESSAGE_TOO_LARGE: message exceeds the maximum size",
-            16 => c"KH_SYSTEM_ERROR: the operating system refused a resource",
-            _ => UNKNOWN,
-        };
-        s.as_ptr()
+        let entry = usize::try_from(result).ok().and_then(|i| TABLE.get(i));
+        entry.map_or(UNKNOWN, |(_, s)| s).as_ptr()
     })
 }
 
@@ -144,4 +179,32 @@ pub unsafe extern "C" fn kh_last_error(buf: *mut c_char, len: usize) -> usize {
             })
             .unwrap_or(0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(code: u32) -> &'static str {
+        // SAFETY: kh_result_str always returns a static NUL-terminated string.
+        unsafe { CStr::from_ptr(kh_result_str(code)) }
+            .to_str()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_code_has_its_name_and_unknown_values_have_none() {
+        assert_eq!(text(0), "KH_OK: success");
+        assert_eq!(text(10), "KH_QUEUE_FULL: the send queue is full");
+        assert_eq!(
+            text(kh_result::KH_SYSTEM_ERROR as u32),
+            "KH_SYSTEM_ERROR: the operating system refused a resource"
+        );
+        for (code, _) in TABLE {
+            assert!(text(*code as u32).starts_with(&format!("{code:?}: ")));
+        }
+        for v in [TABLE.len() as u32, 99, u32::MAX] {
+            assert_eq!(text(v), "KH_UNKNOWN");
+        }
+    }
 }
