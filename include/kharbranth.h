@@ -309,9 +309,9 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Creates a configuration for `url` (`ws://` or `wss://`, no credentials in it) with the
- * library's defaults, and writes it to `*out`. The caller owns it: free it with
- * `kh_config_free`.
+ * Creates a configuration for `url` (`ws://` or `wss://`, no credentials in it, a port, if
+ * given, of 1..=65535) with the library's defaults, and writes it to `*out`. The caller owns
+ * it: free it with `kh_config_free`.
  */
 kh_result kh_config_new(const char *url, struct kh_config **out);
 
@@ -326,27 +326,27 @@ void kh_config_free(struct kh_config *cfg);
 kh_result kh_config_set_ping_interval_ms(struct kh_config *cfg, uint64_t ms);
 
 /**
- * How long after a heartbeat the peer has to answer, in milliseconds (1 ms to one year; default 10000).
- * Any frame from the peer counts as the answer.
+ * How long after a heartbeat the peer has to answer, in milliseconds (1 ms to one year;
+ * default 10000). Any frame from the peer counts as the answer.
  */
-kh_result kh_config_set_pong_timeout_ms(struct kh_config *cfg,
-                                        uint64_t ms);
+kh_result kh_config_set_pong_timeout_ms(struct kh_config *cfg, uint64_t ms);
 
 /**
- * Bound on TCP connect + TLS handshake + WebSocket upgrade, in milliseconds (> 0; default
- * 10000; 1 ms to one year).
+ * Bound on TCP connect + TLS handshake + WebSocket upgrade, in milliseconds (1 ms to one year;
+ * default 10000).
  */
 kh_result kh_config_set_connect_timeout_ms(struct kh_config *cfg, uint64_t ms);
 
 /**
- * How long a close waits for the peer's close reply, in milliseconds (1 ms to one year; default 2000).
+ * How long a close waits for the peer's close reply, in milliseconds (1 ms to one year;
+ * default 2000).
  */
-kh_result kh_config_set_close_timeout_ms(struct kh_config *cfg,
-                                         uint64_t ms);
+kh_result kh_config_set_close_timeout_ms(struct kh_config *cfg, uint64_t ms);
 
 /**
  * Reconnect delay bounds in milliseconds: the delay starts near `min_ms`, doubles per failed
- * attempt (with jitter) and never exceeds `max_ms` (1 ms <= min <= max <= one year; defaults 500 and 30000).
+ * attempt (with jitter) and never exceeds `max_ms` (1 ms <= min <= max <= one year; defaults
+ * 500 and 30000).
  */
 kh_result kh_config_set_reconnect_backoff_ms(struct kh_config *cfg,
                                              uint64_t min_ms,
@@ -383,7 +383,8 @@ kh_result kh_config_add_init_binary(struct kh_config *cfg, const uint8_t *data, 
 
 /**
  * Makes the heartbeat an application text message (e.g. `{"op":"ping"}`) instead of a
- * WebSocket ping frame. Any message from the peer then counts as the answer.
+ * WebSocket ping frame (`len` bytes of UTF-8, not empty). Any message from the peer then
+ * counts as the answer.
  */
 kh_result kh_config_set_ping_text(struct kh_config *cfg, const char *data, size_t len);
 
@@ -395,8 +396,8 @@ kh_result kh_config_set_ping_text(struct kh_config *cfg, const char *data, size_
 kh_result kh_config_set_max_message_size(struct kh_config *cfg, size_t bytes);
 
 /**
- * Messages that may wait in the connection's send queue (> 0; default 1024). A send to a full
- * queue returns `KH_QUEUE_FULL` at once.
+ * Messages that may wait in the connection's send queue (1 to 16777216; default 1024). A send
+ * to a full queue returns `KH_QUEUE_FULL` at once.
  */
 kh_result kh_config_set_send_queue_capacity(struct kh_config *cfg, size_t messages);
 

@@ -1,18 +1,21 @@
 //! Connection configuration: built once, validated once, then immutable.
 //!
 //! A [`Config`] is cheap to clone (it is reference counted) and never changes under a running
-//! connection: a reconnect uses exactly the configuration the connection was added with.
+//! connection: a reconnect uses exactly the configuration the connection was added with. The
+//! rules [`ConfigBuilder::build`] checks live in `limits`, shared with the C setters; the TLS
+//! setup lives in `tls`.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::error::{ConnectionError, Result};
+use crate::error::Result;
+use crate::limits::{self, BufferSetting, DurationSetting};
 
 /// Defaults, chosen for an exchange market-data feed over a WAN link, and for managers that hold
 /// thousands of mostly idle connections.
@@ -53,9 +56,6 @@ pub mod defaults {
     pub const WRITE_BUFFER_SIZE: usize = 64 * 1024;
 }
 
-/// Longest accepted duration setting (one year): far below where `Instant + Duration` overflows.
-pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-
 /// What the heartbeat sends every [`ping_interval`](ConfigBuilder::ping_interval).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heartbeat {
@@ -82,36 +82,25 @@ pub struct Config {
 }
 
 struct Inner {
-    url: String,
+    /// The settings as checked by `build` (without the raw headers, which `headers` holds).
+    set: ConfigBuilder,
     uri: Uri,
     tls: bool,
-    ping_interval: Duration,
-    pong_timeout: Duration,
-    heartbeat: Heartbeat,
-    connect_timeout: Duration,
-    backoff_min: Duration,
-    backoff_max: Duration,
-    backoff_reset_after: Duration,
-    max_reconnect_attempts: u32,
-    close_timeout: Duration,
     headers: Vec<(HeaderName, HeaderValue)>,
-    subprotocols: Vec<String>,
-    init_messages: Vec<InitMessage>,
     ws_config: WebSocketConfig,
-    send_queue_capacity: usize,
-    read_buffer_size: usize,
     tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Config {
-    /// Starts a configuration for `url` (`ws://` or `wss://`) with the [`defaults`].
+    /// Starts a configuration for `url` (`ws://` or `wss://`, no credentials, a port if any of
+    /// 1..=65535) with the [`defaults`]. The URL is checked by [`build`](ConfigBuilder::build).
     pub fn builder(url: impl Into<String>) -> ConfigBuilder {
         ConfigBuilder::new(url)
     }
 
     /// The URL as given.
     pub fn url(&self) -> &str {
-        &self.inner.url
+        &self.inner.set.url
     }
     pub(crate) fn uri(&self) -> &Uri {
         &self.inner.uri
@@ -122,35 +111,35 @@ impl Config {
     }
     /// Interval between heartbeats.
     pub fn ping_interval(&self) -> Duration {
-        self.inner.ping_interval
+        self.inner.set.ping_interval
     }
     /// How long after a heartbeat the peer has to answer.
     pub fn pong_timeout(&self) -> Duration {
-        self.inner.pong_timeout
+        self.inner.set.pong_timeout
     }
     /// What the heartbeat sends.
     pub fn heartbeat(&self) -> &Heartbeat {
-        &self.inner.heartbeat
+        &self.inner.set.heartbeat
     }
     /// Bound on connect + TLS + upgrade.
     pub fn connect_timeout(&self) -> Duration {
-        self.inner.connect_timeout
+        self.inner.set.connect_timeout
     }
     /// Smallest and largest reconnect delay.
     pub fn backoff(&self) -> (Duration, Duration) {
-        (self.inner.backoff_min, self.inner.backoff_max)
+        (self.inner.set.backoff_min, self.inner.set.backoff_max)
     }
     /// How long a connection must stay open before the backoff starts anew.
     pub fn backoff_reset_after(&self) -> Duration {
-        self.inner.backoff_reset_after
+        self.inner.set.backoff_reset_after
     }
     /// Consecutive failed connect attempts before giving up; 0 means never give up.
     pub fn max_reconnect_attempts(&self) -> u32 {
-        self.inner.max_reconnect_attempts
+        self.inner.set.max_reconnect_attempts
     }
     /// How long a caller-initiated close waits for the peer's close reply.
     pub fn close_timeout(&self) -> Duration {
-        self.inner.close_timeout
+        self.inner.set.close_timeout
     }
     /// Extra HTTP headers of the upgrade request.
     pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
@@ -158,11 +147,11 @@ impl Config {
     }
     /// Offered subprotocols.
     pub fn subprotocols(&self) -> &[String] {
-        &self.inner.subprotocols
+        &self.inner.set.subprotocols
     }
     /// Messages sent after every successful connect.
     pub fn init_messages(&self) -> &[InitMessage] {
-        &self.inner.init_messages
+        &self.inner.set.init_messages
     }
     /// Largest accepted message, in and out.
     pub fn max_message_size(&self) -> usize {
@@ -170,11 +159,11 @@ impl Config {
     }
     /// Capacity of the send queue.
     pub fn send_queue_capacity(&self) -> usize {
-        self.inner.send_queue_capacity
+        self.inner.set.send_queue_capacity
     }
     /// Largest read while the connection is busy (0: no batching beyond tungstenite's buffer).
     pub(crate) fn burst_read_size(&self) -> usize {
-        let n = self.inner.read_buffer_size;
+        let n = self.inner.set.read_buffer_size;
         if n > defaults::FRAME_READ_BUFFER {
             n
         } else {
@@ -192,15 +181,15 @@ impl Config {
 impl fmt::Debug for Config {
     // Header values often carry secrets (API keys, cookies, bearer tokens): print names only.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let i = &self.inner;
+        let (i, s) = (&self.inner, &self.inner.set);
         f.debug_struct("Config")
-            .field("url", &i.url)
-            .field("ping_interval", &i.ping_interval)
-            .field("pong_timeout", &i.pong_timeout)
-            .field("heartbeat", &i.heartbeat)
-            .field("connect_timeout", &i.connect_timeout)
-            .field("backoff", &(i.backoff_min, i.backoff_max))
-            .field("max_reconnect_attempts", &i.max_reconnect_attempts)
+            .field("url", &s.url)
+            .field("ping_interval", &s.ping_interval)
+            .field("pong_timeout", &s.pong_timeout)
+            .field("heartbeat", &s.heartbeat)
+            .field("connect_timeout", &s.connect_timeout)
+            .field("backoff", &(s.backoff_min, s.backoff_max))
+            .field("max_reconnect_attempts", &s.max_reconnect_attempts)
             .field(
                 "headers",
                 &i.headers
@@ -208,10 +197,10 @@ impl fmt::Debug for Config {
                     .map(|(n, _)| n.as_str())
                     .collect::<Vec<_>>(),
             )
-            .field("subprotocols", &i.subprotocols)
-            .field("init_messages", &i.init_messages.len())
+            .field("subprotocols", &s.subprotocols)
+            .field("init_messages", &s.init_messages.len())
             .field("max_message_size", &i.ws_config.max_message_size)
-            .field("send_queue_capacity", &i.send_queue_capacity)
+            .field("send_queue_capacity", &s.send_queue_capacity)
             .finish_non_exhaustive()
     }
 }
@@ -268,27 +257,30 @@ impl ConfigBuilder {
         }
     }
 
-    /// Interval between heartbeats (default 15 s).
+    /// Interval between heartbeats (default 15 s; 1 ms to one year).
     pub fn ping_interval(mut self, d: Duration) -> Self {
         self.ping_interval = d;
         self
     }
-    /// How long after a heartbeat the peer has to show it is alive (default 10 s).
+    /// How long after a heartbeat the peer has to show it is alive (default 10 s; 1 ms to one
+    /// year).
     pub fn pong_timeout(mut self, d: Duration) -> Self {
         self.pong_timeout = d;
         self
     }
-    /// What the heartbeat sends (default a WebSocket ping frame).
+    /// What the heartbeat sends (default a WebSocket ping frame; a text heartbeat must not be
+    /// empty).
     pub fn heartbeat(mut self, h: Heartbeat) -> Self {
         self.heartbeat = h;
         self
     }
-    /// Bound on TCP connect + TLS handshake + WebSocket upgrade (default 10 s).
+    /// Bound on TCP connect + TLS handshake + WebSocket upgrade (default 10 s; 1 ms to one year).
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
         self
     }
-    /// Smallest and largest reconnect delay (default 500 ms and 30 s).
+    /// Smallest and largest reconnect delay (default 500 ms and 30 s; 1 ms <= min <= max <= one
+    /// year).
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff_min = min;
         self.backoff_max = max;
@@ -304,47 +296,52 @@ impl ConfigBuilder {
         self.max_reconnect_attempts = n;
         self
     }
-    /// How long a caller-initiated close waits for the peer's reply (default 2 s).
+    /// How long a caller-initiated close waits for the peer's reply (default 2 s; 1 ms to one
+    /// year).
     pub fn close_timeout(mut self, d: Duration) -> Self {
         self.close_timeout = d;
         self
     }
-    /// Adds an HTTP header to the upgrade request. Its value is never logged.
+    /// Adds an HTTP header to the upgrade request. Its value is never logged. The name must be an
+    /// HTTP token other than Host, Connection, Upgrade and Sec-WebSocket-*; the value must not
+    /// contain CR, LF or NUL.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
-    /// Offers a subprotocol (`Sec-WebSocket-Protocol`).
+    /// Offers a subprotocol (`Sec-WebSocket-Protocol`; an HTTP token).
     pub fn subprotocol(mut self, p: impl Into<String>) -> Self {
         self.subprotocols.push(p.into());
         self
     }
-    /// Adds a text message sent after every successful connect, in the order added.
+    /// Adds a text message sent after every successful connect, in the order added (at most
+    /// [`max_message_size`](Self::max_message_size) bytes).
     pub fn init_text(mut self, text: impl Into<String>) -> Self {
         self.init_messages.push(InitMessage::Text(text.into()));
         self
     }
-    /// Adds a binary message sent after every successful connect, in the order added.
+    /// Adds a binary message sent after every successful connect, in the order added (at most
+    /// [`max_message_size`](Self::max_message_size) bytes).
     pub fn init_binary(mut self, data: impl Into<Bytes>) -> Self {
         self.init_messages.push(InitMessage::Binary(data.into()));
         self
     }
-    /// Largest message accepted in either direction (default 16 MiB).
+    /// Largest message accepted in either direction (default 16 MiB; positive).
     pub fn max_message_size(mut self, n: usize) -> Self {
         self.max_message_size = n;
         self
     }
-    /// Largest single incoming frame (default 16 MiB; capped at the message size).
+    /// Largest single incoming frame (default 16 MiB; positive; capped at the message size).
     pub fn max_frame_size(mut self, n: usize) -> Self {
         self.max_frame_size = n;
         self
     }
-    /// Capacity of the send queue (default 1024 messages).
+    /// Capacity of the send queue (default 1024 messages; 1 to 16777216).
     pub fn send_queue_capacity(mut self, n: usize) -> Self {
         self.send_queue_capacity = n;
         self
     }
-    /// Largest read while the connection is busy (default 64 KiB). That buffer is allocated
+    /// Largest read while the connection is busy (default 64 KiB; 256 bytes to 64 MiB). That buffer is allocated
     /// only while data keeps arriving faster than the hooks take it and freed when the socket
     /// runs dry; an idle connection holds only the frame buffer
     /// ([`frame_buffer_size`](Self::frame_buffer_size)). Not above the frame buffer turns
@@ -353,7 +350,8 @@ impl ConfigBuilder {
         self.read_buffer_size = n;
         self
     }
-    /// tungstenite's read buffer, held by every connection for its whole life (default 4 KiB).
+    /// tungstenite's read buffer, held by every connection for its whole life (default 4 KiB;
+    /// 256 bytes to 64 MiB).
     /// Each read from the socket (or from the burst buffer) is at most this large: 16 KiB
     /// brings the throughput of 1 KiB messages up to raw tokio-tungstenite's, for 12 KiB more
     /// per connection.
@@ -372,78 +370,44 @@ impl ConfigBuilder {
         self
     }
 
-    /// Checks every field and freezes the configuration.
+    /// Checks every field and freezes the configuration. The first offending field is named
+    /// in the [`InvalidArgument`](crate::ConnectionError::InvalidArgument) error.
     pub fn build(self) -> Result<Config> {
-        let bad = |msg: String| Err(ConnectionError::InvalidArgument(msg));
-        let (uri, tls) = parse_url(&self.url)?;
-        for (what, d) in [
-            ("ping_interval", self.ping_interval),
-            ("pong_timeout", self.pong_timeout),
-            ("connect_timeout", self.connect_timeout),
-            ("reconnect backoff minimum", self.backoff_min),
-            ("reconnect backoff maximum", self.backoff_max),
-            ("close_timeout", self.close_timeout),
+        let (uri, tls) = limits::url(&self.url)?;
+        for (setting, d) in [
+            (DurationSetting::PingInterval, self.ping_interval),
+            (DurationSetting::PongTimeout, self.pong_timeout),
+            (DurationSetting::ConnectTimeout, self.connect_timeout),
         ] {
-            if d.is_zero() {
-                return bad(format!("{what} must be positive"));
-            }
-            // Timers add these to `Instant::now()`, which panics on overflow: a "forever" such
-            // as Duration::MAX must be refused here, not crash the connection task later.
-            if d > MAX_DURATION {
-                return bad(format!(
-                    "{what} must be at most {MAX_DURATION:?} (one year)"
-                ));
-            }
+            limits::duration(setting, d)?;
         }
-        if self.backoff_min > self.backoff_max {
-            return bad(format!(
-                "reconnect backoff minimum {:?} exceeds maximum {:?}",
-                self.backoff_min, self.backoff_max
-            ));
+        limits::backoff(self.backoff_min, self.backoff_max)?;
+        limits::duration(DurationSetting::CloseTimeout, self.close_timeout)?;
+        limits::max_message_size(self.max_message_size)?;
+        limits::max_frame_size(self.max_frame_size)?;
+        limits::send_queue_capacity(self.send_queue_capacity)?;
+        limits::buffer_size(BufferSetting::ReadBuffer, self.read_buffer_size)?;
+        limits::buffer_size(BufferSetting::FrameBuffer, self.frame_buffer_size)?;
+        if let Heartbeat::Text(t) = &self.heartbeat {
+            limits::heartbeat_text(t)?;
         }
-        if self.max_message_size == 0 || self.max_frame_size == 0 {
-            return bad("max message and frame size must be positive".into());
-        }
-        if self.send_queue_capacity == 0 {
-            return bad("send_queue_capacity must be positive".into());
-        }
-        if self.read_buffer_size < 256 {
-            return bad("read_buffer_size must be at least 256 bytes".into());
-        }
-        if !(256..=(64 << 20)).contains(&self.frame_buffer_size) {
-            return bad("frame_buffer_size must be 256 bytes to 64 MiB".into());
-        }
-        if let Heartbeat::Text(t) = &self.heartbeat
-            && t.is_empty()
-        {
-            return bad("a text heartbeat must not be empty".into());
-        }
-        let mut headers = Vec::with_capacity(self.headers.len());
-        for (name, value) in &self.headers {
-            headers.push(validate_header(name, value)?);
-        }
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, value)| limits::header(name, value))
+            .collect::<Result<Vec<_>>>()?;
         for p in &self.subprotocols {
-            let token_ok = !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
-            if !token_ok {
-                return bad(format!("subprotocol {p:?} is not a valid token"));
-            }
+            limits::subprotocol(p)?;
         }
         for m in &self.init_messages {
             let len = match m {
                 InitMessage::Text(t) => t.len(),
                 InitMessage::Binary(b) => b.len(),
             };
-            if len > self.max_message_size {
-                return bad(format!(
-                    "init message of {len} bytes exceeds max_message_size {}",
-                    self.max_message_size
-                ));
-            }
+            limits::init_message(len, self.max_message_size)?;
         }
         let tls_config = if tls {
-            Some(Arc::new(tls_client_config(&self.ca_files)?))
+            Some(Arc::new(crate::tls::client_config(&self.ca_files)?))
         } else {
             if !self.ca_files.is_empty() {
                 log::warn!("CA files given for a ws:// URL are ignored");
@@ -455,195 +419,33 @@ impl ConfigBuilder {
             .write_buffer_size(self.write_buffer_size)
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_frame_size.min(self.max_message_size)));
+        let mut set = self;
+        // Only the checked copies stay: the raw values may hold secrets.
+        set.headers = Vec::new();
         Ok(Config {
             inner: Arc::new(Inner {
-                url: self.url,
+                set,
                 uri,
                 tls,
-                ping_interval: self.ping_interval,
-                pong_timeout: self.pong_timeout,
-                heartbeat: self.heartbeat,
-                connect_timeout: self.connect_timeout,
-                backoff_min: self.backoff_min,
-                backoff_max: self.backoff_max,
-                backoff_reset_after: self.backoff_reset_after,
-                max_reconnect_attempts: self.max_reconnect_attempts,
-                close_timeout: self.close_timeout,
                 headers,
-                subprotocols: self.subprotocols,
-                init_messages: self.init_messages,
                 ws_config,
-                send_queue_capacity: self.send_queue_capacity,
-                read_buffer_size: self.read_buffer_size,
                 tls_config,
             }),
         })
     }
 }
 
-/// Parses and checks a WebSocket URL: scheme ws/wss, a host, no credentials.
-pub(crate) fn parse_url(url: &str) -> Result<(Uri, bool)> {
-    let bad = |msg: &str| Err(ConnectionError::InvalidArgument(msg.to_string()));
-    let uri: Uri = match url.parse() {
-        Ok(u) => u,
-        // The parser's message may echo the URL, which may hold a token: keep it out.
-        Err(_) => return bad("URL does not parse"),
-    };
-    let tls = match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("ws") => false,
-        Some(s) if s.eq_ignore_ascii_case("wss") => true,
-        _ => return bad("URL scheme must be ws:// or wss://"),
-    };
-    let Some(authority) = uri.authority() else {
-        return bad("URL has no host");
-    };
-    if authority.as_str().contains('@') {
-        return bad("URL must not contain credentials (user:password@); use a header instead");
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return bad("URL has no host");
-    }
-    Ok((uri, tls))
-}
-
-pub(crate) fn validate_header(name: &str, value: &[u8]) -> Result<(HeaderName, HeaderValue)> {
-    let name_ok = HeaderName::from_bytes(name.as_bytes());
-    let Ok(hname) = name_ok else {
-        return Err(ConnectionError::InvalidArgument(format!(
-            "header name {name:?} is not a valid HTTP token"
-        )));
-    };
-    // HeaderValue accepts obs-text but refuses CR, LF and NUL: exactly the injection guard needed.
-    let Ok(hvalue) = HeaderValue::from_bytes(value) else {
-        return Err(ConnectionError::InvalidArgument(format!(
-            "value of header {name:?} contains a control character (CR, LF or NUL)"
-        )));
-    };
-    const RESERVED: [&str; 6] = [
-        "host",
-        "connection",
-        "upgrade",
-        "sec-websocket-key",
-        "sec-websocket-version",
-        "sec-websocket-protocol",
-    ];
-    if RESERVED.contains(&hname.as_str()) {
-        return Err(ConnectionError::InvalidArgument(format!(
-            "header {name:?} is set by the library (use subprotocol() for Sec-WebSocket-Protocol)"
-        )));
-    }
-    let mut hvalue = hvalue;
-    hvalue.set_sensitive(true);
-    Ok((hname, hvalue))
-}
-
-/// The system's root certificates, loaded once per process: loading them costs milliseconds and
-/// thousands of connections share them.
-fn system_roots() -> &'static rustls::RootCertStore {
-    static ROOTS: OnceLock<rustls::RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut store = rustls::RootCertStore::empty();
-        let loaded = rustls_native_certs::load_native_certs();
-        for e in &loaded.errors {
-            log::warn!("loading a system root certificate failed: {e}");
-        }
-        let (added, ignored) = store.add_parsable_certificates(loaded.certs);
-        log::debug!("system roots: {added} loaded, {ignored} ignored");
-        store
-    })
-}
-
-fn tls_client_config(ca_files: &[PathBuf]) -> Result<rustls::ClientConfig> {
-    let mut roots = system_roots().clone();
-    for path in ca_files {
-        add_ca_file(&mut roots, path)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectionError::InvalidArgument(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
-}
-
-/// Checks that a CA file can be read and holds at least one usable certificate.
-pub(crate) fn check_ca_file(path: &Path) -> Result<()> {
-    add_ca_file(&mut rustls::RootCertStore::empty(), path)
-}
-
-fn add_ca_file(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let bad = |msg: String| ConnectionError::InvalidArgument(msg);
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| bad(format!("CA file {}: {e}", path.display())))?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| bad(format!("CA file {}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(bad(format!(
-            "CA file {} holds no PEM certificate",
-            path.display()
-        )));
-    }
-    for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| bad(format!("CA file {}: {e}", path.display())))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The rules themselves, and that `build` applies them, are tested in `limits`.
 
     #[test]
     fn defaults_build() {
         let c = Config::builder("ws://127.0.0.1:1/feed").build().unwrap();
         assert_eq!(c.ping_interval(), defaults::PING_INTERVAL);
         assert!(!c.is_tls());
-    }
-
-    #[test]
-    fn refuses_bad_urls() {
-        for url in [
-            "",
-            "http://x",
-            "ws://",
-            "x",
-            "ws://user:pw@host/",
-            "wss:///path",
-        ] {
-            let err = Config::builder(url).build().unwrap_err();
-            assert!(
-                matches!(err, ConnectionError::InvalidArgument(_)),
-                "{url}: {err}"
-            );
-            assert!(!err.to_string().contains("pw"), "credentials leaked: {err}");
-        }
-    }
-
-    #[test]
-    fn refuses_bad_durations_and_backoff() {
-        let b = || Config::builder("ws://h/");
-        assert!(b().ping_interval(Duration::ZERO).build().is_err());
-        assert!(b().pong_timeout(Duration::ZERO).build().is_err());
-        assert!(
-            b().reconnect_backoff(Duration::from_secs(2), Duration::from_secs(1))
-                .build()
-                .is_err()
-        );
-        assert!(b().send_queue_capacity(0).build().is_err());
-    }
-
-    #[test]
-    fn refuses_header_injection() {
-        let b = || Config::builder("ws://h/");
-        assert!(b().header("X-Key", "a\r\nEvil: 1").build().is_err());
-        assert!(b().header("X Key", "a").build().is_err());
-        assert!(b().header("Host", "a").build().is_err());
-        assert!(b().header("X-Key", "ok").build().is_ok());
     }
 
     #[test]
@@ -655,14 +457,5 @@ mod tests {
         let s = format!("{c:?}");
         assert!(s.contains("authorization"));
         assert!(!s.contains("s3cret"));
-    }
-
-    #[test]
-    fn missing_ca_file_is_refused() {
-        let err = Config::builder("wss://h/")
-            .add_ca_file("/nonexistent/ca.pem")
-            .build()
-            .unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/ca.pem"));
     }
 }

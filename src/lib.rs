@@ -51,10 +51,12 @@ pub mod ffi;
 mod handle;
 mod heartbeat;
 mod hooks;
+mod limits;
 mod logging;
 mod manager;
 mod queue;
 mod supervisor;
+mod tls;
 mod transport;
 
 pub use config::{Config, ConfigBuilder, Heartbeat, InitMessage, defaults};

@@ -353,34 +353,12 @@ impl Inner {
 }
 
 fn validate_name(name: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(ConnectionError::InvalidArgument(
-            "a connection name must not be empty".into(),
-        ));
-    }
-    if name.contains('\0') {
-        return Err(ConnectionError::InvalidArgument(
-            "a connection name must not contain NUL".into(),
-        ));
-    }
-    Ok(())
+    crate::limits::connection_name(name)
 }
 
 /// Codes an endpoint may send (RFC 6455, 7.4): 1000-1003, 1007-1014 and 3000-4999.
 fn validate_close(code: u16, reason: &str) -> Result<()> {
-    let ok = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
-    if !ok {
-        return Err(ConnectionError::InvalidArgument(format!(
-            "close code {code} may not be sent (use 1000, 1001, or 3000-4999)"
-        )));
-    }
-    if reason.len() > 123 {
-        return Err(ConnectionError::InvalidArgument(format!(
-            "a close reason holds at most 123 bytes, not {}",
-            reason.len()
-        )));
-    }
-    Ok(())
+    crate::limits::close(code, reason)
 }
 
 /// Waits for a connection task to end. The close handshake inside is bounded already; the

@@ -74,7 +74,6 @@ thread_local! {
 }
 
 /// Installs the relay for wakes made on this thread (call it when a worker thread starts).
-#[allow(dead_code)] // Until the C ABI runtime installs it (next commit).
 pub(crate) fn install_wake_relay(relay: Arc<dyn WakeRelay>) {
     let _ = RELAY.try_with(|r| *r.borrow_mut() = Some(relay));
 }

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{arg_bytes, arg_mut, arg_str, guard, guard_void, kh_result, write_out};
-use crate::config::{
-    Config, ConfigBuilder, Heartbeat, MAX_DURATION, check_ca_file, parse_url, validate_header,
-};
+use super::boundary::{Out, arg_bytes, arg_mut, arg_str, free_box, guard, guard_void};
+use super::result::kh_result;
+use crate::config::{Config, ConfigBuilder, Heartbeat};
 use crate::error::{ConnectionError, Result};
+use crate::limits::{self, BufferSetting, DurationSetting};
 
 /// A connection configuration being built. Create with `kh_config_new`, change with the
 /// `kh_config_set_*`/`kh_config_add_*` functions, pass to `kh_manager_add` (which copies it; the
@@ -30,28 +30,13 @@ impl kh_config {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> ConnectionError {
-    ConnectionError::InvalidArgument(msg.into())
+fn invalid(msg: String) -> ConnectionError {
+    ConnectionError::InvalidArgument(msg)
 }
 
-/// A duration setter's range: 1 ms up to one year (what `Config::build` accepts).
-fn positive_ms(ms: u64, what: &str) -> Result<Duration> {
-    let d = Duration::from_millis(ms);
-    if ms == 0 || d > MAX_DURATION {
-        return Err(invalid(format!(
-            "{what} must be 1..={} ms, not {ms}",
-            MAX_DURATION.as_millis()
-        )));
-    }
-    Ok(d)
-}
-
-/// A buffer size setter's range: 256 bytes to 64 MiB.
-fn buffer_bytes(bytes: usize, what: &str) -> Result<usize> {
-    if !(256..=(64 << 20)).contains(&bytes) {
-        return Err(invalid(format!("{what} must be 256..=64 MiB, not {bytes}")));
-    }
-    Ok(bytes)
+/// A duration setter's value: milliseconds, checked by the rule `Config::build` applies.
+fn millis(setting: DurationSetting, ms: u64) -> Result<Duration> {
+    limits::duration(setting, Duration::from_millis(ms))
 }
 
 /// Runs a setter: checks the builder pointer, then applies `f` (which validates first).
@@ -63,84 +48,78 @@ fn set(cfg: *mut kh_config, f: impl FnOnce(&mut kh_config) -> Result<()>) -> kh_
     })
 }
 
-/// Creates a configuration for `url` (`ws://` or `wss://`, no credentials in it) with the
-/// library's defaults, and writes it to `*out`. The caller owns it: free it with
-/// `kh_config_free`.
+/// Creates a configuration for `url` (`ws://` or `wss://`, no credentials in it, a port, if
+/// given, of 1..=65535) with the library's defaults, and writes it to `*out`. The caller owns
+/// it: free it with `kh_config_free`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_new(url: *const c_char, out: *mut *mut kh_config) -> kh_result {
     guard(|| {
         // SAFETY: NULL or a NUL-terminated string, per the header.
-        let url = unsafe { arg_str(url, "url") }?;
-        if out.is_null() {
-            return Err(invalid("out is NULL"));
-        }
-        parse_url(url)?;
-        let cfg = Box::new(kh_config {
+        let (url, out) = unsafe { (arg_str(url, "url")?, Out::new(out, "out")?) };
+        limits::url(url)?;
+        out.write_box(kh_config {
             builder: Config::builder(url),
         });
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, Box::into_raw(cfg), "out") }
+        Ok(())
     })
 }
 
 /// Destroys a configuration. NULL is ignored. Connections added with it are not affected.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_free(cfg: *mut kh_config) {
-    guard_void(|| {
-        if !cfg.is_null() {
-            // SAFETY: a pointer from kh_config_new, freed once, per the header.
-            drop(unsafe { Box::from_raw(cfg) });
-        }
-    })
+    // SAFETY: NULL or a pointer from kh_config_new, freed once, per the header.
+    guard_void(|| unsafe { free_box(cfg) })
 }
 
 /// Interval between heartbeats, in milliseconds (1 ms to one year; default 15000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_ping_interval_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
     set(cfg, |c| {
-        let d = positive_ms(ms, "ping interval")?;
+        let d = millis(DurationSetting::PingInterval, ms)?;
         c.update(|b| b.ping_interval(d));
         Ok(())
     })
 }
 
-/// How long after a heartbeat the peer has to answer, in milliseconds (1 ms to one year; default 10000).
-/// Any frame from the peer counts as the answer.
+/// How long after a heartbeat the peer has to answer, in milliseconds (1 ms to one year;
+/// default 10000). Any frame from the peer counts as the answer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_pong_timeout_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
     set(cfg, |c| {
-        let d = positive_ms(ms, "pong timeout")?;
+        let d = millis(DurationSetting::PongTimeout, ms)?;
         c.update(|b| b.pong_timeout(d));
         Ok(())
     })
 }
 
-/// Bound on TCP connect + TLS handshake + WebSocket upgrade, in milliseconds (> 0; default
-/// 10000; 1 ms to one year).
+/// Bound on TCP connect + TLS handshake + WebSocket upgrade, in milliseconds (1 ms to one year;
+/// default 10000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_connect_timeout_ms(
     cfg: *mut kh_config,
     ms: u64,
 ) -> kh_result {
     set(cfg, |c| {
-        let d = positive_ms(ms, "connect timeout")?;
+        let d = millis(DurationSetting::ConnectTimeout, ms)?;
         c.update(|b| b.connect_timeout(d));
         Ok(())
     })
 }
 
-/// How long a close waits for the peer's close reply, in milliseconds (1 ms to one year; default 2000).
+/// How long a close waits for the peer's close reply, in milliseconds (1 ms to one year;
+/// default 2000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_close_timeout_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
     set(cfg, |c| {
-        let d = positive_ms(ms, "close timeout")?;
+        let d = millis(DurationSetting::CloseTimeout, ms)?;
         c.update(|b| b.close_timeout(d));
         Ok(())
     })
 }
 
 /// Reconnect delay bounds in milliseconds: the delay starts near `min_ms`, doubles per failed
-/// attempt (with jitter) and never exceeds `max_ms` (1 ms <= min <= max <= one year; defaults 500 and 30000).
+/// attempt (with jitter) and never exceeds `max_ms` (1 ms <= min <= max <= one year; defaults
+/// 500 and 30000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_reconnect_backoff_ms(
     cfg: *mut kh_config,
@@ -148,13 +127,8 @@ pub unsafe extern "C" fn kh_config_set_reconnect_backoff_ms(
     max_ms: u64,
 ) -> kh_result {
     set(cfg, |c| {
-        let min = positive_ms(min_ms, "backoff minimum")?;
-        let max = positive_ms(max_ms, "backoff maximum")?;
-        if min > max {
-            return Err(invalid(format!(
-                "backoff minimum {min_ms} ms exceeds maximum {max_ms} ms"
-            )));
-        }
+        let (min, max) = (Duration::from_millis(min_ms), Duration::from_millis(max_ms));
+        limits::backoff(min, max)?;
         c.update(|b| b.reconnect_backoff(min, max));
         Ok(())
     })
@@ -185,7 +159,7 @@ pub unsafe extern "C" fn kh_config_add_header(
     set(cfg, |c| {
         // SAFETY: NULL or NUL-terminated strings, per the header.
         let (name, value) = unsafe { (arg_str(name, "name")?, arg_str(value, "value")?) };
-        validate_header(name, value.as_bytes())?;
+        limits::header(name, value.as_bytes())?;
         c.update(|b| b.header(name, value));
         Ok(())
     })
@@ -200,7 +174,7 @@ pub unsafe extern "C" fn kh_config_add_subprotocol(
     set(cfg, |c| {
         // SAFETY: NULL or a NUL-terminated string, per the header.
         let p = unsafe { arg_str(protocol, "protocol") }?;
-        Config::builder("ws://check/").subprotocol(p).build()?;
+        limits::subprotocol(p)?;
         c.update(|b| b.subprotocol(p));
         Ok(())
     })
@@ -241,7 +215,8 @@ pub unsafe extern "C" fn kh_config_add_init_binary(
 }
 
 /// Makes the heartbeat an application text message (e.g. `{"op":"ping"}`) instead of a
-/// WebSocket ping frame. Any message from the peer then counts as the answer.
+/// WebSocket ping frame (`len` bytes of UTF-8, not empty). Any message from the peer then
+/// counts as the answer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_ping_text(
     cfg: *mut kh_config,
@@ -253,9 +228,7 @@ pub unsafe extern "C" fn kh_config_set_ping_text(
         let bytes = unsafe { arg_bytes(data.cast(), len, "data") }?;
         let text = std::str::from_utf8(bytes)
             .map_err(|e| invalid(format!("ping text is not valid UTF-8 ({e})")))?;
-        if text.is_empty() {
-            return Err(invalid("ping text must not be empty"));
-        }
+        limits::heartbeat_text(text)?;
         let hb = Heartbeat::Text(text.to_string());
         c.update(|b| b.heartbeat(hb));
         Ok(())
@@ -271,27 +244,21 @@ pub unsafe extern "C" fn kh_config_set_max_message_size(
     bytes: usize,
 ) -> kh_result {
     set(cfg, |c| {
-        if bytes == 0 {
-            return Err(invalid("max message size must be positive"));
-        }
+        let bytes = limits::max_message_size(bytes)?;
         c.update(|b| b.max_message_size(bytes).max_frame_size(bytes));
         Ok(())
     })
 }
 
-/// Messages that may wait in the connection's send queue (> 0; default 1024). A send to a full
-/// queue returns `KH_QUEUE_FULL` at once.
+/// Messages that may wait in the connection's send queue (1 to 16777216; default 1024). A send
+/// to a full queue returns `KH_QUEUE_FULL` at once.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_send_queue_capacity(
     cfg: *mut kh_config,
     messages: usize,
 ) -> kh_result {
     set(cfg, |c| {
-        if messages == 0 || messages > (1 << 24) {
-            return Err(invalid(format!(
-                "send queue capacity must be 1..=16777216, not {messages}"
-            )));
-        }
+        let messages = limits::send_queue_capacity(messages)?;
         c.update(|b| b.send_queue_capacity(messages));
         Ok(())
     })
@@ -307,7 +274,7 @@ pub unsafe extern "C" fn kh_config_set_read_buffer_size(
     bytes: usize,
 ) -> kh_result {
     set(cfg, |c| {
-        let bytes = buffer_bytes(bytes, "read buffer size")?;
+        let bytes = limits::buffer_size(BufferSetting::ReadBuffer, bytes)?;
         c.update(|b| b.read_buffer_size(bytes));
         Ok(())
     })
@@ -322,7 +289,7 @@ pub unsafe extern "C" fn kh_config_set_frame_buffer_size(
     bytes: usize,
 ) -> kh_result {
     set(cfg, |c| {
-        let bytes = buffer_bytes(bytes, "frame buffer size")?;
+        let bytes = limits::buffer_size(BufferSetting::FrameBuffer, bytes)?;
         c.update(|b| b.frame_buffer_size(bytes));
         Ok(())
     })
@@ -338,7 +305,7 @@ pub unsafe extern "C" fn kh_config_add_ca_file(
     set(cfg, |c| {
         // SAFETY: NULL or a NUL-terminated string, per the header.
         let path = unsafe { arg_str(path, "path") }?;
-        check_ca_file(std::path::Path::new(path))?;
+        crate::tls::check_ca_file(std::path::Path::new(path))?;
         c.update(|b| b.add_ca_file(path));
         Ok(())
     })

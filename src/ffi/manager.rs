@@ -1,71 +1,21 @@
-//! `kh_manager`: a [`WsManager`] that owns its own tokio runtime.
+//! `kh_manager` exports: each converts its arguments, calls the [`WsManager`], and converts the
+//! result. How the manager is hosted on its runtime is in `runtime`.
+//!
+//! [`WsManager`]: crate::WsManager
 
-use std::cell::Cell;
 use std::ffi::c_char;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::runtime::{Handle, Runtime};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::boundary::{Out, arg_bytes, arg_ref, arg_str, guard, guard_void, opt_ref, opt_str};
 use super::hooks::read_hooks;
-use super::{
-    arg_bytes, arg_ref, arg_str, guard, guard_void, kh_config, kh_hooks, kh_result, write_out,
-};
+use super::runtime::{self, in_callback, kh_manager};
+use super::{kh_config, kh_hooks, kh_result};
 use crate::ConnState;
 use crate::error::{ConnectionError, Result};
-use crate::manager::WsManager;
-
-/// A manager of named connections with its own background runtime (worker threads named
-/// `kh-worker`). Create with `kh_manager_new`, destroy with `kh_manager_free`. Every function
-/// taking a `kh_manager *` may be called from any thread at the same time, except
-/// `kh_manager_free`, which must be the last call on it.
-pub struct kh_manager {
-    /// Taken (and dropped) by the shutdown; `handle` serves every other call.
-    runtime: Mutex<Option<Runtime>>,
-    handle: Handle,
-    manager: WsManager,
-    nudger: Option<Nudger>,
-}
-
-/// Keeps the runtime's I/O and timer driver polled while a callback blocks a worker.
-///
-/// tokio polls its driver from a parked worker. When the worker that was parked on the driver
-/// is woken to run a task whose callback then blocks, the other workers may all sleep on their
-/// condition variable, and nobody polls the driver: no socket is read and no timer fires on any
-/// connection until the callback returns. A tiny task spawned from outside every
-/// [`NUDGE_INTERVAL`] wakes a sleeping worker, which then parks on the free driver again. The
-/// cost is one thread per manager and ten no-op wake-ups a second.
-struct Nudger {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-const NUDGE_INTERVAL: Duration = Duration::from_millis(100);
-
-impl Nudger {
-    fn start(handle: Handle) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("kh-nudge".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Acquire) {
-                    std::thread::park_timeout(NUDGE_INTERVAL);
-                    drop(handle.spawn(async {}));
-                }
-            })?;
-        Ok(Self { stop, thread })
-    }
-
-    fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        self.thread.thread().unpark();
-    }
-}
+use crate::limits;
 
 /// Lifecycle state of a connection, as written by `kh_manager_state`.
 #[repr(u32)]
@@ -115,99 +65,6 @@ pub struct kh_conn_stats {
     pub last_rtt_us: u64,
 }
 
-thread_local! {
-    /// Which manager's runtime owns this thread (0: none). Set once per worker thread, so the
-    /// library can tell its own callbacks from other threads.
-    static OWNER: Cell<u64> = const { Cell::new(0) };
-}
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Where a call comes from, which decides whether it may wait.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Caller {
-    /// A thread of some kharbranth manager's runtime: a callback. Waiting there could need the
-    /// very thread that waits, or form a cycle with another manager's callback, so calls that
-    /// wait either only start their work (close, free) or are refused (wait_open).
-    Callback,
-    /// A thread of a tokio runtime that is not ours (a Rust host): may wait, but not with
-    /// `block_on`, which panics there.
-    ForeignRuntime,
-    /// A plain thread.
-    Plain,
-}
-
-fn caller() -> Caller {
-    if OWNER.try_with(Cell::get).unwrap_or(0) != 0 {
-        Caller::Callback
-    } else if Handle::try_current().is_ok() {
-        Caller::ForeignRuntime
-    } else {
-        Caller::Plain
-    }
-}
-
-impl kh_manager {
-    /// Runs a future of this manager to completion and waits for it (refused in callbacks).
-    fn wait<T: Send + 'static>(
-        &self,
-        what: &str,
-        fut: impl Future<Output = Result<T>> + Send + 'static,
-    ) -> Result<T> {
-        match caller() {
-            Caller::Callback => Err(ConnectionError::InvalidArgument(format!(
-                "{what} waits and cannot be called from inside a callback"
-            ))),
-            _ if self.manager.is_shut_down() => Err(ConnectionError::ShuttingDown),
-            Caller::ForeignRuntime => {
-                let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                self.handle.spawn(async move {
-                    let _ = tx.send(fut.await);
-                });
-                rx.recv().unwrap_or(Err(ConnectionError::ShuttingDown))
-            }
-            Caller::Plain => self.handle.block_on(fut),
-        }
-    }
-
-    /// Closes every connection, then stops the runtime. Takes `&self`: callbacks may still
-    /// hold the manager while this runs, so it is only freed after every runtime thread ended.
-    fn shutdown(&self) {
-        let rt = self
-            .runtime
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(rt) = rt else {
-            return;
-        };
-        rt.block_on(self.manager.shutdown());
-        if let Some(n) = &self.nudger {
-            n.stop();
-        }
-        // Dropping the runtime waits for its threads: a callback still running (only possible
-        // when it blocks) finishes before the manager's memory goes away. Tasks still alive
-        // are dropped with it, which runs their on_drop.
-        drop(rt);
-        log::info!("manager freed");
-    }
-}
-
-/// Frees a manager whose runtime has stopped.
-unsafe fn free_stopped(mgr: *mut kh_manager) {
-    // SAFETY: from kh_manager_new, and every thread that could hold it has ended.
-    let m = unsafe { Box::from_raw(mgr) };
-    if let Some(n) = m.nudger {
-        n.stop();
-        let _ = n.thread.join();
-    }
-}
-
-/// A manager pointer handed to the shutdown thread.
-struct SendPtr(*mut kh_manager);
-// SAFETY: kh_manager is Sync; the pointer is only used by the shutdown thread from then on.
-unsafe impl Send for SendPtr {}
-
 unsafe fn manager<'a>(mgr: *const kh_manager) -> Result<&'a kh_manager> {
     // SAFETY: NULL or a live manager, per the header.
     unsafe { arg_ref(mgr, "mgr") }
@@ -234,55 +91,11 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
     out: *mut *mut kh_manager,
 ) -> kh_result {
     guard(|| {
-        if out.is_null() {
-            return Err(ConnectionError::InvalidArgument("out is NULL".into()));
-        }
-        if workers > 1024 {
-            return Err(ConnectionError::InvalidArgument(format!(
-                "workers must be 0..=1024, not {workers}"
-            )));
-        }
-        let n = match workers {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .clamp(2, 8),
-            n => n as usize,
-        };
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder
-            .worker_threads(n)
-            .thread_name("kh-worker")
-            .on_thread_start(move || OWNER.with(|o| o.set(id)))
-            .enable_all();
-        // A task woken on a worker waits in that worker's LIFO slot, which the others cannot
-        // steal: behind a blocking callback it would starve, heartbeats included. Without the
-        // slot every woken task is stealable. (Needs `--cfg tokio_unstable`, set by this
-        // repository's .cargo/config.toml.)
-        #[cfg(tokio_unstable)]
-        builder.disable_lifo_slot();
-        let runtime = builder
-            .build()
-            .map_err(|e| ConnectionError::System(format!("starting the runtime: {e}")))?;
-        let manager = WsManager::with_handle(runtime.handle().clone());
-        // With one worker there is nobody to nudge: a blocking callback stops everything.
-        let nudger = if n > 1 {
-            Some(
-                Nudger::start(runtime.handle().clone())
-                    .map_err(|e| ConnectionError::System(format!("starting a thread: {e}")))?,
-            )
-        } else {
-            None
-        };
-        let boxed = Box::new(kh_manager {
-            handle: runtime.handle().clone(),
-            runtime: Mutex::new(Some(runtime)),
-            manager,
-            nudger,
-        });
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, Box::into_raw(boxed), "out") }
+        // SAFETY: NULL or valid for writes, per the header.
+        let out = unsafe { Out::new(out, "out") }?;
+        let workers = limits::workers(workers)?;
+        out.write_box(kh_manager::start(workers)?);
+        Ok(())
     })
 }
 
@@ -303,43 +116,8 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
 /// In both cases `mgr` must not be used by the caller after this call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_manager_free(mgr: *mut kh_manager) {
-    guard_void(|| {
-        if mgr.is_null() {
-            return;
-        }
-        // SAFETY: a live manager from kh_manager_new; this is the caller's last call on it.
-        let m = unsafe { &*mgr };
-        match caller() {
-            Caller::Plain => {
-                m.shutdown();
-                // SAFETY: the runtime has stopped: nothing else holds the manager.
-                unsafe { free_stopped(mgr) };
-            }
-            // A runtime cannot be stopped from a thread of a runtime (tokio panics), so a
-            // helper thread does it. A foreign runtime's thread may wait for it; a callback
-            // returns at once, and the helper finishes once the callback has returned.
-            c => {
-                m.manager.begin_shutdown();
-                let p = SendPtr(mgr);
-                let spawned = std::thread::Builder::new()
-                    .name("kh-free".into())
-                    .spawn(move || {
-                        let p = p;
-                        // SAFETY: live until freed just below, on this thread.
-                        unsafe { &*p.0 }.shutdown();
-                        // SAFETY: the runtime has stopped: nothing else holds the manager.
-                        unsafe { free_stopped(p.0) };
-                    });
-                match spawned {
-                    Ok(t) if c == Caller::ForeignRuntime => {
-                        let _ = t.join();
-                    }
-                    Ok(_) => {}
-                    Err(e) => log::error!("no thread for the shutdown ({e}); the manager leaks"),
-                }
-            }
-        }
-    })
+    // SAFETY: NULL or a live manager, and the caller's last call on it, per the header.
+    guard_void(|| unsafe { runtime::free(mgr) })
 }
 
 /// Adds a connection named `name` (UTF-8, not empty) and starts connecting it in the
@@ -359,7 +137,7 @@ pub unsafe extern "C" fn kh_manager_add(
         let (m, name, cfg) =
             unsafe { (manager(mgr)?, arg_str(name, "name")?, arg_ref(cfg, "cfg")?) };
         // SAFETY: NULL or a valid kh_hooks, per the header.
-        let hooks = unsafe { hooks.as_ref() };
+        let hooks = unsafe { opt_ref(hooks) };
         let config = cfg.build()?;
         let rust_hooks = match hooks {
             Some(h) => read_hooks(h, name),
@@ -488,14 +266,14 @@ pub unsafe extern "C" fn kh_manager_close(
 ) -> kh_result {
     guard(|| {
         // SAFETY: NULL or valid pointers, per the header.
-        let (m, name) = unsafe { (manager(mgr)?, arg_str(name, "name")?) };
-        let reason = if reason.is_null() {
-            ""
-        } else {
-            // SAFETY: non-NULL and NUL-terminated, per the header.
-            unsafe { arg_str(reason, "reason") }?
+        let (m, name, reason) = unsafe {
+            (
+                manager(mgr)?,
+                arg_str(name, "name")?,
+                opt_str(reason, "reason")?.unwrap_or(""),
+            )
         };
-        if caller() == Caller::Callback {
+        if in_callback() {
             return m.manager.request_close(name, code, reason);
         }
         let (mgr2, name, reason) = (m.manager.clone(), name.to_string(), reason.to_string());
@@ -514,10 +292,10 @@ pub unsafe extern "C" fn kh_manager_state(
 ) -> kh_result {
     guard(|| {
         // SAFETY: NULL or valid pointers, per the header.
-        let (m, name) = unsafe { (manager(mgr)?, arg_str(name, "name")?) };
-        let s = m.manager.state(name)?;
-        // SAFETY: NULL or valid for writes, per the header.
-        unsafe { write_out(out, s.into(), "out") }
+        let (m, name, out) =
+            unsafe { (manager(mgr)?, arg_str(name, "name")?, Out::new(out, "out")?) };
+        out.write(m.manager.state(name)?.into());
+        Ok(())
     })
 }
 
@@ -530,7 +308,8 @@ pub unsafe extern "C" fn kh_manager_stats(
 ) -> kh_result {
     guard(|| {
         // SAFETY: NULL or valid pointers, per the header.
-        let (m, name) = unsafe { (manager(mgr)?, arg_str(name, "name")?) };
+        let (m, name, out) =
+            unsafe { (manager(mgr)?, arg_str(name, "name")?, Out::new(out, "out")?) };
         let s = m.manager.stats(name)?;
         let rtt = s.last_rtt.map_or(0, |d| (d.as_micros() as u64).max(1));
         let stats = kh_conn_stats {
@@ -541,8 +320,8 @@ pub unsafe extern "C" fn kh_manager_stats(
             reconnects: s.reconnects,
             last_rtt_us: rtt,
         };
-        // SAFETY: NULL or valid for writes, per the header.
-        unsafe { write_out(out, stats, "out") }
+        out.write(stats);
+        Ok(())
     })
 }
 

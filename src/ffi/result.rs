@@ -1,8 +1,9 @@
-//! Result codes, their names, the per-thread last error message, version and logging.
+//! Result codes, their names and the per-thread message of the last failure.
 
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char};
 
+use super::boundary::{guard_or, opt_buf};
 use crate::error::ConnectionError;
 
 /// The result of every `kh_` call. `KH_OK` is 0; every other value names what went wrong, and
@@ -46,6 +47,60 @@ pub enum kh_result {
     KH_SYSTEM_ERROR = 16,
 }
 
+/// Defines `TABLE`: each code with its `kh_result_str` text, `NAME: description`, the name
+/// taken from the variant itself. The list must name every variant (or the `match` below is not
+/// exhaustive) in the order of their values (or the check after it fails): a code added to
+/// the enum but not here, or a renumbering, does not compile.
+macro_rules! result_table {
+    ($($name:ident: $description:literal,)*) => {
+        const TABLE: &[(kh_result, &CStr)] = &[$((
+            kh_result::$name,
+            match CStr::from_bytes_with_nul(
+                concat!(stringify!($name), ": ", $description, "\0").as_bytes(),
+            ) {
+                Ok(s) => s,
+                Err(_) => panic!("a description holds a NUL"),
+            },
+        ),)*];
+
+        const _: fn(kh_result) = |r| match r {
+            $(kh_result::$name => {})*
+        };
+    };
+}
+
+result_table! {
+    KH_OK: "success",
+    KH_PING_FAILED: "writing the heartbeat ping failed",
+    KH_PONG_RECEIVE_TIMEOUT: "no answer to the heartbeat in time",
+    KH_READ_ERROR: "read failed or the peer broke the protocol",
+    KH_WRITE_ERROR: "an accepted message could not be written",
+    KH_CONNECTION_DROPPED: "the connection is not open",
+    KH_CONNECTION_NOT_FOUND: "no connection has this name",
+    KH_CONNECT_FAILED: "connect, TLS or upgrade failed",
+    KH_INVALID_ARGUMENT: "an argument was refused",
+    KH_ALREADY_EXISTS: "a connection with this name exists",
+    KH_QUEUE_FULL: "the send queue is full",
+    KH_SHUTTING_DOWN: "the manager is shutting down",
+    KH_TIMEOUT: "timed out",
+    KH_PANIC: "internal error (please report)",
+    KH_RETRIES_EXHAUSTED: "reconnect attempts exhausted",
+    KH_MESSAGE_TOO_LARGE: "message exceeds the maximum size",
+    KH_SYSTEM_ERROR: "the operating system refused a resource",
+}
+
+// Entry i describes value i, so a lookup by value is an index.
+const _: () = {
+    let mut i = 0;
+    while i < TABLE.len() {
+        assert!(
+            TABLE[i].0 as usize == i,
+            "TABLE is not in the order of the values"
+        );
+        i += 1;
+    }
+};
+
 impl From<&ConnectionError> for kh_result {
     fn from(e: &ConnectionError) -> Self {
         use ConnectionError as E;
@@ -73,6 +128,7 @@ thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
+/// Records the message `kh_last_error` gives on this thread.
 pub(crate) fn set_last_error(msg: String) {
     // try_with: a call from a thread-local destructor after ours was destroyed must not panic.
     let _ = LAST_ERROR.try_with(|e| {
@@ -89,27 +145,11 @@ pub(crate) fn set_last_error(msg: String) {
 pub extern "C" fn kh_result_str(result: u32) -> *const c_char {
     // Taken as an integer: a C caller may pass any value, and an out-of-range Rust enum would
     // be undefined behaviour.
-    let s: &'static CStr = match result {
-        0 => c"KH_OK: success",
-        1 => c"KH_PING_FAILED: writing the heartbeat ping failed",
-        2 => c"KH_PONG_RECEIVE_TIMEOUT: no answer to the heartbeat in time",
-        3 => c"KH_READ_ERROR: read failed or the peer broke the protocol",
-        4 => c"KH_WRITE_ERROR: an accepted message could not be written",
-        5 => c"KH_CONNECTION_DROPPED: the connection is not open",
-        6 => c"KH_CONNECTION_NOT_FOUND: no connection has this name",
-        7 => c"KH_CONNECT_FAILED: connect, TLS or upgrade failed",
-        8 => c"KH_INVALID_ARGUMENT: an argument was refused",
-        9 => c"KH_ALREADY_EXISTS: a connection with this name exists",
-        10 => c"KH_QUEUE_FULL: the send queue is full",
-        11 => c"KH_SHUTTING_DOWN: the manager is shutting down",
-        12 => c"KH_TIMEOUT: timed out",
-        13 => c"KH_PANIC: internal error (please report)",
-        14 => c"KH_RETRIES_EXHAUSTED: reconnect attempts exhausted",
-        15 => c"KH_MESSAGE_TOO_LARGE: message exceeds the maximum size",
-        16 => c"KH_SYSTEM_ERROR: the operating system refused a resource",
-        _ => c"KH_UNKNOWN",
-    };
-    s.as_ptr()
+    const UNKNOWN: &CStr = c"KH_UNKNOWN";
+    guard_or(UNKNOWN.as_ptr(), || {
+        let entry = usize::try_from(result).ok().and_then(|i| TABLE.get(i));
+        entry.map_or(UNKNOWN, |(_, s)| s).as_ptr()
+    })
 }
 
 /// Copies the message of the last failed `kh_` call on this thread into `buf` (at most `len`
@@ -118,50 +158,53 @@ pub extern "C" fn kh_result_str(result: u32) -> *const c_char {
 /// to ask for the length. Returns 0 when no call has failed on this thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_last_error(buf: *mut c_char, len: usize) -> usize {
-    let result = std::panic::catch_unwind(|| {
-        LAST_ERROR.try_with(|e| {
-            let Ok(msg) = e.try_borrow() else {
-                return 0;
-            };
-            let bytes = msg.as_bytes();
-            if !buf.is_null() && len > 0 {
-                let n = bytes.len().min(len - 1);
-                // SAFETY: the caller guarantees `len` writable bytes at `buf`; n < len.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), n);
-                    *buf.add(n) = 0;
+    guard_or(0, || {
+        // try_with and try_borrow: called from a thread-local destructor, or while the message
+        // is being replaced, this answers 0 rather than panicking.
+        LAST_ERROR
+            .try_with(|e| {
+                let Ok(msg) = e.try_borrow() else {
+                    return 0;
+                };
+                let bytes = msg.as_bytes();
+                // SAFETY: NULL, or `len` writable bytes, per the header.
+                if let Some(dst) = unsafe { opt_buf(buf, len) } {
+                    let n = bytes.len().min(dst.len() - 1);
+                    for (d, s) in dst.iter_mut().zip(&bytes[..n]) {
+                        d.write(*s);
+                    }
+                    dst[n].write(0);
                 }
-            }
-            bytes.len()
-        })
-    });
-    match result {
-        Ok(Ok(n)) => n,
-        _ => 0,
-    }
-}
-
-/// The library version, e.g. `"0.1.0"` (static; equals `KH_VERSION_STRING` of the header the
-/// library was built with).
-#[unsafe(no_mangle)]
-pub extern "C" fn kh_version() -> *const c_char {
-    const V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
-    V.as_ptr().cast()
-}
-
-/// Sends the library's log to stderr through `env_logger`, filtered like `RUST_LOG` (e.g.
-/// `"info"`, `"kharbranth=debug"`); NULL reads `RUST_LOG` (default `info`). Calling it again,
-/// or after another logger was installed, changes nothing and returns `KH_OK`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn kh_log_init(filter: *const c_char) -> kh_result {
-    super::guard(|| {
-        let filter = if filter.is_null() {
-            None
-        } else {
-            // SAFETY: non-NULL, NUL-terminated per the header.
-            Some(unsafe { super::arg_str(filter, "filter") }?)
-        };
-        crate::logging::init_logging(filter);
-        Ok(())
+                bytes.len()
+            })
+            .unwrap_or(0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(code: u32) -> &'static str {
+        // SAFETY: kh_result_str always returns a static NUL-terminated string.
+        unsafe { CStr::from_ptr(kh_result_str(code)) }
+            .to_str()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_code_has_its_name_and_unknown_values_have_none() {
+        assert_eq!(text(0), "KH_OK: success");
+        assert_eq!(text(10), "KH_QUEUE_FULL: the send queue is full");
+        assert_eq!(
+            text(kh_result::KH_SYSTEM_ERROR as u32),
+            "KH_SYSTEM_ERROR: the operating system refused a resource"
+        );
+        for (code, _) in TABLE {
+            assert!(text(*code as u32).starts_with(&format!("{code:?}: ")));
+        }
+        for v in [TABLE.len() as u32, 99, u32::MAX] {
+            assert_eq!(text(v), "KH_UNKNOWN");
+        }
+    }
 }

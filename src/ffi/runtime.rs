@@ -1,0 +1,287 @@
+//! Hosting a [`WsManager`] on a runtime of its own: building it, telling callbacks from other
+//! callers, waiting without deadlock, and shutting down from any thread.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::{Handle, Runtime};
+
+use super::boundary::{opt_ref, take_box};
+use crate::error::{ConnectionError, Result};
+use crate::manager::WsManager;
+use crate::queue::{WakeRelay, install_wake_relay};
+
+/// A manager of named connections with its own background runtime (worker threads named
+/// `kh-worker`). Create with `kh_manager_new`, destroy with `kh_manager_free`. Every function
+/// taking a `kh_manager *` may be called from any thread at the same time, except
+/// `kh_manager_free`, which must be the last call on it.
+pub struct kh_manager {
+    /// Taken (and dropped) by the shutdown; `handle` serves every other call.
+    runtime: Mutex<Option<Runtime>>,
+    handle: Handle,
+    pub(super) manager: WsManager,
+    nudger: Option<Nudger>,
+}
+
+/// Keeps the runtime's I/O and timer driver polled while a callback blocks a worker, and
+/// relays wakes made inside callbacks.
+///
+/// tokio polls its driver from a parked worker. When the worker that was parked on the driver
+/// is woken to run a task whose callback then blocks, the other workers may all sleep on their
+/// condition variable, and nobody polls the driver: no socket is read and no timer fires on any
+/// connection until the callback returns. A tiny task spawned from outside every
+/// [`NUDGE_INTERVAL`] wakes a sleeping worker, which then parks on the free driver again.
+///
+/// A task woken on a worker (a callback sending to another connection) would wait in that
+/// worker's LIFO slot, which the other workers cannot steal, until the callback returns. The
+/// same thread wakes such tasks instead (see [`WakeRelay`]), so they land in the queue every
+/// worker takes from. tokio's `disable_lifo_slot` would do that too, but only in builds with
+/// `--cfg tokio_unstable`, which the library's packagers and Rust users do not set.
+///
+/// The cost is one thread per manager, ten no-op wake-ups a second, and a hand-off for each
+/// wake a callback makes of another connection.
+struct Nudger {
+    relay: Arc<Relay>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+const NUDGE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Wakes handed over by worker threads, woken by the nudger's thread.
+#[derive(Default)]
+struct Relay {
+    wakers: Mutex<Vec<Waker>>,
+    thread: OnceLock<std::thread::Thread>,
+    stop: AtomicBool,
+}
+
+impl Relay {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Waker>> {
+        self.wakers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl WakeRelay for Relay {
+    fn relay(&self, waker: Waker) {
+        self.lock().push(waker);
+        // Before the thread exists (while the runtime starts), its first round takes it.
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+impl Nudger {
+    fn start(handle: Handle, relay: Arc<Relay>) -> std::io::Result<Self> {
+        let r = relay.clone();
+        let thread = std::thread::Builder::new()
+            .name("kh-nudge".into())
+            .spawn(move || {
+                let mut nudged = Instant::now();
+                while !r.stop.load(Ordering::Acquire) {
+                    std::thread::park_timeout(NUDGE_INTERVAL);
+                    let woken = std::mem::take(&mut *r.lock());
+                    woken.into_iter().for_each(Waker::wake);
+                    if nudged.elapsed() >= NUDGE_INTERVAL {
+                        nudged = Instant::now();
+                        drop(handle.spawn(async {}));
+                    }
+                }
+            })?;
+        let _ = relay.thread.set(thread.thread().clone());
+        Ok(Self { relay, thread })
+    }
+
+    fn stop(&self) {
+        self.relay.stop.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+    }
+}
+
+thread_local! {
+    /// Which manager's runtime owns this thread (0: none). Set once per worker thread, so the
+    /// library can tell its own callbacks from other threads.
+    static OWNER: Cell<u64> = const { Cell::new(0) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Where a call comes from, which decides whether it may wait.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// A thread of some kharbranth manager's runtime: a callback. Waiting there could need the
+    /// very thread that waits, or form a cycle with another manager's callback, so calls that
+    /// wait either only start their work (close, free) or are refused (wait_open).
+    Callback,
+    /// A thread of a tokio runtime that is not ours (a Rust host): may wait, but not with
+    /// `block_on`, which panics there.
+    ForeignRuntime,
+    /// A plain thread.
+    Plain,
+}
+
+fn caller() -> Caller {
+    if OWNER.try_with(Cell::get).unwrap_or(0) != 0 {
+        Caller::Callback
+    } else if Handle::try_current().is_ok() {
+        Caller::ForeignRuntime
+    } else {
+        Caller::Plain
+    }
+}
+
+/// Whether the calling thread runs a callback of some kharbranth manager, where calls that
+/// wait must only start their work.
+pub(super) fn in_callback() -> bool {
+    caller() == Caller::Callback
+}
+
+impl kh_manager {
+    /// Builds the runtime (`workers` threads; 0 picks 2..=8 by the number of CPUs), the
+    /// manager on it, and the nudger when there is more than one worker.
+    pub(super) fn start(workers: u32) -> Result<Self> {
+        let n = match workers {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .clamp(2, 8),
+            n => n as usize,
+        };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // With one worker there is nobody to nudge or relay to: a blocking callback stops
+        // everything (documented on kh_manager_new_with_threads).
+        let relay = (n > 1).then(|| Arc::new(Relay::default()));
+        let worker_relay = relay.clone();
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder
+            .worker_threads(n)
+            .thread_name("kh-worker")
+            .on_thread_start(move || {
+                OWNER.with(|o| o.set(id));
+                if let Some(r) = &worker_relay {
+                    install_wake_relay(r.clone());
+                }
+            })
+            .enable_all();
+        let runtime = builder
+            .build()
+            .map_err(|e| ConnectionError::System(format!("starting the runtime: {e}")))?;
+        let manager = WsManager::with_handle(runtime.handle().clone());
+        let nudger = match relay {
+            Some(relay) => Some(
+                Nudger::start(runtime.handle().clone(), relay)
+                    .map_err(|e| ConnectionError::System(format!("starting a thread: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(kh_manager {
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
+            manager,
+            nudger,
+        })
+    }
+
+    /// Runs a future of this manager to completion and waits for it (refused in callbacks).
+    pub(super) fn wait<T: Send + 'static>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        match caller() {
+            Caller::Callback => Err(ConnectionError::InvalidArgument(format!(
+                "{what} waits and cannot be called from inside a callback"
+            ))),
+            _ if self.manager.is_shut_down() => Err(ConnectionError::ShuttingDown),
+            Caller::ForeignRuntime => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                self.handle.spawn(async move {
+                    let _ = tx.send(fut.await);
+                });
+                rx.recv().unwrap_or(Err(ConnectionError::ShuttingDown))
+            }
+            Caller::Plain => self.handle.block_on(fut),
+        }
+    }
+
+    /// Closes every connection, then stops the runtime. Takes `&self`: callbacks may still
+    /// hold the manager while this runs, so it is only freed after every runtime thread ended.
+    fn shutdown(&self) {
+        let rt = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(rt) = rt else {
+            return;
+        };
+        rt.block_on(self.manager.shutdown());
+        if let Some(n) = &self.nudger {
+            n.stop();
+        }
+        // Dropping the runtime waits for its threads: a callback still running (only possible
+        // when it blocks) finishes before the manager's memory goes away. Tasks still alive
+        // are dropped with it, which runs their on_drop.
+        drop(rt);
+        log::info!("manager freed");
+    }
+}
+
+/// Frees a manager whose runtime has stopped.
+unsafe fn free_stopped(mgr: *mut kh_manager) {
+    // SAFETY: from kh_manager_new, and every thread that could hold it has ended.
+    let Some(m) = (unsafe { take_box(mgr) }) else {
+        return;
+    };
+    if let Some(n) = m.nudger {
+        n.stop();
+        let _ = n.thread.join();
+    }
+}
+
+/// A manager pointer handed to the shutdown thread.
+struct SendPtr(*mut kh_manager);
+// SAFETY: kh_manager is Sync; the pointer is only used by the shutdown thread from then on.
+unsafe impl Send for SendPtr {}
+
+/// Shuts the manager down and frees it (NULL is ignored): on this thread when it is a plain
+/// one, otherwise on a helper thread (see `kh_manager_free` for what each caller may expect).
+pub(super) unsafe fn free(mgr: *mut kh_manager) {
+    // SAFETY: NULL or a live manager from kh_manager_new; this is the caller's last call on it.
+    let Some(m) = (unsafe { opt_ref(mgr) }) else {
+        return;
+    };
+    match caller() {
+        Caller::Plain => {
+            m.shutdown();
+            // SAFETY: the runtime has stopped: nothing else holds the manager.
+            unsafe { free_stopped(mgr) };
+        }
+        // A runtime cannot be stopped from a thread of a runtime (tokio panics), so a
+        // helper thread does it. A foreign runtime's thread may wait for it; a callback
+        // returns at once, and the helper finishes once the callback has returned.
+        c => {
+            m.manager.begin_shutdown();
+            let p = SendPtr(mgr);
+            let spawned = std::thread::Builder::new()
+                .name("kh-free".into())
+                .spawn(move || {
+                    let p = p;
+                    // SAFETY: live until freed just below, on this thread.
+                    unsafe { &*p.0 }.shutdown();
+                    // SAFETY: the runtime has stopped: nothing else holds the manager.
+                    unsafe { free_stopped(p.0) };
+                });
+            match spawned {
+                Ok(t) if c == Caller::ForeignRuntime => {
+                    let _ = t.join();
+                }
+                Ok(_) => {}
+                Err(e) => log::error!("no thread for the shutdown ({e}); the manager leaks"),
+            }
+        }
+    }
+}
