@@ -275,6 +275,19 @@ pub(crate) fn close(code: u16, reason: &str) -> Result<()> {
     Ok(())
 }
 
+/// Largest ping payload (RFC 6455, 5.5: control frames carry at most 125 bytes).
+pub(crate) const MAX_PING_PAYLOAD: usize = 125;
+
+/// A ping sent by the caller fits in a control frame.
+pub(crate) fn ping_payload(len: usize) -> Result<()> {
+    if len > MAX_PING_PAYLOAD {
+        return Err(invalid(format!(
+            "a ping payload holds at most {MAX_PING_PAYLOAD} bytes, not {len}"
+        )));
+    }
+    Ok(())
+}
+
 /// The worker thread count of a C manager: 0 (the default) up to [`MAX_WORKERS`].
 pub(crate) fn workers(n: u32) -> Result<u32> {
     if n > MAX_WORKERS {

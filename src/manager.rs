@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::error::{ConnectionError, Result};
 use crate::handle::{ConnState, Link, Stats, channel};
 use crate::hooks::ReadHooks;
+use crate::limits;
 use crate::supervisor::supervise;
 
 /// What to restart, sent through [`WsManager::restart_sender`].
@@ -108,7 +109,7 @@ impl WsManager {
         config: Config,
         hooks: ReadHooks,
     ) -> std::result::Result<(), (ConnectionError, ReadHooks)> {
-        if let Err(e) = validate_name(name).and_then(|()| self.check_running()) {
+        if let Err(e) = limits::connection_name(name).and_then(|()| self.check_running()) {
             return Err((e, hooks));
         }
         let mut conns = self.inner.write_conns();
@@ -148,12 +149,7 @@ impl WsManager {
     /// Queues a ping frame (at most 125 bytes of payload).
     pub fn send_ping(&self, name: &str, data: impl Into<Bytes>) -> Result<()> {
         let data = data.into();
-        if data.len() > 125 {
-            return Err(ConnectionError::InvalidArgument(format!(
-                "a ping payload holds at most 125 bytes, not {}",
-                data.len()
-            )));
-        }
+        limits::ping_payload(data.len())?;
         self.send(name, Message::Ping(data))
     }
 
@@ -195,7 +191,7 @@ impl WsManager {
     /// Do not await this inside one of the connection's own hooks (the hook would wait for
     /// itself); use [`request_close`](Self::request_close) there.
     pub async fn close(&self, name: &str, code: u16, reason: &str) -> Result<()> {
-        validate_close(code, reason)?;
+        limits::close(code, reason)?;
         let entry = self.take_entry(name)?;
         let _ = entry.link.close(code, reason);
         join_bounded(name, entry.task, &entry.config).await;
@@ -207,7 +203,7 @@ impl WsManager {
     /// handshake still reach the hooks, then `on_drop` runs. [`shutdown`](Self::shutdown)
     /// waits for such closes too.
     pub fn request_close(&self, name: &str, code: u16, reason: &str) -> Result<()> {
-        validate_close(code, reason)?;
+        limits::close(code, reason)?;
         let entry = self.take_entry(name)?;
         let _ = entry.link.close(code, reason);
         let mut closing = self.inner.lock_closing();
@@ -350,15 +346,6 @@ impl Inner {
     fn lock_closing(&self) -> std::sync::MutexGuard<'_, Vec<Closing>> {
         self.closing.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-fn validate_name(name: &str) -> Result<()> {
-    crate::limits::connection_name(name)
-}
-
-/// Codes an endpoint may send (RFC 6455, 7.4): 1000-1003, 1007-1014 and 3000-4999.
-fn validate_close(code: u16, reason: &str) -> Result<()> {
-    crate::limits::close(code, reason)
 }
 
 /// Waits for a connection task to end. The close handshake inside is bounded already; the

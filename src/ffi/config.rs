@@ -48,6 +48,20 @@ fn set(cfg: *mut kh_config, f: impl FnOnce(&mut kh_config) -> Result<()>) -> kh_
     })
 }
 
+/// Runs a duration setter: checks the builder pointer and the range, then applies `apply`.
+fn set_millis(
+    cfg: *mut kh_config,
+    setting: DurationSetting,
+    ms: u64,
+    apply: fn(ConfigBuilder, Duration) -> ConfigBuilder,
+) -> kh_result {
+    set(cfg, |c| {
+        let d = millis(setting, ms)?;
+        c.update(|b| apply(b, d));
+        Ok(())
+    })
+}
+
 /// Creates a configuration for `url` (`ws://` or `wss://`, no credentials in it, a port, if
 /// given, of 1..=65535) with the library's defaults, and writes it to `*out`. The caller owns
 /// it: free it with `kh_config_free`.
@@ -74,22 +88,24 @@ pub unsafe extern "C" fn kh_config_free(cfg: *mut kh_config) {
 /// Interval between heartbeats, in milliseconds (1 ms to one year; default 15000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_ping_interval_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
-    set(cfg, |c| {
-        let d = millis(DurationSetting::PingInterval, ms)?;
-        c.update(|b| b.ping_interval(d));
-        Ok(())
-    })
+    set_millis(
+        cfg,
+        DurationSetting::PingInterval,
+        ms,
+        ConfigBuilder::ping_interval,
+    )
 }
 
 /// How long after a heartbeat the peer has to answer, in milliseconds (1 ms to one year;
 /// default 10000). Any frame from the peer counts as the answer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_pong_timeout_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
-    set(cfg, |c| {
-        let d = millis(DurationSetting::PongTimeout, ms)?;
-        c.update(|b| b.pong_timeout(d));
-        Ok(())
-    })
+    set_millis(
+        cfg,
+        DurationSetting::PongTimeout,
+        ms,
+        ConfigBuilder::pong_timeout,
+    )
 }
 
 /// Bound on TCP connect + TLS handshake + WebSocket upgrade, in milliseconds (1 ms to one year;
@@ -99,22 +115,24 @@ pub unsafe extern "C" fn kh_config_set_connect_timeout_ms(
     cfg: *mut kh_config,
     ms: u64,
 ) -> kh_result {
-    set(cfg, |c| {
-        let d = millis(DurationSetting::ConnectTimeout, ms)?;
-        c.update(|b| b.connect_timeout(d));
-        Ok(())
-    })
+    set_millis(
+        cfg,
+        DurationSetting::ConnectTimeout,
+        ms,
+        ConfigBuilder::connect_timeout,
+    )
 }
 
 /// How long a close waits for the peer's close reply, in milliseconds (1 ms to one year;
 /// default 2000).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_config_set_close_timeout_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
-    set(cfg, |c| {
-        let d = millis(DurationSetting::CloseTimeout, ms)?;
-        c.update(|b| b.close_timeout(d));
-        Ok(())
-    })
+    set_millis(
+        cfg,
+        DurationSetting::CloseTimeout,
+        ms,
+        ConfigBuilder::close_timeout,
+    )
 }
 
 /// Reconnect delay bounds in milliseconds: the delay starts near `min_ms`, doubles per failed

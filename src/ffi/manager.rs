@@ -16,6 +16,7 @@ use super::{kh_config, kh_hooks, kh_result};
 use crate::ConnState;
 use crate::error::{ConnectionError, Result};
 use crate::limits;
+use crate::manager::WsManager;
 
 /// Lifecycle state of a connection, as written by `kh_manager_state`.
 #[repr(u32)]
@@ -179,13 +180,13 @@ pub unsafe extern "C" fn kh_manager_send_text(
     })
 }
 
-/// Queues a binary message (copied); same rules as `kh_manager_send_text`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn kh_manager_send_binary(
+/// Checks the arguments of a binary or ping send, copies the payload and hands it to `send`.
+unsafe fn send_bytes(
     mgr: *mut kh_manager,
     name: *const c_char,
     data: *const u8,
     len: usize,
+    send: fn(&WsManager, &str, Bytes) -> Result<()>,
 ) -> kh_result {
     guard(|| {
         // SAFETY: NULL or valid pointers with `len` readable bytes, per the header.
@@ -196,8 +197,20 @@ pub unsafe extern "C" fn kh_manager_send_binary(
                 arg_bytes(data, len, "data")?,
             )
         };
-        m.manager.send_binary(name, Bytes::copy_from_slice(bytes))
+        send(&m.manager, name, Bytes::copy_from_slice(bytes))
     })
+}
+
+/// Queues a binary message (copied); same rules as `kh_manager_send_text`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_send_binary(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> kh_result {
+    // SAFETY: forwarded unchanged; the header states what the pointers must be.
+    unsafe { send_bytes(mgr, name, data, len, |m, n, b| m.send_binary(n, b)) }
 }
 
 /// Queues a ping frame with up to 125 bytes of payload; same rules as `kh_manager_send_text`.
@@ -208,17 +221,8 @@ pub unsafe extern "C" fn kh_manager_send_ping(
     data: *const u8,
     len: usize,
 ) -> kh_result {
-    guard(|| {
-        // SAFETY: NULL or valid pointers with `len` readable bytes, per the header.
-        let (m, name, bytes) = unsafe {
-            (
-                manager(mgr)?,
-                arg_str(name, "name")?,
-                arg_bytes(data, len, "data")?,
-            )
-        };
-        m.manager.send_ping(name, Bytes::copy_from_slice(bytes))
-    })
+    // SAFETY: forwarded unchanged; the header states what the pointers must be.
+    unsafe { send_bytes(mgr, name, data, len, |m, n, b| m.send_ping(n, b)) }
 }
 
 /// Closes the connection cleanly and connects it again at once (no backoff); returns at once.
