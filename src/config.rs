@@ -178,12 +178,17 @@ impl Config {
     }
 }
 
+/// The URL without its query, which may carry a token.
+fn without_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or_default()
+}
+
 impl fmt::Debug for Config {
     // Header values often carry secrets (API keys, cookies, bearer tokens): print names only.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (i, s) = (&self.inner, &self.inner.set);
         f.debug_struct("Config")
-            .field("url", &s.url)
+            .field("url", &without_query(&s.url))
             .field("ping_interval", &s.ping_interval)
             .field("pong_timeout", &s.pong_timeout)
             .field("heartbeat", &s.heartbeat)
@@ -207,7 +212,7 @@ impl fmt::Debug for Config {
 
 /// Builder for [`Config`]. Setters never fail; [`build`](Self::build) checks everything at once
 /// and names the first offending field.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConfigBuilder {
     url: String,
     ping_interval: Duration,
@@ -229,6 +234,20 @@ pub struct ConfigBuilder {
     frame_buffer_size: usize,
     write_buffer_size: usize,
     ca_files: Vec<PathBuf>,
+}
+
+impl fmt::Debug for ConfigBuilder {
+    // Like Config's: no header value, no query string, no init message content.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigBuilder")
+            .field("url", &without_query(&self.url))
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("init_messages", &self.init_messages.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConfigBuilder {
@@ -446,6 +465,18 @@ mod tests {
         let c = Config::builder("ws://127.0.0.1:1/feed").build().unwrap();
         assert_eq!(c.ping_interval(), defaults::PING_INTERVAL);
         assert!(!c.is_tls());
+    }
+
+    #[test]
+    fn debug_hides_secrets_of_builders_and_configs() {
+        let b = Config::builder("ws://h/feed?token=s3cret")
+            .header("Authorization", "Bearer s3cret")
+            .init_text("login s3cret");
+        let built = b.clone().build().unwrap();
+        for s in [format!("{b:?}"), format!("{built:?}")] {
+            assert!(s.to_lowercase().contains("authorization"), "{s}");
+            assert!(!s.contains("s3cret"), "{s}");
+        }
     }
 
     #[test]
