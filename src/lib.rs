@@ -35,6 +35,7 @@ mod burst;
 mod config;
 mod connection;
 mod error;
+#[cfg(feature = "capi")]
 pub mod ffi;
 mod hooks;
 mod logging;
