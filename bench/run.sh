@@ -37,7 +37,7 @@ if [ "$ncpu" -ge 2 ]; then SRV_CPU=0; CLI_CPU=1; else SRV_CPU=0; CLI_CPU=0; fi
 
 say "building (release)"
 cargo build --release --lib >>"$log" 2>&1
-BIN=$(cargo build --release --bench wsbench --message-format=json 2>>"$log" |
+BIN=$(cargo build --release -p kharbranth-bench --bench wsbench --message-format=json 2>>"$log" |
   python3 -c 'import sys, json
 for l in sys.stdin:
     m = json.loads(l)
