@@ -34,6 +34,8 @@ ncpu=$(nproc)
 if [ "$ncpu" -ge 2 ]; then SRV_CPU=0; CLI_CPU=1; else SRV_CPU=0; CLI_CPU=0; fi
 
 [ "${NO_DEPS:-0}" = 1 ] || bash bench/deps.sh
+# The Python clients' packages are in the venv bench/deps.sh fills (when it exists).
+[ -x target/venv/bin/python3 ] && export PATH="$root/target/venv/bin:$PATH"
 
 say "building (release)"
 cargo build --release --lib >>"$log" 2>&1
