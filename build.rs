@@ -1,12 +1,22 @@
-//! Generates `include/kharbranth.h` from `src/ffi/` with cbindgen.
+//! Generates the C header `kharbranth.h` from `src/ffi/` with cbindgen (feature `capi` only).
 //!
-//! The header is written to `OUT_DIR` on every build. Outside CI it is also copied to
-//! `include/kharbranth.h` (when it changed), so developers commit what the code says; in CI
-//! (`CI` set) the committed header is left alone and `tests/header.rs` compares the two.
+//! The header is written to `OUT_DIR`, never into the source tree: as a dependency this crate
+//! may sit read-only in `~/.cargo/registry`, and `cargo package` refuses a build script that
+//! changes the sources. `include/kharbranth.h` is refreshed only when asked for with
+//! `KHARBRANTH_WRITE_HEADER=1` (what `scripts/gen_header.sh` does); `tests/header.rs` fails
+//! while the committed copy differs from the generated one.
 
-use std::path::PathBuf;
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    #[cfg(feature = "capi")]
+    header::generate();
+}
 
-const PROLOGUE: &str = r#"/*
+#[cfg(feature = "capi")]
+mod header {
+    use std::path::PathBuf;
+
+    const PROLOGUE: &str = r#"/*
  * kharbranth: a WebSocket client connection manager. The header needs C99 (or C++11) or later.
  *
  * THE CONTRACT
@@ -45,42 +55,44 @@ const PROLOGUE: &str = r#"/*
  * Not supported: fork() after kh_manager_new (the runtime's threads do not survive it).
  */"#;
 
-fn main() {
-    println!("cargo:rerun-if-changed=src/ffi");
-    println!("cargo:rerun-if-changed=cbindgen.toml");
-    println!("cargo:rerun-if-env-changed=CI");
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("kharbranth.h");
-    let mut config =
-        cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml parses");
-    let major = env("CARGO_PKG_VERSION_MAJOR");
-    let minor = env("CARGO_PKG_VERSION_MINOR");
-    let patch = env("CARGO_PKG_VERSION_PATCH");
-    let version = env("CARGO_PKG_VERSION");
-    config.header = Some(PROLOGUE.to_string());
-    config.after_includes = Some(format!(
-        "\n#define KH_VERSION_MAJOR {major}\n#define KH_VERSION_MINOR {minor}\n\
-         #define KH_VERSION_PATCH {patch}\n#define KH_VERSION_STRING \"{version}\"\n"
-    ));
-    let bindings = match cbindgen::Builder::new()
-        .with_crate(&root)
-        .with_config(config)
-        .generate()
-    {
-        Ok(b) => b,
-        Err(e) => panic!("cbindgen failed: {e}"),
-    };
-    bindings.write_to_file(&out);
-    if std::env::var_os("CI").is_none() {
-        let committed = root.join("include").join("kharbranth.h");
-        let fresh = std::fs::read(&out).expect("header just written");
-        if std::fs::read(&committed).ok().as_deref() != Some(&fresh[..]) {
-            std::fs::create_dir_all(root.join("include")).expect("include/ can be created");
-            std::fs::write(&committed, fresh).expect("include/kharbranth.h can be written");
+    pub fn generate() {
+        println!("cargo:rerun-if-changed=src/ffi");
+        println!("cargo:rerun-if-changed=cbindgen.toml");
+        println!("cargo:rerun-if-env-changed=KHARBRANTH_WRITE_HEADER");
+        let root = PathBuf::from(env("CARGO_MANIFEST_DIR"));
+        let out = PathBuf::from(env("OUT_DIR")).join("kharbranth.h");
+        let mut config =
+            cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml parses");
+        let major = env("CARGO_PKG_VERSION_MAJOR");
+        let minor = env("CARGO_PKG_VERSION_MINOR");
+        let patch = env("CARGO_PKG_VERSION_PATCH");
+        let version = env("CARGO_PKG_VERSION");
+        config.header = Some(PROLOGUE.to_string());
+        config.after_includes = Some(format!(
+            "\n#define KH_VERSION_MAJOR {major}\n#define KH_VERSION_MINOR {minor}\n\
+             #define KH_VERSION_PATCH {patch}\n#define KH_VERSION_STRING \"{version}\"\n"
+        ));
+        let bindings = match cbindgen::Builder::new()
+            .with_crate(&root)
+            .with_config(config)
+            .generate()
+        {
+            Ok(b) => b,
+            Err(e) => panic!("cbindgen failed: {e}"),
+        };
+        bindings.write_to_file(&out);
+        if std::env::var_os("KHARBRANTH_WRITE_HEADER").is_some_and(|v| v == "1") {
+            let committed = root.join("include").join("kharbranth.h");
+            let fresh = std::fs::read(&out).expect("header just written");
+            // Unchanged content is not rewritten, so the file's mtime stays put.
+            if std::fs::read(&committed).ok().as_deref() != Some(&fresh[..]) {
+                std::fs::create_dir_all(root.join("include")).expect("include/ can be created");
+                std::fs::write(&committed, fresh).expect("include/kharbranth.h can be written");
+            }
         }
     }
-}
 
-fn env(key: &str) -> String {
-    std::env::var(key).expect("set by cargo")
+    fn env(key: &str) -> String {
+        std::env::var(key).expect("set by cargo")
+    }
 }

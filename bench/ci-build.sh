@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # What CI checks of the benchmark code: it builds, it does not run the suite (that is
-# `bash bench/run.sh`). Builds the Rust server/clients (`cargo bench --no-run`), compiles the
-# C clients against include/kharbranth.h (and libwebsockets when installed), and checks the
-# syntax of the scripts.
+# `bash bench/run.sh`). Builds the Rust server/clients (the workspace member kharbranth-bench,
+# in benches/wsbench), compiles the C clients against include/kharbranth.h (and libwebsockets
+# when installed), and checks the syntax of the scripts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench --no-run
+cargo bench -p kharbranth-bench --no-run
 cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -Iinclude -c bench/c_client.c -o /dev/null
 if pkg-config --exists libwebsockets 2>/dev/null; then
   # shellcheck disable=SC2046

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the comparison clients of the benchmark if missing (idempotent, quiet when all is
-# there): libwebsockets-dev + pkg-config (apt), picows + websockets (pip), ws (npm, under
-# target/bench/node). Nothing here is needed to build or test the library itself.
+# there): libwebsockets-dev + pkg-config (apt), picows + websockets (pip, in target/venv), ws
+# (npm, under target/bench/node). Nothing here is needed to build or test the library itself.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! pkg-config --exists libwebsockets 2>/dev/null; then
@@ -11,10 +11,15 @@ if ! pkg-config --exists libwebsockets 2>/dev/null; then
       echo "bench/deps.sh: could not install libwebsockets-dev" >&2
   fi
 fi
+# Into the virtual environment scripts/deps.sh uses (target/venv), not the machine's python;
+# bench/run.sh puts its bin/ first on PATH.
+venv=target/venv
 if command -v python3 >/dev/null; then
-  python3 -c 'import picows, websockets' 2>/dev/null ||
-    python3 -m pip install -q --disable-pip-version-check picows websockets >/dev/null 2>&1 ||
-    echo "bench/deps.sh: could not pip install picows websockets" >&2
+  { [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >/dev/null 2>&1; } &&
+    { "$venv/bin/python" -c 'import picows, websockets' 2>/dev/null ||
+      "$venv/bin/python" -m pip install -q --disable-pip-version-check picows websockets \
+        >/dev/null 2>&1; } ||
+    echo "bench/deps.sh: could not pip install picows websockets into $venv" >&2
 fi
 if command -v npm >/dev/null && [ ! -d target/bench/node/node_modules/ws ]; then
   mkdir -p target/bench/node

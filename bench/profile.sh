@@ -16,7 +16,7 @@ mkdir -p "$out"
 say() { printf '==> %s\n' "$*" >&2; }
 
 cargo build --release --lib >/dev/null 2>&1
-BIN=$(cargo build --release --bench wsbench --message-format=json 2>/dev/null |
+BIN=$(cargo build --release -p kharbranth-bench --bench wsbench --message-format=json 2>/dev/null |
   python3 -c 'import sys, json
 for l in sys.stdin:
     m = json.loads(l)

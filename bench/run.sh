@@ -34,10 +34,12 @@ ncpu=$(nproc)
 if [ "$ncpu" -ge 2 ]; then SRV_CPU=0; CLI_CPU=1; else SRV_CPU=0; CLI_CPU=0; fi
 
 [ "${NO_DEPS:-0}" = 1 ] || bash bench/deps.sh
+# The Python clients' packages are in the venv bench/deps.sh fills (when it exists).
+[ -x target/venv/bin/python3 ] && export PATH="$root/target/venv/bin:$PATH"
 
 say "building (release)"
 cargo build --release --lib >>"$log" 2>&1
-BIN=$(cargo build --release --bench wsbench --message-format=json 2>>"$log" |
+BIN=$(cargo build --release -p kharbranth-bench --bench wsbench --message-format=json 2>>"$log" |
   python3 -c 'import sys, json
 for l in sys.stdin:
     m = json.loads(l)

@@ -6,8 +6,9 @@
 # Starts SERVER_BINARY (examples/feed_server: binds 127.0.0.1, port 0), reads its port from the
 # `LISTENING <port>` line, runs COMMAND ARGS... ws://127.0.0.1:<port>/ (the URL is appended and
 # also exported as KH_URL), bounded by --timeout (default 120 s). Passes when the command exits
-# 0 and, with --expect, its output matches REGEX (grep -E). The server is always stopped: its
-# stdin is a pipe held by this script (it exits at EOF), and it is killed on exit too.
+# 0 and, with --expect, its output matches REGEX (grep -E). The server is always stopped: it is
+# killed on exit, and it runs with --exit-on-stdin-eof on a pipe held by this script, so it
+# also goes when this script is SIGKILLed.
 set -euo pipefail
 
 expect=""
@@ -51,7 +52,7 @@ trap 'exit 130' INT TERM
 
 mkfifo "$work/stdin"
 # The server can outlive us by at most --exit-after-secs even if this script is SIGKILLed.
-"$server" --port 0 --exit-after-secs $((limit + 60)) <"$work/stdin" >"$work/server.out" 2>"$work/server.err" &
+"$server" --port 0 --exit-on-stdin-eof --exit-after-secs $((limit + 60)) <"$work/stdin" >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 exec 3>"$work/stdin"  # hold the write end: the server exits when it closes
 

@@ -1,7 +1,7 @@
 //! A small local WebSocket server for the C/C++/Python examples and tests (no internet needed).
 //!
 //! ```text
-//! cargo run --release --example feed_server -- [--port 0] [--exit-after-secs 300]
+//! cargo run --release --example feed_server -- [--port 0] [--exit-on-stdin-eof] [--exit-after-secs N]
 //! ```
 //!
 //! Binds `127.0.0.1:PORT` (port 0 = any free port), prints `LISTENING <port>` as its first line
@@ -13,13 +13,16 @@
 //! - the text `drop` makes the server drop the TCP connection without a close handshake;
 //! - pings are answered with pongs (tungstenite does that).
 //!
-//! The server exits when its stdin reaches end-of-file or after `--exit-after-secs` seconds, so
-//! it can never outlive the test that started it for long.
+//! It runs until it is interrupted (Ctrl-C, SIGTERM), so it can be started by hand, also in
+//! the background. Test harnesses ask for more: `--exit-on-stdin-eof` exits when stdin reaches
+//! end-of-file (the harness holds the other end of a pipe, so the server dies with it), and
+//! `--exit-after-secs N` exits after N seconds even if the harness was killed.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,97 +30,98 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+const USAGE: &str = "usage: feed_server [--port PORT] [--exit-on-stdin-eof] [--exit-after-secs N]";
+
+#[derive(Default)]
 struct Args {
     port: u16,
-    exit_after: Duration,
+    exit_on_stdin_eof: bool,
+    exit_after: Option<Duration>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        port: 0,
-        exit_after: Duration::from_secs(300),
-    };
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args::default();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
-        let mut value = |what: &str| it.next().ok_or_else(|| format!("{what} needs a value"));
+        let mut value = |what: &str| it.next().with_context(|| format!("{what} needs a value"));
         match a.as_str() {
             "--port" => {
                 let v = value("--port")?;
-                args.port = v.parse().map_err(|e| format!("--port {v}: {e}"))?;
+                args.port = v.parse().with_context(|| format!("--port {v}"))?;
             }
+            "--exit-on-stdin-eof" => args.exit_on_stdin_eof = true,
             "--exit-after-secs" => {
                 let v = value("--exit-after-secs")?;
                 let s: u64 = v
                     .parse()
-                    .map_err(|e| format!("--exit-after-secs {v}: {e}"))?;
-                args.exit_after = Duration::from_secs(s);
+                    .with_context(|| format!("--exit-after-secs {v}"))?;
+                args.exit_after = Some(Duration::from_secs(s));
             }
             "-h" | "--help" => {
-                println!("usage: feed_server [--port PORT] [--exit-after-secs S]");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument {other:?}")),
+            other => bail!("unknown argument {other:?}"),
         }
     }
     Ok(args)
 }
 
-fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("feed_server: {e}");
-            std::process::exit(2);
-        }
-    };
-    // Exit at stdin EOF: the process that started the server holds the other end.
-    std::thread::spawn(|| {
-        let mut buf = [0u8; 256];
-        let mut stdin = std::io::stdin();
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    eprintln!("feed_server: stdin closed, exiting");
-                    std::process::exit(0);
+// SIGINT and SIGTERM keep their default action (the process ends), so no handler is needed;
+// tokio's `signal` feature would also compile tokio, and with it the library, a second time.
+fn main() -> anyhow::Result<()> {
+    // A usage error gets the usage and status 2, not an error report with a backtrace.
+    let args = parse_args().unwrap_or_else(|e| {
+        eprintln!("feed_server: {e:#}\n{USAGE}");
+        std::process::exit(2);
+    });
+    if args.exit_on_stdin_eof {
+        std::thread::spawn(|| {
+            let mut buf = [0u8; 256];
+            let mut stdin = std::io::stdin();
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        eprintln!("feed_server: stdin closed, exiting");
+                        std::process::exit(0);
+                    }
+                    Ok(_) => {}
                 }
-                Ok(_) => {}
             }
-        }
-    });
-    let exit_after = args.exit_after;
-    std::thread::spawn(move || {
-        std::thread::sleep(exit_after);
-        eprintln!("feed_server: --exit-after-secs elapsed, exiting");
-        std::process::exit(0);
-    });
+        });
+    }
+    if let Some(limit) = args.exit_after {
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            eprintln!("feed_server: --exit-after-secs elapsed, exiting");
+            std::process::exit(0);
+        });
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime");
-    rt.block_on(serve(args.port));
+        .context("tokio runtime")?;
+    rt.block_on(serve(args.port))
 }
 
-async fn serve(port: u16) {
-    let listener = match TcpListener::bind(("127.0.0.1", port)).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("feed_server: cannot bind 127.0.0.1:{port}: {e}");
-            std::process::exit(1);
-        }
-    };
-    let port = listener.local_addr().expect("local address").port();
+async fn serve(port: u16) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot bind 127.0.0.1:{port}"))?;
+    let port = listener.local_addr().context("local address")?.port();
     {
+        // Harnesses wait for this line: a failure to write it is a failure to start.
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "LISTENING {port}");
-        let _ = out.flush();
+        writeln!(out, "LISTENING {port}").context("stdout")?;
+        out.flush().context("stdout")?;
     }
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
                 tokio::spawn(async move {
                     if let Err(e) = client(tcp, peer).await {
-                        eprintln!("feed_server: {peer}: {e}");
+                        eprintln!("feed_server: {peer}: {e:#}");
                     }
                 });
             }
@@ -129,7 +133,7 @@ async fn serve(port: u16) {
     }
 }
 
-async fn client(tcp: TcpStream, peer: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+async fn client(tcp: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
     let _ = tcp.set_nodelay(true);
     let mut ws = tokio_tungstenite::accept_async(tcp).await?;
     eprintln!("feed_server: {peer} connected");
@@ -139,7 +143,7 @@ async fn client(tcp: TcpStream, peer: SocketAddr) -> Result<(), Box<dyn std::err
             Message::Text(t) => {
                 let text = t.as_str();
                 if let Some(n) = text.strip_prefix("push ") {
-                    let n: u64 = n.trim().parse().map_err(|e| format!("push {n:?}: {e}"))?;
+                    let n: u64 = n.trim().parse().with_context(|| format!("push {n:?}"))?;
                     for i in 1..=n {
                         ws.feed(Message::text(format!("msg {i}"))).await?;
                     }

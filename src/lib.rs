@@ -47,6 +47,7 @@ mod config;
 mod connection;
 mod dial;
 mod error;
+#[cfg(feature = "capi")]
 pub mod ffi;
 mod handle;
 mod heartbeat;

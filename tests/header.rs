@@ -7,6 +7,7 @@ fn committed_header_equals_generated_header() {
     let committed = std::fs::read_to_string(path).expect("include/kharbranth.h exists");
     assert!(
         committed == generated,
-        "include/kharbranth.h is stale: build outside CI (cargo build) regenerates it; commit it"
+        "include/kharbranth.h differs from what src/ffi/ generates: \
+         run `bash scripts/gen_header.sh` and commit include/kharbranth.h"
     );
 }

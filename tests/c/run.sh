@@ -56,7 +56,7 @@ trap 'exit 130' INT TERM
 
 # The feed server exits at EOF on its stdin (a FIFO held open here) or after 15 minutes.
 mkfifo "$work/stdin"
-"$lib/examples/feed_server" --port 0 --exit-after-secs 900 <"$work/stdin" \
+"$lib/examples/feed_server" --port 0 --exit-on-stdin-eof --exit-after-secs 900 <"$work/stdin" \
   >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 exec 3>"$work/stdin"
