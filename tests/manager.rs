@@ -422,3 +422,34 @@ async fn shutdown_closes_every_connection_with_1001() {
     );
     assert_eq!(mgr.send_text("a", "x"), Err(ConnectionError::ShuttingDown));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_open_names_why_the_last_attempt_failed() {
+    // A port that was just free: nothing listens there.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mgr = WsManager::new();
+    mgr.add("retrying", cfg(port).build().unwrap(), ReadHooks::new())
+        .unwrap();
+    let err = mgr
+        .wait_open("retrying", Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ConnectionError::Timeout(m)
+            if m.contains("last attempt") && m.contains(&format!("127.0.0.1:{port}"))),
+        "{err}"
+    );
+    // A connection that gives up says why it never opened, not only that it stopped.
+    let one_try = cfg(port).max_reconnect_attempts(1).build().unwrap();
+    mgr.add("once", one_try, ReadHooks::new()).unwrap();
+    let err = mgr.wait_open("once", DEADLINE).await.unwrap_err();
+    assert!(
+        matches!(&err, ConnectionError::ConnectionDropped(m)
+            if m.contains("stopped before it opened") && m.contains("TCP connect")),
+        "{err}"
+    );
+    mgr.shutdown().await;
+}

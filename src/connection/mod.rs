@@ -38,7 +38,7 @@ pub enum Ended {
 /// One WebSocket that completed its handshake, run until it ends. See the module docs.
 ///
 /// ```
-/// # async fn demo(ws: kharbranth::WebSocketStream<tokio::io::DuplexStream>) {
+/// # async fn demo(ws: tokio_tungstenite::WebSocketStream<tokio::io::DuplexStream>) {
 /// use kharbranth::{Config, Connection, Ended, Message, ReadHooks};
 /// let config = Config::builder("ws://peer.invalid/").build().unwrap();
 /// let (conn, link) = Connection::new("peer", ws, config);
