@@ -15,13 +15,14 @@ out=target/bench/profile
 mkdir -p "$out"
 say() { printf '==> %s\n' "$*" >&2; }
 
-cargo build --release --lib >/dev/null 2>&1
 BIN=$(cargo build --release -p kharbranth-bench --bench wsbench --message-format=json 2>/dev/null |
   python3 -c 'import sys, json
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("executable") and m["target"]["name"] == "wsbench":
         print(m["executable"])')
+# Second, as in run.sh: the C client gets the library as it ships.
+cargo build --release --lib >/dev/null 2>&1
 cc -O2 -g -Iinclude -o target/bench/c_client bench/c_client.c -Ltarget/release -lkharbranth \
   -Wl,-rpath,"$root/target/release" -lpthread
 

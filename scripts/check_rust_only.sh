@@ -4,7 +4,9 @@
 # dependency the crate may sit in a read-only ~/.cargo/registry).
 #
 # The program is made under target/ and built into this repository's target directory with
-# its Cargo.lock, so after `cargo build` only kharbranth itself is compiled (about 20 s).
+# its Cargo.lock, so after `cargo build` only kharbranth itself is compiled (about 20 s). That
+# build takes target/debug's kharbranth slot (a cdylib's file name carries no hash): the next
+# debug build of the repository compiles kharbranth once more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

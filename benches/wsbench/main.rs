@@ -13,9 +13,10 @@
 //!   `workload=push|echo|idle`, `url=`, `n=`, `s=`, `bin=1`, `rbuf=BYTES` (read buffer size),
 //!   `warmup=` (echo) and `secs=` (hard timeout).
 //!
-//! Every client prints one JSON line. Run by `cargo bench -p kharbranth-bench` (which passes `--bench`) with no role
-//! it does a short self-check (server + both Rust clients in one process); with no role and no
-//! `--bench` (as `cargo test --all-targets` runs it) it does nothing.
+//! Every client prints one JSON line. Run by `cargo bench -p kharbranth-bench` (which passes
+//! `--bench`) with no role it does a short self-check (server + both Rust clients in one
+//! process); with no role and no `--bench` (as `cargo test --all-targets` runs it) it does
+//! nothing.
 
 mod clients;
 mod server;
