@@ -108,6 +108,78 @@ mod tests {
         }
     }
 
+    /// `n` delays drawn for attempt number `attempt` (the schedule rewound before each draw).
+    fn draws(b: &mut Backoff, attempt: u32, n: usize) -> Vec<Duration> {
+        (0..n)
+            .map(|_| {
+                b.attempt = attempt;
+                b.next_delay()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn delays_for_one_attempt_spread_over_their_whole_window() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(60));
+        let mut b = Backoff::new(min, max);
+        // Attempt 3: ceiling 800 ms, window [400 ms, 800 ms], cut into 10 slices of 40 ms.
+        let (floor, width) = (Duration::from_millis(400), Duration::from_millis(400));
+        let mut slices = [0usize; 10];
+        let delays = draws(&mut b, 3, 2000);
+        for d in &delays {
+            assert!(
+                *d >= floor && *d <= floor + width,
+                "{d:?} outside [400ms, 800ms]"
+            );
+            let i = ((d.as_nanos() - floor.as_nanos()) * 10 / width.as_nanos()).min(9);
+            slices[i as usize] += 1;
+        }
+        // Uniform: 200 a slice expected; 100 is far outside chance (and catches a skew).
+        assert!(slices.iter().all(|&n| n >= 100), "uneven spread {slices:?}");
+        let mut distinct = delays.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(
+            distinct.len() > 1900,
+            "only {} distinct delays",
+            distinct.len()
+        );
+    }
+
+    #[test]
+    fn a_window_of_a_few_nanoseconds_is_covered_end_to_end() {
+        // min 2 ns, attempt 1: ceiling 4 ns, window [2 ns, 4 ns] holds three values.
+        let mut b = Backoff::new(Duration::from_nanos(2), Duration::from_secs(1));
+        let mut seen: Vec<u64> = draws(&mut b, 1, 300)
+            .iter()
+            .map(|d| d.as_nanos() as u64)
+            .collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen, [2, 3, 4]);
+    }
+
+    #[test]
+    fn two_schedules_with_the_same_bounds_differ() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(60));
+        let (mut a, mut b) = (Backoff::new(min, max), Backoff::new(min, max));
+        let (da, db) = (draws(&mut a, 5, 20), draws(&mut b, 5, 20));
+        let same = da.iter().zip(&db).filter(|(x, y)| x == y).count();
+        assert!(same < 2, "{same} of 20 delays equal: {da:?} vs {db:?}");
+    }
+
+    #[test]
+    fn a_window_of_zero_width_gives_exactly_its_floor() {
+        // min == max: every delay is min.
+        let mut fixed = Backoff::new(Duration::from_millis(250), Duration::from_millis(250));
+        for _ in 0..50 {
+            assert_eq!(fixed.next_delay(), Duration::from_millis(250));
+        }
+        // The first delay of any schedule is its minimum (ceiling == floor == min).
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(60));
+        assert_eq!(draws(&mut b, 0, 50), [Duration::from_millis(100); 50]);
+    }
+
     proptest::proptest! {
         /// Any range a `Config` accepts gives delays within `[min, max]`, at every attempt.
         #[test]

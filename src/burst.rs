@@ -168,12 +168,217 @@ mod tests {
         let mut small = [0u8; 4096];
         let mut total = 0;
         while total < 10_000 {
-            total += r.read(&mut small).await.unwrap();
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), r.read(&mut small))
+                .await
+                .expect("read within 5 s")
+                .unwrap();
+            assert!(n > 0, "the stream ended after {total} of 10000 bytes");
+            total += n;
         }
         // Nothing more is coming: the next read finds the socket dry and frees the buffer.
         let pending =
             tokio::time::timeout(std::time::Duration::from_millis(50), r.read(&mut small)).await;
         assert!(pending.is_err(), "no data was expected");
         assert_eq!(r.buf.capacity(), 0);
+    }
+
+    /// A stream under test control: what was `supply`-ed arrives in those segments (a read
+    /// never spans two, as a packet at a time) and reads are Pending when none is left. It
+    /// records the size of every read asked of it, and what was written to it.
+    #[derive(Default)]
+    struct Probe {
+        segments: std::collections::VecDeque<Vec<u8>>,
+        asked: Vec<usize>,
+        written: Vec<u8>,
+        flushes: usize,
+        shut: bool,
+        vectored: bool,
+    }
+
+    impl Probe {
+        fn supply(&mut self, bytes: &[u8]) {
+            self.segments.push_back(bytes.to_vec());
+        }
+    }
+
+    impl AsyncRead for Probe {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            out: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            this.asked.push(out.remaining());
+            let Some(seg) = this.segments.front_mut() else {
+                return Poll::Pending;
+            };
+            let n = seg.len().min(out.remaining());
+            out.put_slice(&seg[..n]);
+            seg.drain(..n);
+            if seg.is_empty() {
+                this.segments.pop_front();
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Probe {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().written.extend_from_slice(data);
+            Poll::Ready(Ok(data.len()))
+        }
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().shut = true;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    const BURST: usize = 64 * 1024;
+    const CHUNK: usize = 4096;
+
+    /// Reads with a `CHUNK`-byte buffer until the stream is Pending; returns each read's bytes.
+    fn read_until_dry(r: &mut BurstReader<Probe>) -> Vec<Vec<u8>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut reads = Vec::new();
+        loop {
+            let mut chunk = [0u8; CHUNK];
+            let mut out = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut *r).poll_read(&mut cx, &mut out) {
+                Poll::Pending => return reads,
+                Poll::Ready(res) => res.unwrap(),
+            }
+            assert!(
+                !out.filled().is_empty(),
+                "an empty read while data was waiting"
+            );
+            reads.push(out.filled().to_vec());
+        }
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_busy_socket_is_read_in_bursts_that_fill_every_read() {
+        let data = pattern(200_000);
+        let mut r = BurstReader::new(Probe::default(), BURST);
+        r.inner.supply(&data);
+        let reads = read_until_dry(&mut r);
+        assert_eq!(reads.concat(), data);
+        // Every read but the last gets all it asked for, served from the socket or memory.
+        assert!(reads[..reads.len() - 1].iter().all(|r| r.len() == CHUNK));
+        // Cold first (the caller's size), then burst-sized reads: 200 kB in a handful of
+        // reads of the socket instead of 49.
+        let asked = &r.inner.asked;
+        assert_eq!(
+            asked[0], CHUNK,
+            "the first read of an idle socket is not the caller's size"
+        );
+        assert!(
+            asked[1..].iter().all(|&n| n == BURST),
+            "reads asked {asked:?}"
+        );
+        assert!(
+            asked.len() <= 6,
+            "{} reads of the socket: {asked:?}",
+            asked.len()
+        );
+        // Dry: the burst memory is given back.
+        assert_eq!(r.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn a_short_read_ends_the_burst() {
+        // A full read turns the reader hot; its next read of the socket is burst-sized and
+        // short (1000 bytes, less than a quarter of the burst): the burst is over, and the
+        // read after it asks for the caller's size again.
+        let mut r = BurstReader::new(Probe::default(), BURST);
+        for seg in [pattern(CHUNK), pattern(1000), pattern(100)] {
+            r.inner.supply(&seg);
+        }
+        let reads = read_until_dry(&mut r);
+        assert_eq!(reads, [pattern(CHUNK), pattern(1000), pattern(100)]);
+        assert_eq!(r.inner.asked[..3], [CHUNK, BURST, CHUNK]);
+        // A short read of an idle reader does not start a burst.
+        let mut r = BurstReader::new(Probe::default(), BURST);
+        r.inner.supply(&pattern(100));
+        r.inner.supply(&pattern(200));
+        read_until_dry(&mut r);
+        assert_eq!(r.inner.asked[..2], [CHUNK, CHUNK]);
+    }
+
+    #[test]
+    fn a_dry_socket_ends_the_burst() {
+        let mut r = BurstReader::new(Probe::default(), BURST);
+        r.inner.supply(&pattern(CHUNK));
+        read_until_dry(&mut r);
+        assert_eq!(r.inner.asked, [CHUNK, BURST], "hot after a full read");
+        r.inner.supply(&[7u8; 100]);
+        assert_eq!(read_until_dry(&mut r), [[7u8; 100]]);
+        assert_eq!(
+            r.inner.asked[2], CHUNK,
+            "still hot after the socket ran dry"
+        );
+    }
+
+    #[test]
+    fn a_read_that_completes_a_partly_filled_buffer_counts_as_full() {
+        // As `read_exact` does: one buffer, filled over several reads.
+        let mut r = BurstReader::new(Probe::default(), BURST);
+        r.inner.supply(&pattern(1000));
+        r.inner.supply(&pattern(CHUNK - 1000));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut chunk = [0u8; CHUNK];
+        let mut out = ReadBuf::new(&mut chunk);
+        while out.remaining() > 0 {
+            match Pin::new(&mut r).poll_read(&mut cx, &mut out) {
+                Poll::Ready(res) => res.unwrap(),
+                Poll::Pending => panic!("Pending with data waiting"),
+            }
+        }
+        r.inner.supply(&pattern(CHUNK));
+        read_until_dry(&mut r);
+        // Short (cold), then the rest of the buffer (full: hot), then a burst-sized read.
+        assert_eq!(r.inner.asked[..3], [CHUNK, CHUNK - 1000, BURST]);
+    }
+
+    #[test]
+    fn long_reads_keep_the_burst_going() {
+        let mut r = BurstReader::new(Probe::default(), BURST);
+        // Each read of the socket while hot gets a whole burst: it stays hot.
+        r.inner.supply(&pattern(CHUNK + 3 * BURST));
+        assert_eq!(read_until_dry(&mut r).concat(), pattern(CHUNK + 3 * BURST));
+        assert_eq!(r.inner.asked[..4], [CHUNK, BURST, BURST, BURST]);
+    }
+
+    #[tokio::test]
+    async fn writes_flushes_and_shutdown_pass_through() {
+        let mut w = BurstReader::new(Probe::default(), BURST);
+        w.write_all(b"hello").await.unwrap();
+        let bufs = [io::IoSlice::new(b" wor"), io::IoSlice::new(b"ld")];
+        // The probe writes one slice per call, as streams without vectored writes do.
+        assert_eq!(w.write_vectored(&bufs).await.unwrap(), 4);
+        assert_eq!(w.write_vectored(&bufs[1..]).await.unwrap(), 2);
+        w.flush().await.unwrap();
+        assert_eq!(w.inner.written, b"hello world");
+        assert_eq!(w.inner.flushes, 1);
+        w.shutdown().await.unwrap();
+        assert!(w.inner.shut);
+        // Whether vectored writes are worth it is the stream's to say.
+        assert!(!w.is_write_vectored());
+        w.inner.vectored = true;
+        assert!(w.is_write_vectored());
     }
 }

@@ -264,3 +264,35 @@ impl Link {
         self.shared.stats()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_as_it_was_set() {
+        let shared = Shared::new();
+        assert_eq!(shared.state(), ConnState::Connecting);
+        for s in [
+            ConnState::Open,
+            ConnState::Reconnecting,
+            ConnState::Closing,
+            ConnState::Closed,
+            ConnState::Connecting,
+        ] {
+            shared.set_state(s);
+            assert_eq!(shared.state(), s);
+        }
+    }
+
+    #[test]
+    fn the_round_trip_time_reads_back_to_the_microsecond_zero_included() {
+        let shared = Shared::new();
+        assert_eq!(shared.stats().last_rtt, None, "measured before any pong");
+        shared.set_rtt(Duration::from_micros(1500));
+        assert_eq!(shared.stats().last_rtt, Some(Duration::from_micros(1500)));
+        // A pong within the same microsecond is a measurement too, not "never measured".
+        shared.set_rtt(Duration::from_nanos(300));
+        assert_eq!(shared.stats().last_rtt, Some(Duration::ZERO));
+    }
+}

@@ -314,12 +314,72 @@ mod tests {
         .unwrap();
         tx2.control(Control::Restart).unwrap();
         assert!(matches!(
-            rx.recv_control().await,
+            within(rx.recv_control()).await,
             Some(Control::Close { code: 1000, .. })
         ));
         drop(tx);
         drop(tx2);
-        assert_eq!(rx.recv_control().await, None);
+        assert_eq!(within(rx.recv_control()).await, None);
+    }
+
+    /// Bounds a wait of these tests: a queue answers at once or not at all.
+    async fn within<F: std::future::Future>(fut: F) -> F::Output {
+        tokio::time::timeout(std::time::Duration::from_secs(2), fut)
+            .await
+            .expect("the queue did not answer within 2 s")
+    }
+
+    #[test]
+    fn sends_fail_once_the_receiver_is_gone() {
+        let (tx, rx) = queue(4);
+        tx.try_send(Message::text("before")).unwrap();
+        drop(rx);
+        assert_eq!(tx.try_send(Message::text("after")), Err(SendError::Closed));
+        assert_eq!(tx.control(Control::Restart), Err(SendError::Closed));
+        // Nothing is kept for a receiver that will never read it.
+        assert!(tx.shared.lock().writes.is_empty());
+    }
+
+    #[test]
+    fn control_ends_with_none_only_when_the_last_sender_goes() {
+        let (tx, mut rx) = queue(4);
+        let tx2 = tx.clone();
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(rx.poll_control(&mut cx).is_pending());
+        drop(tx);
+        assert!(rx.poll_control(&mut cx).is_pending(), "one sender is left");
+        assert_eq!(count.get(), 0, "woken while a sender is left");
+        let tx3 = tx2.clone();
+        drop(tx2);
+        assert!(rx.poll_control(&mut cx).is_pending(), "a clone is left");
+        drop(tx3);
+        assert_eq!(
+            count.get(),
+            1,
+            "the last sender's drop did not wake the receiver"
+        );
+        assert_eq!(rx.poll_control(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn a_burst_of_queued_writes_is_read_whole_and_its_memory_given_back() {
+        let (tx, mut rx) = queue(1000);
+        for i in 0..1000 {
+            tx.try_send(Message::text(i.to_string())).unwrap();
+        }
+        for i in 0..1000 {
+            assert_eq!(rx.try_write(), Some(Message::text(i.to_string())));
+        }
+        assert_eq!(rx.try_write(), None);
+        assert_eq!(rx.shared.lock().writes.capacity(), 0, "burst memory kept");
+        // A small queue keeps its few slots: no reallocation per message.
+        for _ in 0..2 {
+            tx.try_send(Message::text("x")).unwrap();
+            rx.try_write().unwrap();
+        }
+        assert!(rx.shared.lock().writes.capacity() > 0);
     }
 
     #[tokio::test]
