@@ -46,7 +46,8 @@ def lib():
 def server():
     """Starts a feed server on 127.0.0.1 (port 0) and yields its ws:// URL; always stops it."""
     _build_if_missing()
-    proc = subprocess.Popen([FEED_SERVER, "--port", "0", "--exit-after-secs", "300"],
+    proc = subprocess.Popen([FEED_SERVER, "--port", "0", "--exit-after-secs", "300",
+                             "--exit-on-stdin-eof"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 20)
