@@ -378,7 +378,8 @@ impl ConfigBuilder {
         self.frame_buffer_size = n;
         self
     }
-    /// Outgoing bytes buffered before a socket write is forced (default 64 KiB).
+    /// Outgoing bytes buffered before a socket write is forced (default 64 KiB; 0, which writes
+    /// every message at once, to 64 MiB).
     pub fn write_buffer_size(mut self, n: usize) -> Self {
         self.write_buffer_size = n;
         self
@@ -407,6 +408,7 @@ impl ConfigBuilder {
         limits::send_queue_capacity(self.send_queue_capacity)?;
         limits::buffer_size(BufferSetting::ReadBuffer, self.read_buffer_size)?;
         limits::buffer_size(BufferSetting::FrameBuffer, self.frame_buffer_size)?;
+        limits::buffer_size(BufferSetting::WriteBuffer, self.write_buffer_size)?;
         if let Heartbeat::Text(t) = &self.heartbeat {
             limits::heartbeat_text(t)?;
         }

@@ -114,19 +114,23 @@ pub(crate) fn send_queue_capacity(n: usize) -> Result<usize> {
 pub(crate) enum BufferSetting {
     ReadBuffer,
     FrameBuffer,
+    /// May be 0: every message is then written at once. tungstenite panics on a write buffer
+    /// that is not below its hard limit (`usize::MAX`), so the bound is needed.
+    WriteBuffer,
 }
 
-/// A buffer size: [`MIN_BUFFER_SIZE`] up to [`MAX_BUFFER_SIZE`].
+/// A buffer size: [`MIN_BUFFER_SIZE`] (0 for the write buffer) up to [`MAX_BUFFER_SIZE`].
 pub(crate) fn buffer_size(setting: BufferSetting, n: usize) -> Result<usize> {
-    if (MIN_BUFFER_SIZE..=MAX_BUFFER_SIZE).contains(&n) {
+    let (name, min) = match setting {
+        BufferSetting::ReadBuffer => ("read_buffer_size", MIN_BUFFER_SIZE),
+        BufferSetting::FrameBuffer => ("frame_buffer_size", MIN_BUFFER_SIZE),
+        BufferSetting::WriteBuffer => ("write_buffer_size", 0),
+    };
+    if (min..=MAX_BUFFER_SIZE).contains(&n) {
         return Ok(n);
     }
-    let name = match setting {
-        BufferSetting::ReadBuffer => "read_buffer_size",
-        BufferSetting::FrameBuffer => "frame_buffer_size",
-    };
     Err(invalid(format!(
-        "{name} must be {MIN_BUFFER_SIZE}..={MAX_BUFFER_SIZE} bytes (64 MiB), not {n}"
+        "{name} must be {min}..={MAX_BUFFER_SIZE} bytes (64 MiB), not {n}"
     )))
 }
 
@@ -399,6 +403,10 @@ mod tests {
             (
                 b().frame_buffer_size((64 << 20) + 1),
                 "frame_buffer_size must be 256..=67108864 bytes (64 MiB), not 67108865",
+            ),
+            (
+                b().write_buffer_size(usize::MAX),
+                "write_buffer_size must be 0..=67108864 bytes (64 MiB), not 18446744073709551615",
             ),
             (b().max_message_size(0), "max_message_size must be positive"),
             (b().max_frame_size(0), "max_frame_size must be positive"),
