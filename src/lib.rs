@@ -35,7 +35,7 @@
 //! | layer | modules |
 //! | --- | --- |
 //! | vocabulary | `error` ([`ConnectionError`]), `config` ([`Config`]; its rules in `limits`, TLS set-up in `tls`), `hooks` ([`ReadHooks`], [`Event`]), `backoff`, `logging` |
-//! | one socket | `queue` (the send queue and control requests), `handle` ([`Link`], [`ConnState`], [`Stats`]), `heartbeat`, `burst` (batched reads), `transport` (TCP or TLS), `connection` ([`Connection`]: the poll loop, its close and failure paths) |
+//! | one socket | `queue` (the send queue and control requests), `handle` ([`Link`], [`ConnState`], [`Stats`]), `heartbeat`, `burst` (batched reads), `wire` (the WebSocket protocol over a stream, polled by the one task that owns it), `transport` (TCP or TLS), `connection` ([`Connection`]: the poll loop, its close and failure paths) |
 //! | many sockets | `dial` (TCP, TLS, the HTTP upgrade), `supervisor` (connect, run, reconnect with backoff), `manager` ([`WsManager`]: the registry of names) |
 //! | C ABI | `ffi` (feature `capi`: the `kh_` functions over [`WsManager`]) |
 
@@ -59,6 +59,7 @@ mod queue;
 mod supervisor;
 mod tls;
 mod transport;
+mod wire;
 
 pub use config::{Config, ConfigBuilder, Heartbeat, InitMessage, defaults};
 pub use connection::{Connection, Ended};

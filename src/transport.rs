@@ -78,4 +78,4 @@ impl AsyncWrite for Transport {
 
 /// The socket every managed connection runs over: TCP or TLS, read through a
 /// [`BurstReader`](crate::burst::BurstReader), speaking WebSocket.
-pub(crate) type Socket = tokio_tungstenite::WebSocketStream<crate::burst::BurstReader<Transport>>;
+pub(crate) type Socket = crate::wire::Wire<crate::burst::BurstReader<Transport>>;

@@ -24,9 +24,8 @@ fn config() -> kharbranth::ConfigBuilder {
 /// Starts a connection over a duplex pipe; returns the server end, the link and the run task.
 async fn start(config: Config, rec: &Recorder) -> (Peer, Link, JoinHandle<Ended>) {
     let (c, s) = tokio::io::duplex(64 * 1024);
-    let client = WebSocketStream::from_raw_socket(c, Role::Client, None).await;
     let server = WebSocketStream::from_raw_socket(s, Role::Server, None).await;
-    let (conn, link) = Connection::new("d", client, config);
+    let (conn, link) = Connection::new("d", c, config);
     let mut hooks = rec.hooks();
     let task = tokio::spawn(async move { conn.run(&mut hooks).await });
     let l = link.clone();

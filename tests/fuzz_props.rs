@@ -23,8 +23,6 @@ use kharbranth::{Config, Connection, Heartbeat, ReadHooks};
 use proptest::prelude::*;
 use support::rss_kib;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 const MAX: usize = 64 * 1024;
 
@@ -57,13 +55,8 @@ fn feed_connection(config: Config, chunks: Vec<Vec<u8>>) -> usize {
         .unwrap();
     rt.block_on(async move {
         let (client, server) = tokio::io::duplex(16 * 1024);
-        let wsc = WebSocketConfig::default()
-            .max_message_size(Some(config.max_message_size()))
-            .max_frame_size(Some(config.max_message_size()))
-            .read_buffer_size(4096);
-        let ws = WebSocketStream::from_raw_socket(client, Role::Client, Some(wsc)).await;
         // The link stays alive for the run: dropping every link closes the connection.
-        let (conn, _link) = Connection::new("fuzz", ws, config);
+        let (conn, _link) = Connection::new("fuzz", client, config);
         let biggest = Arc::new(AtomicUsize::new(0));
         let b = biggest.clone();
         let mut hooks = ReadHooks::new().on_frame(move |_, _, payload| {

@@ -23,12 +23,33 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Runs `f` as a spawned task of `rt` and waits for it.
-fn spawned<T: Send + 'static>(
+/// The runtime of the raw client: `rt=ct` (current-thread, the default) or `rt=mt` (the
+/// multi-thread scheduler with one worker, as a `#[tokio::main]` user would have).
+fn raw_runtime(o: &Opts) -> tokio::runtime::Runtime {
+    match o.str("rt", "ct").as_str() {
+        "ct" => runtime(),
+        "mt" => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime"),
+        r => panic!("rt={r}: ct or mt"),
+    }
+}
+
+/// Runs `f` on `rt`: in a spawned task (`loop=task`, the default, as kharbranth's connections
+/// run) or as the future `block_on` polls itself (`loop=main`, the plain
+/// `while let Some(m) = ws.next().await` in `main`).
+fn run_loop<T: Send + 'static>(
+    o: &Opts,
     rt: &tokio::runtime::Runtime,
     f: impl std::future::Future<Output = T> + Send + 'static,
 ) -> T {
-    rt.block_on(async { tokio::spawn(f).await.expect("client task") })
+    match o.str("loop", "task").as_str() {
+        "task" => rt.block_on(async { tokio::spawn(f).await.expect("client task") }),
+        "main" => rt.block_on(f),
+        l => panic!("loop={l}: task or main"),
+    }
 }
 
 fn host_port_path(url: &str) -> (String, String) {
@@ -115,12 +136,9 @@ pub fn tt(o: &Opts) {
     let url = o.str("url", "ws://127.0.0.1:9301/echo");
     let (n, s) = (o.num("n", 1_000_000), o.num("s", 64));
     let warmup = o.num("warmup", 1000);
-    let rt = runtime();
+    let rt = raw_runtime(o);
     let mut r = match workload.as_str() {
-        // The loops run in a spawned task, as kharbranth's connections do: a future polled by
-        // `block_on` directly gets a new waker every poll, which makes tokio-tungstenite clone
-        // and drop it (two atomic operations) for every message, so the floor would be too low.
-        "push" => spawned(&rt, async move {
+        "push" => run_loop(o, &rt, async move {
             let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(cfg), true)
                 .await
                 .expect("connect");
@@ -141,7 +159,7 @@ pub fn tt(o: &Opts) {
             let _ = ws.close(None).await;
             push_report("tokio-tungstenite", s, n, count, bytes, secs)
         }),
-        "echo" => spawned(&rt, async move {
+        "echo" => run_loop(o, &rt, async move {
             let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(cfg), true)
                 .await
                 .expect("connect");
@@ -203,6 +221,8 @@ pub fn tt(o: &Opts) {
         w => panic!("unknown workload {w}"),
     };
     r.extra.push(kv("rbuf", rbuf_used));
+    r.extra.push(kv_str("rt", &o.str("rt", "ct")));
+    r.extra.push(kv_str("loop", &o.str("loop", "task")));
     r.print();
     if workload == "idle" {
         // Skip 10,000 close handshakes: the measurement is done.

@@ -5,7 +5,6 @@ use std::mem::{size_of, size_of_val};
 
 use kharbranth::{Config, Connection, ReadHooks};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub fn run() {
@@ -17,8 +16,7 @@ pub fn run() {
         type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
         let config = Config::builder("ws://127.0.0.1:1/").build().expect("config");
         let (a, _b) = tokio::io::duplex(64);
-        let ws = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
-        let (conn, _l) = Connection::new("x", ws, config.clone());
+        let (conn, _l) = Connection::new("x", a, config.clone());
         let conn_duplex = size_of_val(&conn);
         let mut hooks = ReadHooks::new();
         let run = conn.run(&mut hooks);
@@ -37,9 +35,7 @@ pub fn run() {
         drop(connect);
         // The run future of a connection over the stream type the manager uses.
         let tcp = TcpStream::connect(listener.local_addr().unwrap()).await.expect("tcp");
-        let ws = WebSocketStream::from_raw_socket(MaybeTlsStream::Plain(tcp), Role::Client, None)
-            .await;
-        let (conn, _l) = Connection::new("x", ws, config.clone());
+        let (conn, _l) = Connection::new("x", MaybeTlsStream::Plain(tcp), config.clone());
         let run = conn.run(&mut hooks);
         let run_tcp = size_of_val(&run);
         drop(run);

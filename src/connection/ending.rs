@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout_at};
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};

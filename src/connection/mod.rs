@@ -13,13 +13,13 @@ mod ending;
 mod session;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::config::Config;
 use crate::error::ConnectionError;
 use crate::handle::{Link, channel};
 use crate::hooks::ReadHooks;
 use crate::queue::Receiver;
+use crate::wire::Wire;
 pub(crate) use session::Session;
 
 /// How a connection's run ended: decides what its supervisor does next.
@@ -38,10 +38,11 @@ pub enum Ended {
 /// One WebSocket that completed its handshake, run until it ends. See the module docs.
 ///
 /// ```
-/// # async fn demo(ws: tokio_tungstenite::WebSocketStream<tokio::io::DuplexStream>) {
+/// # async fn demo(stream: tokio::io::DuplexStream) {
 /// use kharbranth::{Config, Connection, Ended, Message, ReadHooks};
 /// let config = Config::builder("ws://peer.invalid/").build().unwrap();
-/// let (conn, link) = Connection::new("peer", ws, config);
+/// // `stream`: a socket whose HTTP upgrade to WebSocket completed, client side.
+/// let (conn, link) = Connection::new("peer", stream, config);
 /// let mut hooks = ReadHooks::new().on_text(|name, t| println!("{name}: {}", t.as_str()));
 /// let run = tokio::spawn(async move { conn.run(&mut hooks).await });
 /// # tokio::task::yield_now().await;
@@ -60,12 +61,24 @@ impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    /// Wraps a WebSocket that completed its handshake, named `name` in hooks and logs. The
-    /// [`Link`] sends to it, restarts it (the run then ends with [`Ended::Restart`]) and closes
-    /// it.
-    pub fn new(name: &str, ws: WebSocketStream<S>, config: Config) -> (Self, Link) {
+    /// Speaks WebSocket as the client over `stream`, whose HTTP upgrade completed, with the
+    /// frame and message limits of `config`; named `name` in hooks and logs. The [`Link`]
+    /// sends to it, restarts it (the run then ends with [`Ended::Restart`]) and closes it.
+    pub fn new(name: &str, stream: S, config: Config) -> (Self, Link) {
+        Self::from_partially_read(name, stream, Vec::new(), config)
+    }
+
+    /// Like [`new`](Self::new), for a stream of which bytes past the upgrade response were
+    /// already read (`read_ahead`: the start of the first frames).
+    pub fn from_partially_read(
+        name: &str,
+        stream: S,
+        read_ahead: Vec<u8>,
+        config: Config,
+    ) -> (Self, Link) {
         let (link, mailbox) = channel(name, &config);
-        let session = Session::new(name, ws, config, link.shared.clone());
+        let wire = Wire::client(stream, read_ahead, config.ws_config());
+        let session = Session::new(name, wire, config, link.shared.clone());
         (Self { session, mailbox }, link)
     }
 

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Sleep, sleep};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
@@ -22,6 +20,7 @@ use crate::handle::{ConnState, Shared};
 use crate::heartbeat::HeartbeatTimer;
 use crate::hooks::{CLOSE_NO_STATUS, Event, ReadHooks};
 use crate::queue::{Control, Receiver};
+use crate::wire::Wire;
 
 /// Frames read back to back before the other sources (control, send queue, timers) are polled
 /// again. Bounds the extra latency those see during a burst while keeping the read path tight.
@@ -44,7 +43,7 @@ enum Step {
 /// One open WebSocket and everything its loop keeps between polls.
 pub(crate) struct Session<S> {
     pub(super) name: Arc<str>,
-    pub(super) ws: WebSocketStream<S>,
+    pub(super) ws: Wire<S>,
     pub(super) config: Config,
     pub(super) shared: Arc<Shared>,
     pub(super) heartbeat: HeartbeatTimer,
@@ -68,12 +67,7 @@ where
     /// Wraps a WebSocket that completed its handshake. The supervisor passes the shared state
     /// rather than a [`Link`](crate::Link): it must not hold a sender, so that the queue sees
     /// "every sender gone" when the manager forgets the connection.
-    pub(crate) fn new(
-        name: &str,
-        ws: WebSocketStream<S>,
-        config: Config,
-        shared: Arc<Shared>,
-    ) -> Self {
+    pub(crate) fn new(name: &str, ws: Wire<S>, config: Config, shared: Arc<Shared>) -> Self {
         Self {
             name: name.into(),
             ws,
@@ -151,7 +145,7 @@ where
                     return Poll::Ready(step);
                 }
             }
-            match self.ws.poll_next_unpin(cx) {
+            match self.ws.poll_next(cx) {
                 Poll::Ready(Some(Ok(msg))) => {
                     self.in_burst = true;
                     self.burst += 1;
@@ -223,14 +217,14 @@ where
     fn poll_writes(&mut self, cx: &mut Context<'_>, mailbox: &mut Receiver) -> Result<()> {
         let mut written = 0;
         while written < WRITE_BURST {
-            match self.ws.poll_ready_unpin(cx) {
+            match self.ws.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Err(self.write_error(e)),
                 Poll::Pending => break,
             }
             if let Some(msg) = self.heartbeat.take_due(self.config.heartbeat()) {
                 self.ws
-                    .start_send_unpin(msg)
+                    .start_send(cx, msg)
                     .map_err(|e| ConnectionError::PingFailed(e.to_string()))?;
                 self.heartbeat.sent();
                 log::trace!("[{}] heartbeat sent", self.name);
@@ -246,7 +240,7 @@ where
             };
             let (data, len) = (msg.is_text() || msg.is_binary(), msg.len());
             self.unflushed += 1;
-            if let Err(e) = self.ws.start_send_unpin(msg) {
+            if let Err(e) = self.ws.start_send(cx, msg) {
                 return Err(self.write_error(e));
             }
             if data {
@@ -256,7 +250,7 @@ where
             written += 1;
         }
         if self.needs_flush {
-            match self.ws.poll_flush_unpin(cx) {
+            match self.ws.poll_flush(cx) {
                 Poll::Ready(Ok(())) => {
                     self.needs_flush = false;
                     self.unflushed = 0;

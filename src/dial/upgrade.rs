@@ -1,12 +1,11 @@
 //! The WebSocket upgrade (RFC 6455, 4.1): the HTTP request written and the response head
 //! parsed by the library itself.
 
+use crate::wire::Wire;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::HostPort;
 use crate::config::Config;
@@ -20,7 +19,7 @@ pub(super) async fn upgrade<S>(
     config: &Config,
     mut stream: S,
     addr: &HostPort<'_>,
-) -> Result<WebSocketStream<S>>
+) -> Result<Wire<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -110,8 +109,5 @@ where
         return Err(failed("a subprotocol that was not offered chosen by"));
     }
     let rest = buf.split_off(head_len);
-    Ok(
-        WebSocketStream::from_partially_read(stream, rest, Role::Client, Some(config.ws_config()))
-            .await,
-    )
+    Ok(Wire::client(stream, rest, config.ws_config()))
 }
