@@ -1,12 +1,14 @@
 /* kharbranth through its C ABI (include/kharbranth.h), the way a C user drives it: callbacks.
  *
- *   c_client push|echo|idle URL N S [rbuf=BYTES] [bin=1] [workers=W]
+ *   c_client push|echo|idle URL N S [rbuf=BYTES] [bin=1] [workers=W] [hosts=H]
  *
  * push: on_text/on_binary count messages until the marker "END" (time from the first message).
  * echo: on_text records the round trip and sends the next message itself (kh_manager_send_text
  *       from inside the callback); 1000 warm-up messages are not counted.
  * idle: N connections on one manager; VmRSS growth per connection, time until all are open,
- *       thread count.
+ *       thread count, and how long kh_manager_free takes with all of them open. hosts=H
+ *       spreads them over the server addresses 127.0.0.1 to 127.0.0.H (URL host 127.0.0.1):
+ *       one address pair has only ~28,000 ephemeral ports.
  * Prints one JSON line. A hard timeout (alarm) ends it after 120 s.
  */
 #include <pthread.h>
@@ -155,7 +157,7 @@ int main(int argc, char **argv) {
     uint64_t n = strtoull(argv[3], 0, 10), size = strtoull(argv[4], 0, 10);
     size_t rbuf = 0;
     int bin = 0;
-    unsigned workers = 0;
+    unsigned workers = 0, hosts = 1;
     for (int i = 5; i < argc; i++) {
         if (strncmp(argv[i], "rbuf=", 5) == 0)
             rbuf = strtoull(argv[i] + 5, 0, 10);
@@ -163,7 +165,13 @@ int main(int argc, char **argv) {
             bin = 1;
         else if (strncmp(argv[i], "workers=", 8) == 0)
             workers = atoi(argv[i] + 8);
+        else if (strncmp(argv[i], "hosts=", 6) == 0)
+            hosts = atoi(argv[i] + 6);
     }
+    if (hosts < 1 || hosts > 250)
+        hosts = 1;
+    if (strcmp(mode, "idle") == 0)
+        alarm(600);
     kh_manager *mgr;
     check(kh_manager_new_with_threads(workers, &mgr), "kh_manager_new");
     kh_config *cfg;
@@ -191,6 +199,8 @@ int main(int argc, char **argv) {
         int ok = wait_done(&st, 100);
         double secs = st.t_end > st.t_start ? st.t_end - st.t_start : 0;
         size_name(w, sizeof w, "push", size);
+        if (bin)
+            strncat(w, "_bin", sizeof w - strlen(w) - 1);
         printf("{\"client\":\"%s\",\"workload\":\"%s\",\"msgs\":%llu,\"bytes\":%llu,\"secs\":%.6f,"
                "\"msgs_per_sec\":%.1f,\"mb_per_sec\":%.2f,\"ok\":%s,\"rbuf\":%zu}\n",
                client, w, (unsigned long long)st.count, (unsigned long long)st.bytes, secs,
@@ -227,13 +237,26 @@ int main(int argc, char **argv) {
         fflush(stdout);
         kh_manager_close(mgr, "bench", 1000, "done");
     } else if (strcmp(mode, "idle") == 0) {
+        /* One config per server address: 127.0.0.1 in the URL becomes 127.0.0.k. */
+        kh_config *cfgs[250];
+        const char *host = strstr(url, "127.0.0.1");
+        cfgs[0] = cfg;
+        for (unsigned k = 1; k < hosts; k++) {
+            char u[512];
+            if (!host || strlen(url) + 4 >= sizeof u) {
+                fprintf(stderr, "c_client: hosts=%u needs a URL on 127.0.0.1\n", hosts);
+                return 2;
+            }
+            snprintf(u, sizeof u, "%.*s127.0.0.%u%s", (int)(host - url), url, k + 1, host + 9);
+            check(kh_config_new(u, &cfgs[k]), "kh_config_new");
+        }
         threads_default = proc_status("Threads");
         long before = proc_status("VmRSS");
         double t0 = now();
         char name[32];
         for (uint64_t i = 0; i < n; i++) {
             snprintf(name, sizeof name, "c%llu", (unsigned long long)i);
-            check(kh_manager_add(mgr, name, cfg, NULL), "kh_manager_add");
+            check(kh_manager_add(mgr, name, cfgs[i % hosts], NULL), "kh_manager_add");
         }
         uint64_t opened = 0;
         for (uint64_t i = 0; i < n; i++) {
@@ -245,16 +268,25 @@ int main(int argc, char **argv) {
         double open_secs = now() - t0;
         sleep(1);
         long after = proc_status("VmRSS");
+        long threads = proc_status("Threads");
         double per = opened ? (double)(after - before) / opened : 0;
+        double total = now() - t0;
+        for (unsigned k = 1; k < hosts; k++)
+            kh_config_free(cfgs[k]);
+        /* Every connection is open: free closes them all (bounded by the close timeout). */
+        double f0 = now();
+        kh_manager_free(mgr);
+        double free_secs = now() - f0;
         printf("{\"client\":\"%s\",\"workload\":\"idle\",\"msgs\":%llu,\"bytes\":0,\"secs\":%.6f,"
                "\"msgs_per_sec\":%.1f,\"mb_per_sec\":0,\"ok\":%s,\"conns\":%llu,"
                "\"open_secs\":%.3f,\"rss_per_conn_kib\":%.2f,\"rss_kib\":%ld,\"threads\":%ld,"
-               "\"threads_before\":%ld,\"rbuf\":%zu}\n",
-               client, (unsigned long long)opened, now() - t0, open_secs > 0 ? opened / open_secs : 0,
+               "\"threads_before\":%ld,\"free_secs\":%.3f,\"hosts\":%u,\"rbuf\":%zu}\n",
+               client, (unsigned long long)opened, total, open_secs > 0 ? opened / open_secs : 0,
                opened == n ? "true" : "false", (unsigned long long)opened, open_secs, per, after,
-               proc_status("Threads"), threads_default, rbuf);
+               threads, threads_default, free_secs, hosts, rbuf);
         fflush(stdout);
-        _exit(0); /* skip N close handshakes: the measurement is done */
+        kh_config_free(cfg);
+        return 0;
     } else {
         fprintf(stderr, "unknown mode %s\n", mode);
         return 2;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the comparison clients of the benchmark if missing (idempotent, quiet when all is
 # there): libwebsockets-dev + pkg-config (apt), picows + websockets (pip, in target/venv), ws
-# (npm, under target/bench/node). Nothing here is needed to build or test the library itself.
+# (npm, under target/bench/node), matplotlib (pip, for bench/chart.py). Nothing here is needed
+# to build or test the library itself.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! pkg-config --exists libwebsockets 2>/dev/null; then
@@ -16,10 +17,10 @@ fi
 venv=target/venv
 if command -v python3 >/dev/null; then
   { [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >/dev/null 2>&1; } &&
-    { "$venv/bin/python" -c 'import picows, websockets' 2>/dev/null ||
+    { "$venv/bin/python" -c 'import picows, websockets, matplotlib' 2>/dev/null ||
       "$venv/bin/python" -m pip install -q --disable-pip-version-check picows websockets \
-        >/dev/null 2>&1; } ||
-    echo "bench/deps.sh: could not pip install picows websockets into $venv" >&2
+        matplotlib >/dev/null 2>&1; } ||
+    echo "bench/deps.sh: could not pip install picows websockets matplotlib into $venv" >&2
 fi
 if command -v npm >/dev/null && [ ! -d target/bench/node/node_modules/ws ]; then
   mkdir -p target/bench/node

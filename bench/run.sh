@@ -8,7 +8,9 @@
 #
 # Environment: REPS (default 5), SWEEP_REPS (default 3, for the read-buffer sweep), PORT
 # (default 9301), QUICK=1 (smaller N, for trying it out), SKIP_SWEEP=1 (skip the read-buffer
-# sweep), SKIP_IDLE=1 (skip the 10,000-connection runs), NO_DEPS=1 (do not run bench/deps.sh).
+# sweep), SKIP_IDLE=1 (skip the 10,000-connection runs), SKIP_SCALE=1 (skip the run of as many
+# connections as the descriptor limit allows, up to SCALE_N=100000), NO_DEPS=1 (do not run
+# bench/deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -24,11 +26,19 @@ mkdir -p target/bench
 started=$(date +%s)
 say() { printf '==> %s\n' "$*" >&2; }
 
-# 10,000 idle connections need 10,000+ descriptors in the client and in the server.
+# 10,000 idle connections need 10,000+ descriptors in the client and in the server; the scale
+# run takes as many as the hard limit allows.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 10500 ]; then
   ulimit -n 10500 2>/dev/null || say "ulimit -n is $(ulimit -n): the idle workload may fail"
 fi
+nofile=$(ulimit -n)
+[ "$nofile" = unlimited ] && nofile=1048576
+SCALE_N=${SCALE_N:-100000}
+# Each process needs one descriptor per connection, plus a margin for everything else.
+[ "$SCALE_N" -gt $((nofile - 1000)) ] && SCALE_N=$((nofile - 1000))
+# One (client address, server address, port) tuple has ~28,000 ephemeral ports.
+SCALE_HOSTS=$(( (SCALE_N + 24999) / 25000 ))
 
 ncpu=$(nproc)
 if [ "$ncpu" -ge 2 ]; then SRV_CPU=0; CLI_CPU=1; else SRV_CPU=0; CLI_CPU=0; fi
@@ -70,7 +80,7 @@ have_node=0
 command -v node >/dev/null && (cd bench && node -e "try{require.resolve('ws')}catch(e){require('../target/bench/node/node_modules/ws')}") 2>/dev/null && have_node=1
 
 say "starting the server on 127.0.0.1:$PORT (CPU $SRV_CPU)"
-taskset -c "$SRV_CPU" "$BIN" server port="$PORT" secs=1500 2>>"$log" &
+taskset -c "$SRV_CPU" "$BIN" server port="$PORT" addrs="$SCALE_HOSTS" secs=1800 2>>"$log" &
 srv=$!
 trap 'kill "$srv" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -100,22 +110,33 @@ run() {
 
 url=ws://127.0.0.1:$PORT
 if [ "$QUICK" = 1 ]; then
-  push_sets=("100000 64" "20000 1024" "200 1048576"); echo_n=2000; idle_n=1000
+  push_sets=("100000 64" "20000 1024" "200 1048576" "100000 64 bin"); echo_n=2000; idle_n=1000
+  SCALE_N=$((SCALE_N < 2000 ? SCALE_N : 2000)); SCALE_HOSTS=1
 else
-  push_sets=("1000000 64" "200000 1024" "2000 1048576"); echo_n=20000; idle_n=10000
+  push_sets=("1000000 64" "200000 1024" "2000 1048576" "1000000 64 bin"); echo_n=20000; idle_n=10000
 fi
+# The raw tokio-tungstenite client in each way its users write it; the fastest of them in a run
+# is the floor every ratio is taken against.
+raw_variants=("task, current-thread|loop=task rt=ct" "main, current-thread|loop=main rt=ct"
+  "task, multi-thread|loop=task rt=mt" "main, multi-thread|loop=main rt=mt")
 
 # Push: every client on CPU 1, interleaved.
 for set in "${push_sets[@]}"; do
-  read -r n s <<<"$set"
-  say "push $n x $s B"
+  read -r n s kind <<<"$set"
+  path="/push/$n/$s"; kh_bin=(); c_bin=()
+  if [ "$kind" = bin ]; then path="$path/bin"; kh_bin=(bin=1); c_bin=(bin=1); fi
+  say "push $n x $s B${kind:+ ($kind)}"
   for rep in $(seq "$REPS"); do
-    run "drain (server ceiling)" main cross "$CLI_CPU" "$rep" "$BIN" drain url="$url/push/$n/$s" n="$n" s="$s"
-    run "tokio-tungstenite" main cross "$CLI_CPU" "$rep" "$BIN" tt workload=push url="$url/push/$n/$s" n="$n" s="$s"
-    run "tokio-tungstenite rbuf=8KiB" main cross "$CLI_CPU" "$rep" "$BIN" tt workload=push url="$url/push/$n/$s" n="$n" s="$s" rbuf=8192
-    run "kharbranth Rust API" main cross "$CLI_CPU" "$rep" "$BIN" kh workload=push url="$url/push/$n/$s" n="$n" s="$s"
-    [ "$have_c" = 1 ] && run "kharbranth C ABI" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url/push/$n/$s" "$n" "$s"
-    [ "$have_c" = 1 ] && run "kharbranth C ABI, 1 worker" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url/push/$n/$s" "$n" "$s" workers=1
+    [ -z "$kind" ] && run "drain (server ceiling)" main cross "$CLI_CPU" "$rep" "$BIN" drain url="$url$path" n="$n" s="$s"
+    for v in "${raw_variants[@]}"; do
+      # shellcheck disable=SC2086
+      run "tokio-tungstenite (${v%%|*})" main cross "$CLI_CPU" "$rep" "$BIN" tt workload=push url="$url$path" n="$n" s="$s" "${kh_bin[@]}" ${v#*|}
+    done
+    run "kharbranth Rust API" main cross "$CLI_CPU" "$rep" "$BIN" kh workload=push url="$url$path" n="$n" s="$s" "${kh_bin[@]}"
+    [ "$have_c" = 1 ] && run "kharbranth C ABI" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url$path" "$n" "$s" "${c_bin[@]}"
+    [ "$have_c" = 1 ] && run "kharbranth C ABI, 1 worker" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url$path" "$n" "$s" workers=1 "${c_bin[@]}"
+    # The binary run compares the library with its floor only.
+    [ -n "$kind" ] && continue
     [ "$have_py" = 1 ] && run "kharbranth Python ctypes" main cross "$CLI_CPU" "$rep" python3 bench/py_client.py push "$url/push/$n/$s" "$n" "$s"
     [ "$have_lws" = 1 ] && run "libwebsockets" main cross "$CLI_CPU" "$rep" target/bench/lws_client push "$PORT" "/push/$n/$s" "$n" "$s"
     [ "$have_picows" = 1 ] && run "picows (Python)" main cross "$CLI_CPU" "$rep" python3 bench/py_others.py picows push "$url/push/$n/$s" "$n" "$s"
@@ -131,7 +152,8 @@ for pin in cross same; do
   [ "$pin" = same ] && cpu=$SRV_CPU
   say "echo 64 B x $echo_n ($pin-core)"
   for rep in $(seq "$REPS"); do
-    run "tokio-tungstenite" main "$pin" "$cpu" "$rep" "$BIN" tt workload=echo url="$url/echo" n="$echo_n" s=64
+    run "tokio-tungstenite (task, current-thread)" main "$pin" "$cpu" "$rep" "$BIN" tt workload=echo url="$url/echo" n="$echo_n" s=64
+    run "tokio-tungstenite (main, current-thread)" main "$pin" "$cpu" "$rep" "$BIN" tt workload=echo url="$url/echo" n="$echo_n" s=64 loop=main
     run "kharbranth Rust API" main "$pin" "$cpu" "$rep" "$BIN" kh workload=echo url="$url/echo" n="$echo_n" s=64
     [ "$have_c" = 1 ] && run "kharbranth C ABI" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64
     [ "$have_c" = 1 ] && run "kharbranth C ABI, 1 worker" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64 workers=1
@@ -153,6 +175,15 @@ if [ "${SKIP_IDLE:-0}" != 1 ]; then
     run "kharbranth Rust API" main cross "$CLI_CPU" "$rep" "$BIN" kh workload=idle url="$url/idle" n="$idle_n"
     [ "$have_c" = 1 ] && run "kharbranth C ABI" main cross "$CLI_CPU" "$rep" target/bench/c_client idle "$url/idle" "$idle_n" 0
     true
+  done
+fi
+
+# Scale: as many idle connections on one C manager as the descriptor limit allows (100,000 by
+# default), spread over server addresses 127.0.0.1 to 127.0.0.$SCALE_HOSTS.
+if [ "${SKIP_SCALE:-0}" != 1 ] && [ "$have_c" = 1 ] && [ "$SCALE_N" -gt 0 ]; then
+  say "scale: $SCALE_N connections over $SCALE_HOSTS server address(es) (descriptor limit $nofile)"
+  for rep in $(seq "${SCALE_REPS:-1}"); do
+    run "kharbranth C ABI" scale cross "$CLI_CPU" "$rep" target/bench/c_client idle "$url/idle" "$SCALE_N" 0 hosts="$SCALE_HOSTS"
   done
 fi
 
@@ -179,7 +210,8 @@ fi
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(($(date +%s) - started))
 mv "$out_jsonl.tmp" "$out_jsonl"
-python3 bench/report.py "$out_jsonl" "$out_md" \
+python3 bench/report.py "$out_jsonl" "$out_md" --nofile "$nofile" \
   --command "bash bench/run.sh" --reps "$REPS" --sweep-reps "$SWEEP_REPS" --elapsed "$elapsed" \
   --load-start "$load_start" --load-end "$load_end" --server-cpu "$SRV_CPU" --client-cpu "$CLI_CPU"
-say "done in ${elapsed}s: $out_md, $out_jsonl ($fails failed run(s))"
+python3 bench/chart.py "$out_jsonl" bench/results.svg || say "no chart (matplotlib missing?)"
+say "done in ${elapsed}s: $out_md, $out_jsonl, bench/results.svg ($fails failed run(s))"

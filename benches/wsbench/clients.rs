@@ -136,6 +136,7 @@ pub fn tt(o: &Opts) {
     let url = o.str("url", "ws://127.0.0.1:9301/echo");
     let (n, s) = (o.num("n", 1_000_000), o.num("s", 64));
     let warmup = o.num("warmup", 1000);
+    let bin = o.num("bin", 0) == 1;
     let rt = raw_runtime(o);
     let mut r = match workload.as_str() {
         "push" => run_loop(o, &rt, async move {
@@ -157,7 +158,7 @@ pub fn tt(o: &Opts) {
             }
             let secs = start.map_or(0.0, |t| t.elapsed().as_secs_f64());
             let _ = ws.close(None).await;
-            push_report("tokio-tungstenite", s, n, count, bytes, secs)
+            push_report("tokio-tungstenite", s, bin, n, count, bytes, secs)
         }),
         "echo" => run_loop(o, &rt, async move {
             let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(cfg), true)
@@ -242,6 +243,7 @@ pub fn kh(o: &Opts) {
     }
     let config = builder.max_message_size(64 << 20).build().expect("config");
     let rbuf_used = rbuf.unwrap_or(kharbranth::defaults::READ_BUFFER_SIZE);
+    let bin = o.num("bin", 0) == 1;
     let rt = runtime();
     let mut r = match workload.as_str() {
         "push" => rt.block_on(async {
@@ -263,7 +265,7 @@ pub fn kh(o: &Opts) {
                 count += 1;
                 bytes += payload.len() as u64;
             };
-            let hooks = if o.num("bin", 0) == 1 {
+            let hooks = if bin {
                 ReadHooks::new().on_binary(move |_, b: Bytes| on_msg(&b))
             } else {
                 ReadHooks::new().on_text(move |_, t: Utf8Bytes| on_msg(t.as_bytes()))
@@ -271,7 +273,7 @@ pub fn kh(o: &Opts) {
             mgr.add("bench", config, hooks).expect("add");
             let (count, bytes, secs) = rx.await.expect("marker");
             let _ = mgr.close("bench", 1000, "done").await;
-            push_report("kharbranth-rust", s, n, count, bytes, secs)
+            push_report("kharbranth-rust", s, bin, n, count, bytes, secs)
         }),
         "echo" => rt.block_on(async {
             let mgr = WsManager::new();
@@ -353,10 +355,20 @@ pub fn kh(o: &Opts) {
     }
 }
 
-fn push_report(client: &str, s: u64, n: u64, count: u64, bytes: u64, secs: f64) -> Report<'_> {
+/// `bin`: binary frames, reported as their own workload (`push_64B_bin`).
+fn push_report(
+    client: &str,
+    s: u64,
+    bin: bool,
+    n: u64,
+    count: u64,
+    bytes: u64,
+    secs: f64,
+) -> Report<'_> {
+    let kind = workload_name("push", s);
     Report {
         client,
-        workload: workload_name("push", s),
+        workload: if bin { format!("{kind}_bin") } else { kind },
         msgs: count,
         bytes,
         secs,

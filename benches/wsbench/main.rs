@@ -3,7 +3,8 @@
 //! `bash bench/run.sh` builds and drives it; see `bench/README.md`. Roles (first argument), the
 //! rest are `key=value` options:
 //!
-//! - `server port=9301 [secs=1200]`: the benchmark server on 127.0.0.1. Paths:
+//! - `server port=9301 [addrs=1] [secs=1200]`: the benchmark server on 127.0.0.1 (up to
+//!   127.0.0.`addrs`). Paths:
 //!   `/push/N/S` sends N text messages of S bytes then the text marker `END`; `/push/N/S/bin`
 //!   does the same with binary messages and a binary marker; `/echo` echoes every message;
 //!   `/idle` just holds the connection.
@@ -11,7 +12,9 @@
 //! - `drain url=... n=N s=S`: the server's ceiling; a plain TCP client that only counts bytes.
 //! - `tt ...` / `kh ...`: raw tokio-tungstenite / kharbranth's Rust API, with
 //!   `workload=push|echo|idle`, `url=`, `n=`, `s=`, `bin=1`, `rbuf=BYTES` (read buffer size),
-//!   `warmup=` (echo) and `secs=` (hard timeout).
+//!   `warmup=` (echo) and `secs=` (hard timeout); `tt` also takes `rt=ct|mt` (current-thread
+//!   runtime or multi-thread with one worker) and `loop=task|main` (the receive loop in a
+//!   spawned task or in the future `block_on` polls).
 //!
 //! Every client prints one JSON line. Run by `cargo bench -p kharbranth-bench` (which passes
 //! `--bench`) with no role it does a short self-check (server + both Rust clients in one
@@ -43,7 +46,7 @@ fn main() {
     let default_secs = if role == "server" { 1200 } else { 120 };
     util::watchdog(Duration::from_secs(opts.num("secs", default_secs)), &role);
     match role.as_str() {
-        "server" => server::run(opts.num("port", 9301) as u16),
+        "server" => server::run(opts.num("port", 9301) as u16, opts.num("addrs", 1) as u8),
         "drain" => clients::drain(&opts),
         "tt" => clients::tt(&opts),
         "kh" => clients::kh(&opts),
@@ -58,7 +61,7 @@ fn main() {
 /// What `cargo bench` runs: a small push and echo through both Rust clients.
 fn self_check() {
     let port = 19_000 + (std::process::id() % 20_000) as u16;
-    std::thread::spawn(move || server::run(port));
+    std::thread::spawn(move || server::run(port, 1));
     std::thread::sleep(Duration::from_millis(200));
     eprintln!("wsbench self-check on 127.0.0.1:{port}; the real suite is `bash bench/run.sh`");
     let push = format!("url=ws://127.0.0.1:{port}/push/100000/64");

@@ -15,26 +15,40 @@ const BATCH_BYTES: usize = 1 << 20;
 
 type Cache = Arc<Mutex<HashMap<(usize, bool), Arc<Vec<u8>>>>>;
 
-pub fn run(port: u16) {
+/// Serves on `port` of 127.0.0.1 up to 127.0.0.`addrs`: one (client address, server address,
+/// port) tuple has at most ~28,000 ephemeral ports, so the scale workload spreads its
+/// connections over several server addresses.
+pub fn run(port: u16, addrs: u8) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let sock = TcpSocket::new_v4().expect("socket");
-        sock.set_reuseaddr(true).expect("reuseaddr");
-        sock.bind(addr).expect("bind 127.0.0.1");
-        // A deep backlog: the idle workload opens 10,000 connections at once.
-        let listener = sock.listen(8192).expect("listen");
-        eprintln!("wsbench server listening on {addr}");
         let cache: Cache = Arc::default();
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            tokio::spawn(handle(tcp, cache.clone()));
+        let mut accepting = Vec::new();
+        for host in 1..=addrs.max(1) {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, host], port));
+            let sock = TcpSocket::new_v4().expect("socket");
+            sock.set_reuseaddr(true).expect("reuseaddr");
+            sock.bind(addr).expect("bind a 127.0.0.x address");
+            // A deep backlog: the idle workloads open thousands of connections at once.
+            let listener = sock.listen(8192).expect("listen");
+            eprintln!("wsbench server listening on {addr}");
+            let cache = cache.clone();
+            accepting.push(tokio::spawn(async move {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        // Out of descriptors, say: wait instead of spinning.
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        continue;
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    tokio::spawn(handle(tcp, cache.clone()));
+                }
+            }));
+        }
+        for a in accepting {
+            let _ = a.await;
         }
     });
 }
