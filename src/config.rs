@@ -406,9 +406,9 @@ impl ConfigBuilder {
         limits::max_message_size(self.max_message_size)?;
         limits::max_frame_size(self.max_frame_size)?;
         limits::send_queue_capacity(self.send_queue_capacity)?;
-        limits::buffer_size(BufferSetting::ReadBuffer, self.read_buffer_size)?;
-        limits::buffer_size(BufferSetting::FrameBuffer, self.frame_buffer_size)?;
-        limits::buffer_size(BufferSetting::WriteBuffer, self.write_buffer_size)?;
+        limits::buffer_size(BufferSetting::Read, self.read_buffer_size)?;
+        limits::buffer_size(BufferSetting::Frame, self.frame_buffer_size)?;
+        limits::buffer_size(BufferSetting::Write, self.write_buffer_size)?;
         if let Heartbeat::Text(t) = &self.heartbeat {
             limits::heartbeat_text(t)?;
         }

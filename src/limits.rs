@@ -112,19 +112,19 @@ pub(crate) fn send_queue_capacity(n: usize) -> Result<usize> {
 /// The buffer settings, each named as in its error message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BufferSetting {
-    ReadBuffer,
-    FrameBuffer,
+    Read,
+    Frame,
     /// May be 0: every message is then written at once. tungstenite panics on a write buffer
     /// that is not below its hard limit (`usize::MAX`), so the bound is needed.
-    WriteBuffer,
+    Write,
 }
 
 /// A buffer size: [`MIN_BUFFER_SIZE`] (0 for the write buffer) up to [`MAX_BUFFER_SIZE`].
 pub(crate) fn buffer_size(setting: BufferSetting, n: usize) -> Result<usize> {
     let (name, min) = match setting {
-        BufferSetting::ReadBuffer => ("read_buffer_size", MIN_BUFFER_SIZE),
-        BufferSetting::FrameBuffer => ("frame_buffer_size", MIN_BUFFER_SIZE),
-        BufferSetting::WriteBuffer => ("write_buffer_size", 0),
+        BufferSetting::Read => ("read_buffer_size", MIN_BUFFER_SIZE),
+        BufferSetting::Frame => ("frame_buffer_size", MIN_BUFFER_SIZE),
+        BufferSetting::Write => ("write_buffer_size", 0),
     };
     if (min..=MAX_BUFFER_SIZE).contains(&n) {
         return Ok(n);

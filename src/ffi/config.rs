@@ -292,7 +292,7 @@ pub unsafe extern "C" fn kh_config_set_read_buffer_size(
     bytes: usize,
 ) -> kh_result {
     set(cfg, |c| {
-        let bytes = limits::buffer_size(BufferSetting::ReadBuffer, bytes)?;
+        let bytes = limits::buffer_size(BufferSetting::Read, bytes)?;
         c.update(|b| b.read_buffer_size(bytes));
         Ok(())
     })
@@ -307,7 +307,7 @@ pub unsafe extern "C" fn kh_config_set_frame_buffer_size(
     bytes: usize,
 ) -> kh_result {
     set(cfg, |c| {
-        let bytes = limits::buffer_size(BufferSetting::FrameBuffer, bytes)?;
+        let bytes = limits::buffer_size(BufferSetting::Frame, bytes)?;
         c.update(|b| b.frame_buffer_size(bytes));
         Ok(())
     })
