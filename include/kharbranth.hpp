@@ -78,12 +78,7 @@ inline void check(kh_result rc, const char *call) {
 /** Sends the library's log to stderr (kh_log_init). */
 inline void log_to_stderr(const char *filter = nullptr) { check(kh_log_init(filter), "kh_log_init"); }
 
-/**
- * Sends the library's log to `handler` (kh_log_set_callback): once per process, throws
- * kh::error with KH_ALREADY_EXISTS when a logger is installed already. The handler is called
- * from any library thread, concurrently: it must be thread-safe. It is kept for the rest of the
- * process. An exception it throws is dropped.
- */
+/** Receives the library's log records (see set_log_handler). */
 using log_handler = std::function<void(kh_log_level level, std::string_view target, std::string_view message)>;
 
 namespace detail {
@@ -97,6 +92,13 @@ extern "C" inline void kharbranth_hpp_log_trampoline(void *ud, kh_log_level leve
 }
 }  // namespace detail
 
+/**
+ * Sends the library's log to `handler` (kh_log_set_callback), filtered like RUST_LOG
+ * (`filter`, nullptr reads RUST_LOG): once per process, throws kh::error with
+ * KH_ALREADY_EXISTS when a logger is installed already. The handler is called from any library
+ * thread, concurrently: it must be thread-safe. It is kept for the rest of the process. An
+ * exception it throws is dropped.
+ */
 inline void set_log_handler(log_handler handler, const char *filter = nullptr) {
     auto owned = std::make_unique<log_handler>(std::move(handler));
     check(kh_log_set_callback(detail::kharbranth_hpp_log_trampoline, owned.get(), filter), "kh_log_set_callback");

@@ -6,6 +6,8 @@
 #   DESTDIR=/tmp/stage scripts/install.sh      # staged (packaging): files go to $DESTDIR$PREFIX
 #   scripts/install.sh --uninstall             # removes exactly the files the install wrote
 #   scripts/install.sh --no-build              # installs what target/release holds already
+#   scripts/install.sh --build-only            # builds only: then `sudo scripts/install.sh
+#                                              #   --no-build` for a root-owned prefix
 #
 # What it installs under PREFIX:
 #   lib/libkharbranth.so.X.Y.Z (SONAME libkharbranth.so.X), lib/libkharbranth.so.X and
@@ -33,7 +35,8 @@ while [ $# -gt 0 ]; do
     --prefix=*) prefix="${1#--prefix=}"; shift ;;
     --uninstall) action=uninstall; shift ;;
     --no-build) build=0; shift ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    --build-only) action=build; shift ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -67,6 +70,13 @@ if [ "$action" = uninstall ]; then
   for d in share/kharbranth lib/cmake/kharbranth lib/cmake lib/.debug lib/pkgconfig share include lib; do
     rmdir "$stage/$d" 2>/dev/null || true
   done
+  case "$prefix" in
+    /usr | /usr/local)
+      if [ -z "$destdir" ] && [ "$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then
+        ldconfig
+      fi
+      ;;
+  esac
   echo "kharbranth uninstalled from $prefix"
   exit 0
 fi
@@ -86,6 +96,13 @@ rel="$target_dir/release"
 # either changes.
 native_static_libs() {
   local key cache
+  if ! command -v rustc >/dev/null 2>&1; then
+    # e.g. under sudo without the user's toolchain: the answer of the last build.
+    cache=$(ls -t "$rel"/kharbranth-native-static-libs.* 2>/dev/null | head -n1)
+    [ -n "$cache" ] || { echo "install.sh: no rustc, and no earlier build to read (--build-only first)" >&2; return 1; }
+    cat "$cache"
+    return 0
+  fi
   key="$( (rustc -vV; cat Cargo.lock) | sha256sum | cut -c1-16)"
   cache="$rel/kharbranth-native-static-libs.$key"
   if [ ! -s "$cache" ]; then
@@ -109,6 +126,10 @@ if [ "$build" = 1 ]; then
   cargo build --release --lib
 else
   libs_private=$(native_static_libs)
+fi
+if [ "$action" = build ]; then
+  echo "built; install with: scripts/install.sh --no-build${prefix:+ --prefix $prefix}"
+  exit 0
 fi
 for f in "$rel/libkharbranth.so" "$rel/libkharbranth.a" include/kharbranth.h include/kharbranth.hpp; do
   [ -f "$f" ] || { echo "install.sh: $f is missing (cargo build --release --lib)" >&2; exit 1; }
@@ -246,3 +267,12 @@ installed "lib/cmake/kharbranth/kharbranthConfigVersion.cmake"
 echo "$prefix/$manifest_rel" >>"$manifest_tmp"
 install -D -m 0644 "$manifest_tmp" "$stage/$manifest_rel"
 echo "installed $prefix/$manifest_rel (read by: scripts/install.sh --uninstall${prefix:+ --prefix $prefix})"
+# The dynamic loader's cache must learn about the new library in the system prefixes; a private
+# prefix is found through an RPATH or LD_LIBRARY_PATH instead.
+case "$prefix" in
+  /usr | /usr/local)
+    if [ -z "$destdir" ] && [ "$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then
+      ldconfig
+    fi
+    ;;
+esac

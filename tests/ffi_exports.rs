@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-#[test]
-fn shared_library_exports_only_kh_symbols() {
-    // The cdylib is built next to the test binary's deps directory by `cargo test`.
+/// The cdylib `cargo test` builds next to the test binary's deps directory, built here when
+/// missing.
+fn shared_library() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
         .parent()
@@ -26,6 +26,12 @@ fn shared_library_exports_only_kh_symbols() {
         assert!(status.success(), "cargo build --lib failed");
     }
     assert!(lib.exists(), "{} was not built", lib.display());
+    lib
+}
+
+#[test]
+fn shared_library_exports_only_kh_symbols() {
+    let lib = shared_library();
     let out = match Command::new("nm")
         .args(["-D", "--defined-only"])
         .arg(&lib)
@@ -91,4 +97,20 @@ fn header_declares_exactly_the_listed_functions() {
         declared, listed,
         "include/kharbranth.h and include/kharbranth.symbols disagree"
     );
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn shared_library_has_the_soname_of_the_major_version() {
+    let lib = shared_library();
+    let Ok(out) = Command::new("readelf").arg("-d").arg(&lib).output() else {
+        eprintln!("skipping: readelf is not available");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!(
+        "Library soname: [libkharbranth.so.{}]",
+        env!("CARGO_PKG_VERSION_MAJOR")
+    );
+    assert!(text.contains(&want), "{want} not in:\n{text}");
 }

@@ -11,6 +11,7 @@
 #   - `scripts/install.sh --uninstall` removes every file it installed.
 #
 #   bash tests/install/run.sh        # needs cargo, cc/c++, pkg-config, cmake (scripts/deps.sh)
+# Every step is bounded (timeout); the programs run with run_with_server.sh's 120 s limit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -24,9 +25,9 @@ run=(bash "$root/c_examples/run_with_server.sh" --timeout 120)
 fail() { echo "install test: FAIL: $*" >&2; exit 1; }
 
 echo "==> building the feed server"
-cargo build --release --example feed_server
+timeout 1800 cargo build --release --example feed_server
 echo "==> scripts/install.sh --prefix $prefix"
-bash scripts/install.sh --prefix "$prefix"
+timeout 1800 bash scripts/install.sh --prefix "$prefix"
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 major="${version%%.*}"
@@ -68,7 +69,7 @@ warn=(-Wall -Wextra -Wpedantic -Werror)
 
 echo "==> C, shared: cc app.c \$(pkg-config --cflags --libs kharbranth)"
 # shellcheck disable=SC2046
-"$cc" -std=c11 "${warn[@]}" tests/install/app.c -o "$out/app_shared" \
+timeout 300 "$cc" -std=c11 "${warn[@]}" tests/install/app.c -o "$out/app_shared" \
   $(pkg-config --cflags --libs kharbranth) -Wl,-rpath,"$(pkg-config --variable=libdir kharbranth)" -lpthread
 readelf -d "$out/app_shared" | grep -q "NEEDED.*\[libkharbranth.so.$major\]" || fail "app_shared does not need libkharbranth.so.$major"
 "${run[@]}" --expect "^install_app: .*PASS" "$server" "$out/app_shared"
@@ -76,7 +77,7 @@ readelf -d "$out/app_shared" | grep -q "NEEDED.*\[libkharbranth.so.$major\]" || 
 echo "==> C, static: cc app.c \$(pkg-config --static --cflags --libs kharbranth), the archive for -lkharbranth"
 static_libs=$(pkg-config --static --libs kharbranth)
 # shellcheck disable=SC2046,SC2086
-"$cc" -std=c11 "${warn[@]}" tests/install/app.c -o "$out/app_static" $(pkg-config --static --cflags kharbranth) \
+timeout 300 "$cc" -std=c11 "${warn[@]}" tests/install/app.c -o "$out/app_static" $(pkg-config --static --cflags kharbranth) \
   ${static_libs/-lkharbranth/-Wl,-Bstatic -lkharbranth -Wl,-Bdynamic}
 if readelf -d "$out/app_static" | grep -q "libkharbranth"; then
   fail "app_static depends on the shared library"
@@ -84,9 +85,9 @@ fi
 "${run[@]}" --expect "^install_app: .*PASS" "$server" "$out/app_static"
 
 echo "==> CMake: find_package(kharbranth CONFIG REQUIRED)"
-cmake -S tests/install/cmake -B "$out/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Debug >"$out/cmake.log" ||
+timeout 300 cmake -S tests/install/cmake -B "$out/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Debug >"$out/cmake.log" ||
   { cat "$out/cmake.log"; fail "cmake configure"; }
-cmake --build "$out/cmake" -j2
+timeout 600 cmake --build "$out/cmake" -j2
 "${run[@]}" --expect "^install_app: .*PASS" "$server" "$out/cmake/cmake_app_c"
 "${run[@]}" --expect "^install_cpp: PASS" "$server" "$out/cmake/cmake_app_cpp"
 "${run[@]}" --expect "^install_cpp: PASS" "$server" "$out/cmake/cmake_app_cpp_static"
@@ -94,21 +95,21 @@ cmake --build "$out/cmake" -j2
 mkdir -p "$out/cmake_v"
 printf 'cmake_minimum_required(VERSION 3.16)\nproject(v NONE)\nfind_package(kharbranth %s CONFIG REQUIRED)\n' \
   "$((major + 1))" >"$out/cmake_v/CMakeLists.txt"
-if cmake -S "$out/cmake_v" -B "$out/cmake_v/build" -DCMAKE_PREFIX_PATH="$prefix" >"$out/cmake_v.log" 2>&1; then
+if timeout 300 cmake -S "$out/cmake_v" -B "$out/cmake_v/build" -DCMAKE_PREFIX_PATH="$prefix" >"$out/cmake_v.log" 2>&1; then
   fail "find_package(kharbranth $((major + 1))) accepted version $version"
 fi
 
 echo "==> C++ header under ASan+UBSan (static library)"
 san=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
 # shellcheck disable=SC2086
-"$cxx" -std=c++17 -g "${warn[@]}" "${san[@]}" tests/install/app.cpp -o "$out/app_cpp_asan" \
+timeout 600 "$cxx" -std=c++17 -g "${warn[@]}" "${san[@]}" tests/install/app.cpp -o "$out/app_cpp_asan" \
   $(pkg-config --static --cflags kharbranth) ${static_libs/-lkharbranth/-Wl,-Bstatic -lkharbranth -Wl,-Bdynamic}
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1" \
   LSAN_OPTIONS="suppressions=$root/tests/c/lsan.supp" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   "${run[@]}" --expect "^install_cpp: PASS" "$server" "$out/app_cpp_asan"
 
 echo "==> scripts/install.sh --uninstall --prefix $prefix"
-bash scripts/install.sh --uninstall --prefix "$prefix"
+timeout 300 bash scripts/install.sh --uninstall --prefix "$prefix"
 left=$(find "$prefix" -mindepth 1 2>/dev/null || true)
 [ -z "$left" ] || fail "left after uninstall: $left"
 echo "==> install test: all passed"
