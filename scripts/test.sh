@@ -38,10 +38,14 @@ step "release build of the library and the examples"
 cargo build --release --lib --examples
 
 if [ -f c_examples/CMakeLists.txt ]; then
-  step "C/C++ examples (CMake + ctest)"
+  step "C/C++ examples (CMake + ctest, then again under ASan+UBSan)"
   cmake -S c_examples -B target/c_examples -DCMAKE_BUILD_TYPE=Debug >/dev/null
   cmake --build target/c_examples -j2
   (cd target/c_examples && ctest --output-on-failure --timeout 300)
+  # The same examples, the C++ wrapper header among them, under ASan+UBSan (static library).
+  cmake -S c_examples -B target/c_examples_asan -DCMAKE_BUILD_TYPE=Debug -DKH_SANITIZE=ON >/dev/null
+  cmake --build target/c_examples_asan -j2
+  (cd target/c_examples_asan && ctest --output-on-failure --timeout 300)
 fi
 
 step "install: scripts/install.sh into a temporary prefix, then C (pkg-config, static), CMake (find_package) and C++ (ASan) programs against it"
