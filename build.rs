@@ -8,8 +8,42 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    soname();
     #[cfg(feature = "capi")]
     header::generate();
+}
+
+/// Gives the shared library the SONAME `libkharbranth.so.MAJOR` (Linux only), so a program
+/// linked against it records the major version and an incompatible `libkharbranth.so.1` can be
+/// installed next to it (`scripts/install.sh` makes the usual symlinks). MAJOR is the crate's
+/// major version: 0 for every 0.x release, like libcurl's long-lived `libcurl.so.4`; a change
+/// that breaks the C ABI bumps it (see README, "Install").
+///
+/// Programs linked against the build tree (`-Ltarget/release -lkharbranth`) then need a
+/// `libkharbranth.so.MAJOR` next to `libkharbranth.so` at run time: a symlink is made in the
+/// profile directory (cargo itself never makes one), once, pointing at the file cargo writes.
+fn soname() {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return;
+    }
+    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap_or_else(|_| "0".into());
+    let soname = format!("libkharbranth.so.{major}");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
+    // OUT_DIR is <target>/<profile>/build/<package>-<hash>/out. Best effort: a layout cargo
+    // might use one day, or a read-only directory, only means no symlink.
+    let Some(profile_dir) = std::env::var_os("OUT_DIR")
+        .map(std::path::PathBuf::from)
+        .and_then(|out| out.ancestors().nth(3).map(std::path::Path::to_path_buf))
+    else {
+        return;
+    };
+    if profile_dir.join("build").is_dir() {
+        let link = profile_dir.join(&soname);
+        if std::fs::symlink_metadata(&link).is_err() {
+            #[cfg(unix)]
+            let _ = std::os::unix::fs::symlink("libkharbranth.so", &link);
+        }
+    }
 }
 
 #[cfg(feature = "capi")]
@@ -51,6 +85,12 @@ mod header {
  * connection runs again. After kh_manager_free returns (called outside any callback) no
  * callback runs at all and every on_drop has been called. Both are bounded in time even when a
  * peer never answers, unless a callback blocks: they wait for a running callback to return.
+ *
+ * Logging. Off until kh_log_init (stderr) or kh_log_set_callback (the host's logger) is called,
+ * once per process. No level logs message payloads, header values or other secrets.
+ *
+ * Versions. KH_VERSION_* below and kh_version() follow the crate's version; the shared library's
+ * SONAME is libkharbranth.so.KH_VERSION_MAJOR. Within a major version the ABI only grows.
  *
  * Not supported: fork() after kh_manager_new (the runtime's threads do not survive it).
  */"#;

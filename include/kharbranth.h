@@ -34,6 +34,12 @@
  * callback runs at all and every on_drop has been called. Both are bounded in time even when a
  * peer never answers, unless a callback blocks: they wait for a running callback to return.
  *
+ * Logging. Off until kh_log_init (stderr) or kh_log_set_callback (the host's logger) is called,
+ * once per process. No level logs message payloads, header values or other secrets.
+ *
+ * Versions. KH_VERSION_* below and kh_version() follow the crate's version; the shared library's
+ * SONAME is libkharbranth.so.KH_VERSION_MAJOR. Within a major version the ABI only grows.
+ *
  * Not supported: fork() after kh_manager_new (the runtime's threads do not survive it).
  */
 
@@ -98,7 +104,8 @@ enum kh_result
    */
   KH_INVALID_ARGUMENT = 8,
   /**
-   * A connection with this name exists already.
+   * A connection with this name exists already, or (from `kh_log_set_callback`) a logger is
+   * installed already.
    */
   KH_ALREADY_EXISTS = 9,
   /**
@@ -172,6 +179,44 @@ enum kh_conn_state
 typedef enum kh_conn_state kh_conn_state;
 #else
 typedef uint32_t kh_conn_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Severity of a log record passed to a `kh_log_callback` (the values of Rust's `log::Level`:
+ * a smaller value is more severe).
+ */
+enum kh_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Something failed.
+   */
+  KH_LOG_ERROR = 1,
+  /**
+   * Something unexpected the library recovered from (e.g. a failed connect attempt).
+   */
+  KH_LOG_WARN = 2,
+  /**
+   * Lifecycle events: connecting, open, reconnecting, closed.
+   */
+  KH_LOG_INFO = 3,
+  /**
+   * Details useful when debugging.
+   */
+  KH_LOG_DEBUG = 4,
+  /**
+   * Per-message details (sizes and kinds, never contents).
+   */
+  KH_LOG_TRACE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum kh_log_level kh_log_level;
+#else
+typedef uint32_t kh_log_level;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -303,6 +348,17 @@ typedef struct kh_conn_stats {
    */
   uint64_t last_rtt_us;
 } kh_conn_stats;
+
+/**
+ * Receives one log record: `user_data` as given to `kh_log_set_callback`, the record's level,
+ * its target (the Rust module that logged it, e.g. `"kharbranth::supervisor"`) and its
+ * message. `target` and `message` are NUL-terminated UTF-8, never NULL, and valid only until
+ * the callback returns.
+ */
+typedef void (*kh_log_callback)(void *user_data,
+                                kh_log_level level,
+                                const char *target,
+                                const char *message);
 
 #ifdef __cplusplus
 extern "C" {
@@ -570,9 +626,38 @@ const char *kh_version(void);
 /**
  * Sends the library's log to stderr through `env_logger`, filtered like `RUST_LOG` (e.g.
  * `"info"`, `"kharbranth=debug"`); NULL reads `RUST_LOG` (default `info`). Calling it again,
- * or after another logger was installed, changes nothing and returns `KH_OK`.
+ * or after another logger was installed (`kh_log_set_callback`), changes nothing and returns
+ * `KH_OK`. `kh_log_set_callback` sends the log to the host's logger instead.
+ *
+ * No record holds a message payload or a secret at any level: records of `tungstenite` and
+ * `tokio_tungstenite` above info, and of `rustls` above debug, are dropped unless the filter
+ * names that crate explicitly (as for `kh_log_set_callback`).
  */
 kh_result kh_log_init(const char *filter);
+
+/**
+ * Sends the library's log to `callback` instead of stderr, filtered like `kh_log_init` (`filter`
+ * like `RUST_LOG`, e.g. `"info"`, `"kharbranth=debug"`; NULL reads `RUST_LOG`, default `info`).
+ *
+ * Once per process: Rust's `log` crate holds one logger for the whole process, and it cannot
+ * be replaced or removed. A second call, or a call after `kh_log_init` installed the stderr
+ * logger (or after any other Rust code in the process installed one), changes nothing and
+ * returns `KH_ALREADY_EXISTS`; a NULL `callback` returns `KH_INVALID_ARGUMENT`. Call it
+ * before `kh_manager_new` so no record is lost.
+ *
+ * The callback may be called from any thread of the library (the managers' runtime threads
+ * and the threads that call `kh_` functions), several at once: it must be thread-safe. It
+ * must return normally (no C++ exception, no longjmp), should be quick (it runs on the threads
+ * that serve the connections), and must not call `kh_log_init` or `kh_log_set_callback`;
+ * records the library would log while the callback runs on the same thread are dropped, so
+ * it may call the other `kh_` functions. `user_data` is kept for the rest of the process.
+ *
+ * No record holds a message payload, a header value or other secret at any level: records of
+ * `tungstenite` and `tokio_tungstenite` above info, and of `rustls` above debug, are dropped
+ * unless `filter` names that crate explicitly (e.g. `"trace,tungstenite=trace"`, which may
+ * print payloads and headers).
+ */
+kh_result kh_log_set_callback(kh_log_callback callback, void *user_data, const char *filter);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -11,6 +11,8 @@ need_apt=()
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+# tests/install/run.sh builds programs against the installed library with pkg-config.
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Quiet unless it fails (apt-get prints debconf notices on stderr even with -qq).

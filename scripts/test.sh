@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what it needs (cmake, valgrind,
-# the Python packages in target/venv), then Rust tests, lints, the C/C++ examples through
-# CMake/ctest, the Python ctypes test and the bounded fuzz run. Exits non-zero on the first
-# failure.
+# pkg-config, the Python packages in target/venv), then Rust tests, lints, the C/C++ examples
+# through CMake/ctest, the install test (tests/install/run.sh), the Python ctypes test and the
+# bounded fuzz run. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -38,11 +38,18 @@ step "release build of the library and the examples"
 cargo build --release --lib --examples
 
 if [ -f c_examples/CMakeLists.txt ]; then
-  step "C/C++ examples (CMake + ctest)"
+  step "C/C++ examples (CMake + ctest, then again under ASan+UBSan)"
   cmake -S c_examples -B target/c_examples -DCMAKE_BUILD_TYPE=Debug >/dev/null
   cmake --build target/c_examples -j2
   (cd target/c_examples && ctest --output-on-failure --timeout 300)
+  # The same examples, the C++ wrapper header among them, under ASan+UBSan (static library).
+  cmake -S c_examples -B target/c_examples_asan -DCMAKE_BUILD_TYPE=Debug -DKH_SANITIZE=ON >/dev/null
+  cmake --build target/c_examples_asan -j2
+  (cd target/c_examples_asan && ctest --output-on-failure --timeout 300)
 fi
+
+step "install: scripts/install.sh into a temporary prefix, then C (pkg-config, static), CMake (find_package) and C++ (ASan) programs against it"
+bash tests/install/run.sh
 
 step "hostile C caller (ASan+UBSan on the static library, valgrind on the shared one)"
 bash tests/c/run.sh

@@ -14,6 +14,7 @@
 //! - `runtime`: the runtime each `kh_manager` owns, and how calls wait and shut down from
 //!   callbacks, foreign runtimes and plain threads.
 //! - `version`: `kh_version` and `kh_log_init`.
+//! - `log`: `kh_log_set_callback`, the library's log delivered to the host's logger.
 //!
 //! cbindgen (`sort_by = "None"`) writes the declarations of each kind in the order of the
 //! modules below: reordering them reorders the header.
@@ -28,9 +29,12 @@ mod manager;
 mod result;
 mod runtime;
 mod version;
+// Last: its declarations follow kh_log_init's in the header.
+mod log;
 
 pub use config::*;
 pub use hooks::*;
+pub use log::*;
 pub use manager::*;
 pub use result::*;
 pub use runtime::kh_manager;

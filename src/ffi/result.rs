@@ -29,7 +29,8 @@ pub enum kh_result {
     KH_CONNECT_FAILED = 7,
     /// An argument was NULL, not UTF-8, out of range or otherwise refused.
     KH_INVALID_ARGUMENT = 8,
-    /// A connection with this name exists already.
+    /// A connection with this name exists already, or (from `kh_log_set_callback`) a logger is
+    /// installed already.
     KH_ALREADY_EXISTS = 9,
     /// The send queue is full; nothing was queued.
     KH_QUEUE_FULL = 10,

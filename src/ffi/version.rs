@@ -15,7 +15,12 @@ pub extern "C" fn kh_version() -> *const c_char {
 
 /// Sends the library's log to stderr through `env_logger`, filtered like `RUST_LOG` (e.g.
 /// `"info"`, `"kharbranth=debug"`); NULL reads `RUST_LOG` (default `info`). Calling it again,
-/// or after another logger was installed, changes nothing and returns `KH_OK`.
+/// or after another logger was installed (`kh_log_set_callback`), changes nothing and returns
+/// `KH_OK`. `kh_log_set_callback` sends the log to the host's logger instead.
+///
+/// No record holds a message payload or a secret at any level: records of `tungstenite` and
+/// `tokio_tungstenite` above info, and of `rustls` above debug, are dropped unless the filter
+/// names that crate explicitly (as for `kh_log_set_callback`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_log_init(filter: *const c_char) -> kh_result {
     guard(|| {
