@@ -1,6 +1,7 @@
 //! `kh_config`: the caller-owned configuration builder.
 
 use std::ffi::c_char;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,19 +15,37 @@ use crate::limits::{self, BufferSetting, DurationSetting};
 /// A connection configuration being built. Create with `kh_config_new`, change with the
 /// `kh_config_set_*`/`kh_config_add_*` functions, pass to `kh_manager_add` (which copies it; the
 /// same builder may be used for several connections) and destroy with `kh_config_free`.
+/// It is checked (and its CA files read) at the first `kh_manager_add` after a change; the
+/// connections added from it until the next change share that checked copy.
 /// Not thread-safe: do not use one builder from two threads at once.
 pub struct kh_config {
     builder: ConfigBuilder,
+    /// What the builder last built: the connections added from one unchanged builder share one
+    /// checked `Config` (its URL, headers and TLS set-up), as the Rust API's `config.clone()`
+    /// does, instead of holding a copy each. Reset by every change.
+    built: OnceLock<Config>,
 }
 
 impl kh_config {
+    fn new(url: &str) -> Self {
+        Self {
+            builder: Config::builder(url),
+            built: OnceLock::new(),
+        }
+    }
+
     pub(crate) fn build(&self) -> Result<Config> {
-        self.builder.clone().build()
+        if let Some(c) = self.built.get() {
+            return Ok(c.clone());
+        }
+        let config = self.builder.clone().build()?;
+        Ok(self.built.get_or_init(|| config).clone())
     }
 
     fn update(&mut self, f: impl FnOnce(ConfigBuilder) -> ConfigBuilder) {
         let b = std::mem::replace(&mut self.builder, Config::builder(""));
         self.builder = f(b);
+        self.built = OnceLock::new();
     }
 }
 
@@ -71,9 +90,7 @@ pub unsafe extern "C" fn kh_config_new(url: *const c_char, out: *mut *mut kh_con
         // SAFETY: NULL or a NUL-terminated string, per the header.
         let (url, out) = unsafe { (arg_str(url, "url")?, Out::new(out, "out")?) };
         limits::url(url)?;
-        out.write_box(kh_config {
-            builder: Config::builder(url),
-        });
+        out.write_box(kh_config::new(url));
         Ok(())
     })
 }
