@@ -224,6 +224,8 @@ typedef uint32_t kh_log_level;
  * A connection configuration being built. Create with `kh_config_new`, change with the
  * `kh_config_set_*`/`kh_config_add_*` functions, pass to `kh_manager_add` (which copies it; the
  * same builder may be used for several connections) and destroy with `kh_config_free`.
+ * It is checked (and its CA files read) at the first `kh_manager_add` after a change; the
+ * connections added from it until the next change share that checked copy.
  * Not thread-safe: do not use one builder from two threads at once.
  */
 typedef struct kh_config kh_config;
