@@ -125,6 +125,46 @@ w("- Push: the server writes N pre-encoded frames then a 3-byte marker; time fro
 clients = sorted({r["client"] for r in rows if "client" in r})
 w("- Client libraries as they reported themselves: " + ", ".join(f"`{c}`" for c in clients) + "\n")
 
+# The summary the README shows: one row per client, ratios to each workload's floor.
+def summary():
+    cols = [("push_64B", "cross", "msgs_per_sec", "push 64 B"),
+            ("push_1KiB", "cross", "msgs_per_sec", "push 1 KiB"),
+            ("push_64B_bin", "cross", "msgs_per_sec", "push 64 B binary"),
+            ("echo_64B", "cross", "p50_us", "echo p50 cross-core"),
+            ("echo_64B", "same", "p50_us", "echo p50 same-core")]
+    floors = {}
+    for wl, pin, key, _ in cols:
+        floors[(wl, pin)] = floor("main", wl, pin, key, best=min if key == "p50_us" else max)
+    labels = sort_labels({k[3] for k in groups if k[0] == "main" and k[1] in
+                          {c[0] for c in cols} and k[3] != "drain (server ceiling)"})
+    w("## Summary\n")
+    w("Medians; in brackets the ratio to the floor of the column (throughput: higher is better; "
+      "latency: the client's p50 over the floor's, lower is better).\n")
+    w("| client | " + " | ".join(c[3] for c in cols) + " | idle RSS / connection |")
+    w("| --- | " + " | ".join("---:" for _ in cols) + " | ---: |")
+    for label in labels:
+        cells = []
+        for wl, pin, key, _ in cols:
+            v = med(groups.get(("main", wl, pin, label), []), key)
+            flabel, base = floors[(wl, pin)]
+            if v is None:
+                cells.append("")
+            elif key == "p50_us":
+                cells.append(f"{v:.1f} µs ({v / base:.2f}×)" if base else f"{v:.1f} µs")
+            else:
+                r = f" ({v / base:.2f}×)" if base else ""
+                cells.append(f"{fmt_rate(v)}/s{r}")
+        # The raw idle client spawns a task per connection on a current-thread runtime.
+        idle_label = "tokio-tungstenite" if label == RAW + "task, current-thread)" else label
+        idle = med(groups.get(("main", "idle", "cross", idle_label), []), "rss_per_conn_kib")
+        name = f"**{label}**" if label.startswith("kharbranth") and "Python" not in label else label
+        w(f"| {name} | " + " | ".join(cells) + f" | {f'{idle:.1f} KiB' if idle else ''} |")
+    w("\nFloors: " + "; ".join(f"{c[3]}: {floors[(c[0], c[1])][0]}" for c in cols
+                               if floors[(c[0], c[1])][0]) + ".\n")
+
+
+summary()
+
 # Throughput tables.
 for wl in ["push_64B", "push_1KiB", "push_1MiB", "push_64B_bin"]:
     keys = [k for k in groups if k[0] == "main" and k[1] == wl]
