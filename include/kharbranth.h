@@ -481,6 +481,29 @@ kh_result kh_config_set_frame_buffer_size(struct kh_config *cfg, size_t bytes);
 kh_result kh_config_add_ca_file(struct kh_config *cfg, const char *path);
 
 /**
+ * Authenticates to `wss://` servers with a client certificate (mutual TLS): `chain_path` is a
+ * PEM file with the certificate chain (leaf first), `key_path` a PEM file with its private key
+ * (PKCS#8, PKCS#1 or SEC1). Both are read now and checked to belong together; a bad file or a
+ * key that does not match the certificate is refused with `KH_INVALID_ARGUMENT` and changes
+ * nothing. Replaces an earlier client certificate. The key is never logged and never appears
+ * in an error message. Ignored (with a warning) for `ws://`.
+ */
+kh_result kh_config_set_client_cert_files(struct kh_config *cfg,
+                                          const char *chain_path,
+                                          const char *key_path);
+
+/**
+ * Like `kh_config_set_client_cert_files`, from PEM in memory: `chain_len` bytes at `chain` and
+ * `key_len` bytes at `key` (no NUL needed), copied (the copy is dropped by the next change or
+ * by `kh_config_free`; connections keep only the parsed key).
+ */
+kh_result kh_config_set_client_cert_pem(struct kh_config *cfg,
+                                        const uint8_t *chain,
+                                        size_t chain_len,
+                                        const uint8_t *key,
+                                        size_t key_len);
+
+/**
  * Creates a manager with a default number of worker threads (the number of CPUs, at least 2
  * and at most 8) and writes it to `*out`. Free it with `kh_manager_free`.
  */

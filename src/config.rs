@@ -234,6 +234,36 @@ pub struct ConfigBuilder {
     frame_buffer_size: usize,
     write_buffer_size: usize,
     ca_files: Vec<PathBuf>,
+    client_cert: Option<ClientCert>,
+}
+
+/// A client certificate chain and its private key for mutual TLS, as given to the builder.
+/// The key is a secret: it is never printed, logged or put in an error message.
+#[derive(Clone)]
+pub(crate) enum ClientCert {
+    /// PEM files, read when the configuration is built.
+    Files {
+        /// The certificate chain, leaf first.
+        chain: PathBuf,
+        /// The private key (PKCS#8, PKCS#1 or SEC1).
+        key: PathBuf,
+    },
+    /// PEM held in memory.
+    Pem {
+        /// The certificate chain, leaf first.
+        chain: Vec<u8>,
+        /// The private key.
+        key: Vec<u8>,
+    },
+}
+
+impl fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientCert::Files { chain, .. } => write!(f, "ClientCert::Files({})", chain.display()),
+            ClientCert::Pem { .. } => f.write_str("ClientCert::Pem"),
+        }
+    }
 }
 
 impl fmt::Debug for ConfigBuilder {
@@ -273,6 +303,7 @@ impl ConfigBuilder {
             frame_buffer_size: defaults::FRAME_READ_BUFFER,
             write_buffer_size: defaults::WRITE_BUFFER_SIZE,
             ca_files: Vec::new(),
+            client_cert: None,
         }
     }
 
@@ -390,6 +421,28 @@ impl ConfigBuilder {
         self
     }
 
+    /// Authenticates to `wss://` servers with a client certificate (mutual TLS): `chain` is a
+    /// PEM file with the certificate chain, leaf first, `key` a PEM file with its private key
+    /// (PKCS#8, PKCS#1 or SEC1). Both are read, and checked to belong together, by
+    /// [`build`](Self::build). Replaces an earlier client certificate. The key is never
+    /// logged or put in an error message.
+    pub fn client_cert_files(mut self, chain: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_cert = Some(ClientCert::Files {
+            chain: chain.into(),
+            key: key.into(),
+        });
+        self
+    }
+
+    /// Like [`client_cert_files`](Self::client_cert_files), from PEM held in memory.
+    pub fn client_cert_pem(mut self, chain: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.client_cert = Some(ClientCert::Pem {
+            chain: chain.into(),
+            key: key.into(),
+        });
+        self
+    }
+
     /// Checks every field and freezes the configuration. The first offending field is named
     /// in the [`InvalidArgument`](crate::ConnectionError::InvalidArgument) error.
     pub fn build(self) -> Result<Config> {
@@ -428,10 +481,16 @@ impl ConfigBuilder {
             limits::init_message(len, self.max_message_size)?;
         }
         let tls_config = if tls {
-            Some(Arc::new(crate::tls::client_config(&self.ca_files)?))
+            Some(Arc::new(crate::tls::client_config(
+                &self.ca_files,
+                self.client_cert.as_ref(),
+            )?))
         } else {
             if !self.ca_files.is_empty() {
                 log::warn!("CA files given for a ws:// URL are ignored");
+            }
+            if self.client_cert.is_some() {
+                log::warn!("a client certificate given for a ws:// URL is ignored");
             }
             None
         };
@@ -443,6 +502,7 @@ impl ConfigBuilder {
         let mut set = self;
         // Only the checked copies stay: the raw values may hold secrets.
         set.headers = Vec::new();
+        set.client_cert = None;
         Ok(Config {
             inner: Arc::new(Inner {
                 set,

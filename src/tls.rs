@@ -3,6 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::ClientCert;
 use crate::error::{ConnectionError, Result};
 
 /// The system's root certificates, loaded once per process: loading them costs milliseconds and
@@ -21,19 +25,69 @@ fn system_roots() -> &'static rustls::RootCertStore {
     })
 }
 
-/// The client configuration of one connection: the system's roots plus `ca_files`.
-pub(crate) fn client_config(ca_files: &[PathBuf]) -> Result<rustls::ClientConfig> {
+fn bad(msg: String) -> ConnectionError {
+    ConnectionError::InvalidArgument(msg)
+}
+
+/// The client configuration of one connection: the system's roots plus `ca_files`, and the
+/// client certificate, if any.
+pub(crate) fn client_config(
+    ca_files: &[PathBuf],
+    client_cert: Option<&ClientCert>,
+) -> Result<rustls::ClientConfig> {
     let mut roots = system_roots().clone();
     for path in ca_files {
         add_ca_file(&mut roots, path)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectionError::InvalidArgument(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
+        .map_err(|e| bad(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots);
+    let Some(cert) = client_cert else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let (chain, key) = identity(cert)?;
+    // rustls checks that the key belongs to the leaf certificate. Its errors name the problem,
+    // never the key.
+    builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| bad(format!("client certificate: {e}")))
+}
+
+/// Checks a client certificate and key as `build` will, so the C setters can refuse a bad pair
+/// at once.
+pub(crate) fn check_client_cert(cert: &ClientCert) -> Result<()> {
+    client_config(&[], Some(cert)).map(drop)
+}
+
+/// The parsed chain and key. Errors name the file or "in memory", and what is wrong.
+fn identity(cert: &ClientCert) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let (chain, key) = match cert {
+        ClientCert::Files { chain, key } => {
+            let (c, k) = (chain.display(), key.display());
+            let certs = CertificateDer::pem_file_iter(chain)
+                .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|e| bad(format!("client certificate file {c}: {e}")))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| bad(format!("client key file {k}: {e}")))?;
+            (certs, key)
+        }
+        ClientCert::Pem { chain, key } => {
+            let certs = CertificateDer::pem_slice_iter(chain)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("client certificate (PEM in memory): {e}")))?;
+            let key = PrivateKeyDer::from_pem_slice(key)
+                .map_err(|e| bad(format!("client key (PEM in memory): {e}")))?;
+            (certs, key)
+        }
+    };
+    if chain.is_empty() {
+        return Err(bad(
+            "the client certificate chain holds no PEM certificate".into()
+        ));
+    }
+    Ok((chain, key))
 }
 
 /// Checks that a CA file can be read and holds at least one usable certificate, so the C setter
@@ -43,9 +97,6 @@ pub(crate) fn check_ca_file(path: &Path) -> Result<()> {
 }
 
 fn add_ca_file(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let bad = |msg: String| ConnectionError::InvalidArgument(msg);
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| bad(format!("CA file {}: {e}", path.display())))?
         .collect::<std::result::Result<Vec<_>, _>>()

@@ -182,3 +182,152 @@ async fn wss_with_a_certificate_for_another_name_is_refused() {
         other => panic!("expected ConnectFailed, got {other:?}"),
     }
 }
+
+impl Ca {
+    /// A client certificate and key signed by this CA, as PEM.
+    fn client_pem(&self, name: &str) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// A TLS WebSocket echo server that requires a client certificate signed by `client_ca`.
+async fn mtls_echo_server(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_ca: &Ca,
+) -> Server {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(client_ca.issuer.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    Server::raw(move |tcp, _| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            if let Ok(ws) = tokio_tungstenite::accept_async(tls).await {
+                echo(ws).await;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_a_client_certificate_from_files_or_memory_connects() {
+    let ca = Ca::new("server CA");
+    let ca_file = ca.pem_file();
+    let clients = Ca::new("client CA");
+    let (chain, key) = ca.leaf(&["127.0.0.1"]);
+    let server = mtls_echo_server(chain, key, &clients).await;
+    let (cert_pem, key_pem) = clients.client_pem("feed client");
+    let (cert_file, key_file) = (
+        TempFile(temp_path("client.pem")),
+        TempFile(temp_path("client.key")),
+    );
+    std::fs::write(&cert_file.0, &cert_pem).unwrap();
+    std::fs::write(&key_file.0, &key_pem).unwrap();
+    let from_files = wss(server.port, "127.0.0.1")
+        .add_ca_file(&ca_file.0)
+        .client_cert_files(&cert_file.0, &key_file.0)
+        .build()
+        .unwrap();
+    let from_memory = wss(server.port, "127.0.0.1")
+        .add_ca_file(&ca_file.0)
+        .client_cert_pem(cert_pem.as_bytes(), key_pem.as_bytes())
+        .build()
+        .unwrap();
+    // The key is a secret: not in the configuration's Debug output.
+    let secret_line = key_pem.lines().nth(1).unwrap();
+    assert!(!format!("{from_memory:?}").contains(secret_line));
+    for (name, config) in [("files", from_files), ("memory", from_memory)] {
+        let rec = Recorder::new();
+        let mgr = WsManager::new();
+        mgr.add(name, config, rec.hooks()).unwrap();
+        within("wait_open", mgr.wait_open(name, DEADLINE))
+            .await
+            .unwrap();
+        mgr.send_text(name, "authenticated").unwrap();
+        rec.wait("the echo", |e| {
+            e.contains(&Ev::Text("authenticated".into()))
+        })
+        .await;
+        mgr.close(name, 1000, "done").await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_requires_a_client_certificate_refuses_a_client_without_one() {
+    let ca = Ca::new("server CA");
+    let ca_file = ca.pem_file();
+    let clients = Ca::new("client CA");
+    let (chain, key) = ca.leaf(&["127.0.0.1"]);
+    let server = mtls_echo_server(chain, key, &clients).await;
+    // No certificate, then one the server does not trust.
+    let stranger = Ca::new("unknown client CA");
+    let (cert_pem, key_pem) = stranger.client_pem("intruder");
+    for builder in [
+        wss(server.port, "127.0.0.1"),
+        wss(server.port, "127.0.0.1").client_cert_pem(cert_pem.as_bytes(), key_pem.as_bytes()),
+    ] {
+        let config = builder
+            .add_ca_file(&ca_file.0)
+            .max_reconnect_attempts(1)
+            .build()
+            .unwrap();
+        let errors = refused(config).await;
+        assert!(
+            errors.iter().any(|e| matches!(
+                e,
+                ConnectionError::ConnectFailed(_) | ConnectionError::ConnectionDropped(_)
+            )),
+            "{errors:?}"
+        );
+        let text = format!("{errors:?}").to_lowercase();
+        assert!(
+            text.contains("certificate") || text.contains("alert") || text.contains("tls"),
+            "unclear error: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_client_certificate_or_a_key_that_does_not_match_is_refused_at_build() {
+    let ca = Ca::new("client CA");
+    let (cert_a, _key_a) = ca.client_pem("a");
+    let (_cert_b, key_b) = ca.client_pem("b");
+    let url = "wss://127.0.0.1:1/";
+    let message = |b: kharbranth::ConfigBuilder| match b.build() {
+        Err(ConnectionError::InvalidArgument(m)) => m,
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    };
+    let m = message(Config::builder(url).client_cert_pem(cert_a.as_bytes(), key_b.as_bytes()));
+    assert!(m.contains("client certificate"), "{m}");
+    let secret_line = key_b.lines().nth(1).unwrap();
+    assert!(
+        !m.contains(secret_line),
+        "the key leaked into the error: {m}"
+    );
+    let m = message(Config::builder(url).client_cert_pem(&b"no pem here"[..], key_b.as_bytes()));
+    assert!(m.contains("client certificate"), "{m}");
+    let m = message(Config::builder(url).client_cert_pem(cert_a.as_bytes(), &b"garbage"[..]));
+    assert!(m.contains("client key"), "{m}");
+    let m =
+        message(Config::builder(url).client_cert_files("/nonexistent/c.pem", "/nonexistent/k.pem"));
+    assert!(m.contains("/nonexistent/c.pem"), "{m}");
+}

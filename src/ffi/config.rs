@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::boundary::{Out, arg_bytes, arg_mut, arg_str, free_box, guard, guard_void};
 use super::result::kh_result;
-use crate::config::{Config, ConfigBuilder, Heartbeat};
+use crate::config::{ClientCert, Config, ConfigBuilder, Heartbeat};
 use crate::error::{ConnectionError, Result};
 use crate::limits::{self, BufferSetting, DurationSetting};
 
@@ -342,6 +342,65 @@ pub unsafe extern "C" fn kh_config_add_ca_file(
         let path = unsafe { arg_str(path, "path") }?;
         crate::tls::check_ca_file(std::path::Path::new(path))?;
         c.update(|b| b.add_ca_file(path));
+        Ok(())
+    })
+}
+
+/// Authenticates to `wss://` servers with a client certificate (mutual TLS): `chain_path` is a
+/// PEM file with the certificate chain (leaf first), `key_path` a PEM file with its private key
+/// (PKCS#8, PKCS#1 or SEC1). Both are read now and checked to belong together; a bad file or a
+/// key that does not match the certificate is refused with `KH_INVALID_ARGUMENT` and changes
+/// nothing. Replaces an earlier client certificate. The key is never logged and never appears
+/// in an error message. Ignored (with a warning) for `ws://`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_client_cert_files(
+    cfg: *mut kh_config,
+    chain_path: *const c_char,
+    key_path: *const c_char,
+) -> kh_result {
+    set(cfg, |c| {
+        // SAFETY: NULL or NUL-terminated strings, per the header.
+        let (chain, key) = unsafe {
+            (
+                arg_str(chain_path, "chain_path")?,
+                arg_str(key_path, "key_path")?,
+            )
+        };
+        let cert = ClientCert::Files {
+            chain: chain.into(),
+            key: key.into(),
+        };
+        crate::tls::check_client_cert(&cert)?;
+        c.update(|b| b.client_cert_files(chain, key));
+        Ok(())
+    })
+}
+
+/// Like `kh_config_set_client_cert_files`, from PEM in memory: `chain_len` bytes at `chain` and
+/// `key_len` bytes at `key` (no NUL needed), copied (the copy is dropped by the next change or
+/// by `kh_config_free`; connections keep only the parsed key).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_client_cert_pem(
+    cfg: *mut kh_config,
+    chain: *const u8,
+    chain_len: usize,
+    key: *const u8,
+    key_len: usize,
+) -> kh_result {
+    set(cfg, |c| {
+        // SAFETY: NULL or pointers to `len` readable bytes, per the header.
+        let (chain, key) = unsafe {
+            (
+                arg_bytes(chain, chain_len, "chain")?,
+                arg_bytes(key, key_len, "key")?,
+            )
+        };
+        let cert = ClientCert::Pem {
+            chain: chain.to_vec(),
+            key: key.to_vec(),
+        };
+        crate::tls::check_client_cert(&cert)?;
+        c.update(|b| b.client_cert_pem(chain, key));
         Ok(())
     })
 }

@@ -896,6 +896,22 @@ static void test_bad_values(void) {
   EXPECT_RC(kh_config_add_ca_file(cfg, "/dev/null"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_add_ca_file(cfg, ""), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_add_ca_file(cfg, "\xff\xfe"), KH_INVALID_ARGUMENT);
+  /* Client certificates: NULLs, unreadable files, garbage PEM; each refused, nothing kept. */
+  EXPECT_RC(kh_config_set_client_cert_files(NULL, "/nonexistent/c.pem", "/nonexistent/k.pem"),
+            KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_client_cert_files(cfg, NULL, "/nonexistent/k.pem"), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_client_cert_files(cfg, "/nonexistent/c.pem", NULL), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_client_cert_files(cfg, "/nonexistent/c.pem", "/nonexistent/k.pem"),
+            KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_client_cert_files(cfg, "/dev/null", "/dev/null"), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_client_cert_pem(cfg, NULL, 10, (const uint8_t *)"k", 1),
+            KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_client_cert_pem(cfg, (const uint8_t *)"c", 1, NULL, 10),
+            KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_client_cert_pem(cfg, (const uint8_t *)"junk", 4, (const uint8_t *)"junk",
+                                          4),
+            KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_client_cert_pem(cfg, NULL, 0, NULL, 0), KH_INVALID_ARGUMENT);
 
   /* out-of-range values */
   EXPECT_RC(kh_config_set_ping_interval_ms(cfg, 0), KH_INVALID_ARGUMENT);
