@@ -504,6 +504,17 @@ kh_result kh_config_set_client_cert_pem(struct kh_config *cfg,
                                         size_t key_len);
 
 /**
+ * Connects through a proxy: `url` is `http://[user:password@]host:port` (HTTP `CONNECT`) or
+ * `socks5://[user:password@]host:port` (the proxy resolves the target's host name).
+ * Credentials may be percent-encoded; they are secrets, never logged and never in an error
+ * message. TLS and the WebSocket upgrade run end to end through the tunnel (certificates
+ * checked against the target's name), and the connect timeout covers the proxy too: a proxy
+ * that refuses, answers garbage or never answers fails the attempt with a clear error, then
+ * the normal backoff applies. Checked now: a bad URL is refused with `KH_INVALID_ARGUMENT`.
+ */
+kh_result kh_config_set_proxy(struct kh_config *cfg, const char *url);
+
+/**
  * Creates a manager with a default number of worker threads (the number of CPUs, at least 2
  * and at most 8) and writes it to `*out`. Free it with `kh_manager_free`.
  */

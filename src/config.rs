@@ -89,6 +89,7 @@ struct Inner {
     headers: Vec<(HeaderName, HeaderValue)>,
     ws_config: WebSocketConfig,
     tls_config: Option<Arc<rustls::ClientConfig>>,
+    proxy: Option<Proxy>,
 }
 
 impl Config {
@@ -176,6 +177,11 @@ impl Config {
     pub(crate) fn tls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
         self.inner.tls_config.clone()
     }
+
+    /// The proxy connections are tunnelled through, if any.
+    pub(crate) fn proxy(&self) -> Option<&Proxy> {
+        self.inner.proxy.as_ref()
+    }
 }
 
 /// The URL without its query, which may carry a token.
@@ -206,6 +212,7 @@ impl fmt::Debug for Config {
             .field("init_messages", &s.init_messages.len())
             .field("max_message_size", &i.ws_config.max_message_size)
             .field("send_queue_capacity", &s.send_queue_capacity)
+            .field("proxy", &i.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -235,6 +242,54 @@ pub struct ConfigBuilder {
     write_buffer_size: usize,
     ca_files: Vec<PathBuf>,
     client_cert: Option<ClientCert>,
+    proxy: Option<String>,
+}
+
+/// Which protocol the proxy speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProxyKind {
+    /// An HTTP proxy that opens tunnels with `CONNECT`.
+    Http,
+    /// A SOCKS5 proxy; the target's host name is resolved by the proxy.
+    Socks5,
+}
+
+/// A proxy as checked by the configuration: where it is and how to log in.
+#[derive(Clone)]
+pub(crate) struct Proxy {
+    /// HTTP or SOCKS5.
+    pub(crate) kind: ProxyKind,
+    /// Host name or IP address (IPv6 without brackets).
+    pub(crate) host: String,
+    /// Port, given explicitly in the URL.
+    pub(crate) port: u16,
+    /// Username and password, percent-decoded.
+    pub(crate) auth: Option<(String, String)>,
+}
+
+/// `http://proxy:3128`, never the credentials: what logs and errors say.
+impl fmt::Display for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.kind {
+            ProxyKind::Http => "http",
+            ProxyKind::Socks5 => "socks5",
+        };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Proxy({self}")?;
+        if self.auth.is_some() {
+            f.write_str(", with credentials")?;
+        }
+        f.write_str(")")
+    }
 }
 
 /// A client certificate chain and its private key for mutual TLS, as given to the builder.
@@ -304,6 +359,7 @@ impl ConfigBuilder {
             write_buffer_size: defaults::WRITE_BUFFER_SIZE,
             ca_files: Vec::new(),
             client_cert: None,
+            proxy: None,
         }
     }
 
@@ -434,6 +490,17 @@ impl ConfigBuilder {
         self
     }
 
+    /// Connects through a proxy: `http://[user:password@]host:port` (HTTP `CONNECT`) or
+    /// `socks5://[user:password@]host:port` (the proxy resolves the target's name). TLS and
+    /// the WebSocket upgrade run end to end through the tunnel, certificates checked against
+    /// the target's name; the connect timeout covers the proxy too. Credentials may be
+    /// percent-encoded; they are secrets, never logged or put in an error message. Checked by
+    /// [`build`](Self::build).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
+        self
+    }
+
     /// Like [`client_cert_files`](Self::client_cert_files), from PEM held in memory.
     pub fn client_cert_pem(mut self, chain: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
         self.client_cert = Some(ClientCert::Pem {
@@ -494,6 +561,7 @@ impl ConfigBuilder {
             }
             None
         };
+        let proxy = self.proxy.as_deref().map(limits::proxy).transpose()?;
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(self.frame_buffer_size)
             .write_buffer_size(self.write_buffer_size)
@@ -503,6 +571,7 @@ impl ConfigBuilder {
         // Only the checked copies stay: the raw values may hold secrets.
         set.headers = Vec::new();
         set.client_cert = None;
+        set.proxy = None;
         Ok(Config {
             inner: Arc::new(Inner {
                 set,
@@ -511,6 +580,7 @@ impl ConfigBuilder {
                 headers,
                 ws_config,
                 tls_config,
+                proxy,
             }),
         })
     }

@@ -234,6 +234,78 @@ pub(crate) fn url(url: &str) -> Result<(Uri, bool)> {
 }
 
 /// Decimal digits only (`u16::from_str` would also take a sign) and a value of 1..=65535.
+/// A proxy URL: `http://[user:password@]host:port` (HTTP `CONNECT`) or
+/// `socks5://[user:password@]host:port` (also `socks5h://`: SOCKS5 always lets the proxy
+/// resolve the target's name). Credentials may be percent-encoded. No message repeats the URL
+/// or any part of the credentials.
+pub(crate) fn proxy(url: &str) -> Result<crate::config::Proxy> {
+    use crate::config::{Proxy, ProxyKind};
+    let bad = |msg: &str| Err(invalid(format!("proxy URL: {msg}")));
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return bad("must start with http:// or socks5://");
+    };
+    let kind = match scheme.to_ascii_lowercase().as_str() {
+        "http" => ProxyKind::Http,
+        "socks5" | "socks5h" => ProxyKind::Socks5,
+        _ => return bad("the scheme must be http://, socks5:// or socks5h://"),
+    };
+    // Nothing after the authority but an optional `/`.
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains(['/', '?', '#']) {
+        return bad("must be scheme://[user:password@]host:port, without a path");
+    }
+    let (auth, host_port) = match authority.rsplit_once('@') {
+        Some((userinfo, hp)) => {
+            let Some((user, pass)) = userinfo.split_once(':') else {
+                return bad("credentials must be user:password@");
+            };
+            let (Some(user), Some(pass)) = (percent_decode(user), percent_decode(pass)) else {
+                return bad("credentials are not valid percent-encoded UTF-8");
+            };
+            if user.is_empty() || user.len() > 255 || pass.len() > 255 {
+                return bad("user must be 1 to 255 bytes and password at most 255");
+            }
+            (Some((user, pass)), hp)
+        }
+        None => (None, authority),
+    };
+    let Some(port) = port_text(host_port) else {
+        return bad("needs a port (host:port)");
+    };
+    if !valid_port(port) {
+        return bad("port must be 1..=65535");
+    }
+    let host = &host_port[..host_port.len() - port.len() - 1];
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || host.len() > 255 || host.contains(['[', ']', ' ', '@']) {
+        return bad("has no valid host");
+    }
+    Ok(Proxy {
+        kind,
+        host: host.to_string(),
+        port: port.parse().unwrap_or(0),
+        auth,
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            let hex = std::str::from_utf8(&hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn valid_port(port: &str) -> bool {
     !port.is_empty()
         && port.bytes().all(|b| b.is_ascii_digit())

@@ -333,3 +333,56 @@ fn a_bad_client_certificate_or_a_key_that_does_not_match_is_refused_at_build() {
         message(Config::builder(url).client_cert_files("/nonexistent/c.pem", "/nonexistent/k.pem"));
     assert!(m.contains("/nonexistent/c.pem"), "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_through_http_and_socks5_proxies_checks_the_targets_certificate_end_to_end() {
+    let ca = Ca::new("server CA");
+    let ca_file = ca.pem_file();
+    // A certificate for "localhost" only: the name the client checks is the target's.
+    let (chain, key) = ca.leaf(&["localhost"]);
+    let server = tls_echo_server(chain, key).await;
+    let http = TestProxy::http(ProxyMode::Tunnel { auth: true }).await;
+    let socks = TestProxy::socks5(ProxyMode::Tunnel { auth: false }).await;
+    for proxy in [
+        format!(
+            "http://{USER}:{PASS_ENCODED}@127.0.0.1:{}",
+            http.server.port
+        ),
+        format!("socks5://127.0.0.1:{}", socks.server.port),
+    ] {
+        let rec = Recorder::new();
+        let mgr = WsManager::new();
+        let config = wss(server.port, "localhost")
+            .add_ca_file(&ca_file.0)
+            .proxy(proxy)
+            .build()
+            .unwrap();
+        mgr.add("tunnel", config, rec.hooks()).unwrap();
+        within("wait_open", mgr.wait_open("tunnel", DEADLINE))
+            .await
+            .unwrap();
+        mgr.send_text("tunnel", "tls in a tunnel").unwrap();
+        rec.wait("the echo", |e| {
+            e.contains(&Ev::Text("tls in a tunnel".into()))
+        })
+        .await;
+        mgr.close("tunnel", 1000, "done").await.unwrap();
+    }
+    assert_eq!(http.targets(), vec![format!("localhost:{}", server.port)]);
+    assert_eq!(
+        socks.targets(),
+        vec![format!("name:localhost:{}", server.port)]
+    );
+    // The same tunnel to a name the certificate does not cover is refused.
+    let config = wss(server.port, "127.0.0.1")
+        .add_ca_file(&ca_file.0)
+        .proxy(format!("socks5://127.0.0.1:{}", socks.server.port))
+        .max_reconnect_attempts(1)
+        .build()
+        .unwrap();
+    let errors = refused(config).await;
+    assert!(
+        format!("{errors:?}").to_lowercase().contains("certificate"),
+        "{errors:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Dialling: TCP connect, TLS handshake and the WebSocket upgrade, bounded by the connect
 //! timeout, giving the [`Socket`] a connection runs over.
 
+mod proxy;
 mod upgrade;
 
 use std::fmt;
@@ -64,9 +65,12 @@ async fn connect_unbounded(config: &Config) -> Result<Socket> {
     let failed = |what: &str, e: &dyn fmt::Display| {
         ConnectionError::ConnectFailed(format!("{what} {addr}: {e}"))
     };
-    let tcp = TcpStream::connect((host, port))
-        .await
-        .map_err(|e| failed("TCP connect to", &e))?;
+    let tcp = match config.proxy() {
+        Some(p) => proxy::tunnel(p, host, port).await?,
+        None => TcpStream::connect((host, port))
+            .await
+            .map_err(|e| failed("TCP connect to", &e))?,
+    };
     // Feeds are latency-sensitive and writes are batched by the connection already.
     let _ = tcp.set_nodelay(true);
     let stream = match config.tls_config() {

@@ -912,6 +912,15 @@ static void test_bad_values(void) {
                                           4),
             KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_client_cert_pem(cfg, NULL, 0, NULL, 0), KH_INVALID_ARGUMENT);
+  /* Proxies: NULLs and bad URLs refused; a URL with credentials accepted. */
+  EXPECT_RC(kh_config_set_proxy(NULL, "http://127.0.0.1:3128"), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_proxy(cfg, NULL), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_proxy(cfg, ""), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_proxy(cfg, "ftp://127.0.0.1:21"), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_proxy(cfg, "http://127.0.0.1"), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_proxy(cfg, "socks5://u:p@127.0.0.1:0"), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_proxy(cfg, "\xff\xfe"), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_proxy(cfg, "socks5://u:p%40ss@127.0.0.1:1080"), KH_OK);
 
   /* out-of-range values */
   EXPECT_RC(kh_config_set_ping_interval_ms(cfg, 0), KH_INVALID_ARGUMENT);
