@@ -515,6 +515,15 @@ kh_result kh_config_set_client_cert_pem(struct kh_config *cfg,
 kh_result kh_config_set_proxy(struct kh_config *cfg, const char *url);
 
 /**
+ * Adds a URL to dial when the ones before it fail to connect (another region, a backup port),
+ * checked like the URL of `kh_config_new`. Each attempt tries the main URL, then the fallbacks
+ * in the order added; only a round in which every URL failed counts as a failed attempt and
+ * waits for the backoff. Each failure is reported to `on_error`; `kh_manager_endpoint` says
+ * which URL an open connection uses.
+ */
+kh_result kh_config_add_fallback_url(struct kh_config *cfg, const char *url);
+
+/**
  * Creates a manager with a default number of worker threads (the number of CPUs, at least 2
  * and at most 8) and writes it to `*out`. Free it with `kh_manager_free`.
  */
@@ -630,6 +639,12 @@ kh_result kh_manager_state(const struct kh_manager *mgr, const char *name, kh_co
 kh_result kh_manager_stats(const struct kh_manager *mgr,
                            const char *name,
                            struct kh_conn_stats *out);
+
+/**
+ * Writes to `*out` which URL the connection uses, or last used: 0 for the URL of
+ * `kh_config_new`, `i` for the `i`-th `kh_config_add_fallback_url` (0 before it ever opened).
+ */
+kh_result kh_manager_endpoint(const struct kh_manager *mgr, const char *name, size_t *out);
 
 /**
  * Blocks until the connection is open (`KH_OK`), `timeout_ms` passes (`KH_TIMEOUT`), or it

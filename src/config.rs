@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::error::Result;
+use crate::error::{ConnectionError, Result};
 use crate::limits::{self, BufferSetting, DurationSetting};
 
 /// Defaults, chosen for an exchange market-data feed over a WAN link, and for managers that hold
@@ -90,6 +90,16 @@ struct Inner {
     ws_config: WebSocketConfig,
     tls_config: Option<Arc<rustls::ClientConfig>>,
     proxy: Option<Proxy>,
+    /// The fallback URLs, checked, after the main one (`uri`, `tls`).
+    fallbacks: Vec<Endpoint>,
+}
+
+/// One URL a connection may dial.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) uri: Uri,
+    /// `wss://`.
+    pub(crate) tls: bool,
 }
 
 impl Config {
@@ -103,6 +113,7 @@ impl Config {
     pub fn url(&self) -> &str {
         &self.inner.set.url
     }
+    #[cfg(test)]
     pub(crate) fn uri(&self) -> &Uri {
         &self.inner.uri
     }
@@ -178,6 +189,16 @@ impl Config {
         self.inner.tls_config.clone()
     }
 
+    /// The URLs to dial, in the order each attempt tries them: the main one, then the
+    /// fallbacks.
+    pub(crate) fn endpoints(&self) -> impl Iterator<Item = Endpoint> + '_ {
+        std::iter::once(Endpoint {
+            uri: self.inner.uri.clone(),
+            tls: self.inner.tls,
+        })
+        .chain(self.inner.fallbacks.iter().cloned())
+    }
+
     /// The proxy connections are tunnelled through, if any.
     pub(crate) fn proxy(&self) -> Option<&Proxy> {
         self.inner.proxy.as_ref()
@@ -213,6 +234,7 @@ impl fmt::Debug for Config {
             .field("max_message_size", &i.ws_config.max_message_size)
             .field("send_queue_capacity", &s.send_queue_capacity)
             .field("proxy", &i.proxy)
+            .field("fallback_urls", &i.fallbacks.len())
             .finish_non_exhaustive()
     }
 }
@@ -243,6 +265,7 @@ pub struct ConfigBuilder {
     ca_files: Vec<PathBuf>,
     client_cert: Option<ClientCert>,
     proxy: Option<String>,
+    fallback_urls: Vec<String>,
 }
 
 /// Which protocol the proxy speaks.
@@ -360,6 +383,7 @@ impl ConfigBuilder {
             ca_files: Vec::new(),
             client_cert: None,
             proxy: None,
+            fallback_urls: Vec::new(),
         }
     }
 
@@ -490,6 +514,16 @@ impl ConfigBuilder {
         self
     }
 
+    /// Adds a URL to dial when the ones before it fail to connect (another region, a backup
+    /// port): each attempt tries the main URL, then the fallbacks in the order added, and only
+    /// a round in which every URL failed counts as a failed attempt and waits for the backoff.
+    /// Each failure is reported to `on_error`; [`Stats::endpoint`](crate::Stats) says which URL
+    /// the open connection uses. Checked like the main URL by [`build`](Self::build).
+    pub fn fallback_url(mut self, url: impl Into<String>) -> Self {
+        self.fallback_urls.push(url.into());
+        self
+    }
+
     /// Connects through a proxy: `http://[user:password@]host:port` (HTTP `CONNECT`) or
     /// `socks5://[user:password@]host:port` (the proxy resolves the target's name). TLS and
     /// the WebSocket upgrade run end to end through the tunnel, certificates checked against
@@ -514,6 +548,17 @@ impl ConfigBuilder {
     /// in the [`InvalidArgument`](crate::ConnectionError::InvalidArgument) error.
     pub fn build(self) -> Result<Config> {
         let (uri, tls) = limits::url(&self.url)?;
+        let mut fallbacks = Vec::with_capacity(self.fallback_urls.len());
+        for url in &self.fallback_urls {
+            let (uri, tls) = limits::url(url).map_err(|e| match e {
+                ConnectionError::InvalidArgument(m) => {
+                    ConnectionError::InvalidArgument(format!("fallback {m}"))
+                }
+                e => e,
+            })?;
+            fallbacks.push(Endpoint { uri, tls });
+        }
+        let any_tls = tls || fallbacks.iter().any(|e| e.tls);
         for (setting, d) in [
             (DurationSetting::PingInterval, self.ping_interval),
             (DurationSetting::PongTimeout, self.pong_timeout),
@@ -547,7 +592,7 @@ impl ConfigBuilder {
             };
             limits::init_message(len, self.max_message_size)?;
         }
-        let tls_config = if tls {
+        let tls_config = if any_tls {
             Some(Arc::new(crate::tls::client_config(
                 &self.ca_files,
                 self.client_cert.as_ref(),
@@ -581,6 +626,7 @@ impl ConfigBuilder {
                 ws_config,
                 tls_config,
                 proxy,
+                fallbacks,
             }),
         })
     }

@@ -2,7 +2,7 @@
 //! it. They are shared between the connection's task (the only writer of state and counters)
 //! and everyone who talks to it (the manager, hooks, other threads).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,6 +57,9 @@ pub struct Stats {
     pub reconnects: u64,
     /// Round-trip time of the last answered WebSocket ping.
     pub last_rtt: Option<Duration>,
+    /// Which URL the connection uses or last used: 0 for the main one, `i` for the `i`-th
+    /// [`fallback_url`](crate::ConfigBuilder::fallback_url).
+    pub endpoint: usize,
 }
 
 /// State shared between a connection's task and the handles that talk to it. Every counter has
@@ -72,6 +75,7 @@ pub(crate) struct Shared {
     messages_out: AtomicU64,
     bytes_out: AtomicU64,
     reconnects: AtomicU64,
+    endpoint: AtomicUsize,
     /// Micro-seconds + 1; 0 means never measured.
     rtt_us: AtomicU64,
     /// Why the last connect attempt failed, for waiters that would otherwise only learn that
@@ -95,6 +99,7 @@ impl Shared {
             messages_out: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            endpoint: AtomicUsize::new(0),
             rtt_us: AtomicU64::new(0),
             last_failure: Mutex::new(None),
         }
@@ -125,6 +130,11 @@ impl Shared {
         bump(&self.bytes_out, bytes as u64);
     }
 
+    /// Records which URL the connection opened on.
+    pub(crate) fn set_endpoint(&self, i: usize) {
+        self.endpoint.store(i, Relaxed);
+    }
+
     pub(crate) fn set_rtt(&self, rtt: Duration) {
         self.rtt_us.store(rtt.as_micros() as u64 + 1, Relaxed);
     }
@@ -150,6 +160,7 @@ impl Shared {
             messages_out: self.messages_out.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
+            endpoint: self.endpoint.load(Relaxed),
             last_rtt: (rtt > 0).then(|| Duration::from_micros(rtt - 1)),
         }
     }

@@ -14,6 +14,7 @@ use crate::error::ConnectionError;
 use crate::handle::{ConnState, Shared};
 use crate::hooks::{Event, ReadHooks};
 use crate::queue::{Control, Receiver};
+use crate::transport::Socket;
 
 /// Runs one connection for its whole life. The mailbox outlives every socket, so messages
 /// queued while the connection is down are written after the next connect.
@@ -28,20 +29,19 @@ pub(crate) async fn supervise(
     let mut backoff = Backoff::new(min, max);
     let mut ever_open = false;
     let mut failed_attempts = 0u32;
-    let target = describe_target(&config);
     'outer: loop {
-        log::info!("[{name}] connecting to {target}");
         let attempt = tokio::select! {
             biased;
             c = mailbox.recv_control() => match c {
                 Some(Control::Restart) => continue 'outer,
                 Some(Control::Close { .. }) | None => break 'outer,
             },
-            r = Box::pin(connect(&config, &target)) => r,
+            r = Box::pin(dial_round(&name, &config, &mut hooks)) => r,
         };
         match attempt {
-            Ok(ws) => {
+            Ok((ws, endpoint)) => {
                 failed_attempts = 0;
+                shared.set_endpoint(endpoint);
                 shared.set_last_failure(None);
                 if ever_open {
                     shared.count_reconnect();
@@ -94,6 +94,33 @@ pub(crate) async fn supervise(
         hooks.dispatch(&name, Event::Error(e));
     }
     log::info!("[{name}] stopped");
+}
+
+/// One attempt: the URLs in order until one opens, giving the socket and the URL's index.
+/// Failures before the last URL are reported here and the next URL is tried at once; the last
+/// one is returned, for the backoff.
+async fn dial_round(
+    name: &str,
+    config: &Config,
+    hooks: &mut ReadHooks,
+) -> Result<(Socket, usize), ConnectionError> {
+    let mut endpoints = config.endpoints().enumerate().peekable();
+    while let Some((i, endpoint)) = endpoints.next() {
+        let target = describe_target(&endpoint);
+        log::info!("[{name}] connecting to {target}");
+        match connect(config, &endpoint, &target).await {
+            Ok(ws) => return Ok((ws, i)),
+            Err(e) if endpoints.peek().is_some() => {
+                log::warn!("[{name}] {target} failed, trying the next URL: {e}");
+                hooks.dispatch(name, Event::Error(e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // `endpoints` always yields the main URL.
+    Err(ConnectionError::ConnectFailed(
+        "no URL to connect to".into(),
+    ))
 }
 
 #[cfg(test)]

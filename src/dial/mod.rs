@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::burst::BurstReader;
-use crate::config::Config;
+use crate::config::{Config, Endpoint};
 use crate::error::{ConnectionError, Result};
 use crate::transport::{Socket, Transport};
 
@@ -30,28 +30,27 @@ impl fmt::Display for HostPort<'_> {
 
 /// Scheme, host, port and path of the URL, for logs and errors: the query string may carry a
 /// token, so it is left out.
-pub(crate) fn describe_target(config: &Config) -> String {
-    let uri = config.uri();
-    let scheme = if config.is_tls() { "wss" } else { "ws" };
-    let (host, port) = host_port(config);
-    format!("{scheme}://{}{}", HostPort(host, port), uri.path())
+pub(crate) fn describe_target(endpoint: &Endpoint) -> String {
+    let scheme = if endpoint.tls { "wss" } else { "ws" };
+    let (host, port) = host_port(endpoint);
+    format!("{scheme}://{}{}", HostPort(host, port), endpoint.uri.path())
 }
 
 /// The host without IPv6 brackets, and the port (the scheme's default when the URL has none).
-fn host_port(config: &Config) -> (&str, u16) {
-    let uri = config.uri();
+fn host_port(endpoint: &Endpoint) -> (&str, u16) {
+    let uri = &endpoint.uri;
     let host = uri.host().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = uri
         .port_u16()
-        .unwrap_or(if config.is_tls() { 443 } else { 80 });
+        .unwrap_or(if endpoint.tls { 443 } else { 80 });
     (host, port)
 }
 
-/// TCP connect, TLS and upgrade, bounded by the connect timeout.
-pub(crate) async fn connect(config: &Config, target: &str) -> Result<Socket> {
+/// TCP connect, TLS and upgrade to `endpoint`, bounded by the connect timeout.
+pub(crate) async fn connect(config: &Config, endpoint: &Endpoint, target: &str) -> Result<Socket> {
     let limit = config.connect_timeout();
-    match timeout(limit, connect_unbounded(config)).await {
+    match timeout(limit, connect_unbounded(config, endpoint)).await {
         Ok(r) => r,
         Err(_) => Err(ConnectionError::Timeout(format!(
             "connecting to {target} took longer than {limit:?}"
@@ -59,8 +58,8 @@ pub(crate) async fn connect(config: &Config, target: &str) -> Result<Socket> {
     }
 }
 
-async fn connect_unbounded(config: &Config) -> Result<Socket> {
-    let (host, port) = host_port(config);
+async fn connect_unbounded(config: &Config, endpoint: &Endpoint) -> Result<Socket> {
+    let (host, port) = host_port(endpoint);
     let addr = HostPort(host, port);
     let failed = |what: &str, e: &dyn fmt::Display| {
         ConnectionError::ConnectFailed(format!("{what} {addr}: {e}"))
@@ -73,7 +72,7 @@ async fn connect_unbounded(config: &Config) -> Result<Socket> {
     };
     // Feeds are latency-sensitive and writes are batched by the connection already.
     let _ = tcp.set_nodelay(true);
-    let stream = match config.tls_config() {
+    let stream = match config.tls_config().filter(|_| endpoint.tls) {
         Some(tls) => {
             let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
                 .map_err(|e| failed("TLS server name of", &e))?;
@@ -86,7 +85,7 @@ async fn connect_unbounded(config: &Config) -> Result<Socket> {
         None => Transport::Plain(tcp),
     };
     let stream = BurstReader::new(stream, config.burst_read_size());
-    upgrade::upgrade(config, stream, &addr).await
+    upgrade::upgrade(config, &endpoint.uri, stream, &addr).await
 }
 
 #[cfg(test)]

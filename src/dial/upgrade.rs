@@ -5,7 +5,7 @@ use crate::wire::Wire;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::http::{StatusCode, Uri};
 
 use super::HostPort;
 use crate::config::Config;
@@ -17,6 +17,7 @@ use crate::error::{ConnectionError, Result};
 /// of the request is logged here.
 pub(super) async fn upgrade<S>(
     config: &Config,
+    uri: &Uri,
     mut stream: S,
     addr: &HostPort<'_>,
 ) -> Result<Wire<S>>
@@ -24,7 +25,6 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let failed = |what: &str| ConnectionError::ConnectFailed(format!("{what} {addr}"));
-    let uri = config.uri();
     let key = generate_key();
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = uri.authority().map_or("", |a| a.as_str());

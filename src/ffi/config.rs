@@ -422,3 +422,22 @@ pub unsafe extern "C" fn kh_config_set_proxy(cfg: *mut kh_config, url: *const c_
         Ok(())
     })
 }
+
+/// Adds a URL to dial when the ones before it fail to connect (another region, a backup port),
+/// checked like the URL of `kh_config_new`. Each attempt tries the main URL, then the fallbacks
+/// in the order added; only a round in which every URL failed counts as a failed attempt and
+/// waits for the backoff. Each failure is reported to `on_error`; `kh_manager_endpoint` says
+/// which URL an open connection uses.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_add_fallback_url(
+    cfg: *mut kh_config,
+    url: *const c_char,
+) -> kh_result {
+    set(cfg, |c| {
+        // SAFETY: NULL or a NUL-terminated string, per the header.
+        let url = unsafe { arg_str(url, "url") }?;
+        limits::url(url)?;
+        c.update(|b| b.fallback_url(url));
+        Ok(())
+    })
+}

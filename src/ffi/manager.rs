@@ -329,6 +329,23 @@ pub unsafe extern "C" fn kh_manager_stats(
     })
 }
 
+/// Writes to `*out` which URL the connection uses, or last used: 0 for the URL of
+/// `kh_config_new`, `i` for the `i`-th `kh_config_add_fallback_url` (0 before it ever opened).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_endpoint(
+    mgr: *const kh_manager,
+    name: *const c_char,
+    out: *mut usize,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, name, out) =
+            unsafe { (manager(mgr)?, arg_str(name, "name")?, Out::new(out, "out")?) };
+        out.write(m.manager.stats(name)?.endpoint);
+        Ok(())
+    })
+}
+
 /// Blocks until the connection is open (`KH_OK`), `timeout_ms` passes (`KH_TIMEOUT`), or it
 /// stops for good (`KH_CONNECTION_DROPPED`). Refused with `KH_INVALID_ARGUMENT` inside any
 /// callback (it could wait for the very thread it blocks).

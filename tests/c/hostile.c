@@ -814,6 +814,11 @@ static void test_null_arguments(void) {
   EXPECT_RC(kh_manager_state(m, NULL, &st), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_stats(NULL, "nullconn", &ss), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_stats(m, NULL, &ss), KH_INVALID_ARGUMENT);
+  size_t ep = 77;
+  EXPECT_RC(kh_manager_endpoint(NULL, "nullconn", &ep), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_endpoint(m, NULL, &ep), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_endpoint(m, "no-such-connection", &ep), KH_CONNECTION_NOT_FOUND);
+  CHECK(ep == 77, "endpoint written on failure");
   EXPECT_RC(kh_manager_wait_open(NULL, "nullconn", 10), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_wait_open(m, NULL, 10), KH_INVALID_ARGUMENT);
 
@@ -825,6 +830,9 @@ static void test_null_arguments(void) {
   EXPECT_RC(kh_manager_send_ping(m, "nullconn", NULL, 3), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_state(m, "nullconn", NULL), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_stats(m, "nullconn", NULL), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_endpoint(m, "nullconn", NULL), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_endpoint(m, "nullconn", &ep), KH_OK);
+  CHECK(ep == 0, "the main URL is endpoint 0");
   CHECK(st == (kh_conn_state)77, "state written on failure");
   /* NULL with length 0 is an empty payload. */
   EXPECT_RC(kh_manager_send_text(m, "nullconn", NULL, 0), KH_OK);
@@ -921,6 +929,12 @@ static void test_bad_values(void) {
   EXPECT_RC(kh_config_set_proxy(cfg, "socks5://u:p@127.0.0.1:0"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_proxy(cfg, "\xff\xfe"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_proxy(cfg, "socks5://u:p%40ss@127.0.0.1:1080"), KH_OK);
+  /* Fallback URLs: checked like the main URL. */
+  EXPECT_RC(kh_config_add_fallback_url(NULL, "ws://127.0.0.1:1/"), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_add_fallback_url(cfg, NULL), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_add_fallback_url(cfg, "http://127.0.0.1:1/"), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_add_fallback_url(cfg, "ws://user:pw@127.0.0.1:1/"), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_add_fallback_url(cfg, "ws://127.0.0.1:0/"), KH_INVALID_ARGUMENT);
 
   /* out-of-range values */
   EXPECT_RC(kh_config_set_ping_interval_ms(cfg, 0), KH_INVALID_ARGUMENT);
