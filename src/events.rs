@@ -203,14 +203,18 @@ impl EventQueue {
     /// No event comes any more: streams end once they took what is queued, blocked polls
     /// return.
     pub(crate) fn close(&self) {
-        let consumers = {
+        let woken: Vec<Waker> = {
             let mut st = self.lock();
             st.unbounded = true;
             st.closed = true;
             self.ready.notify_all();
-            std::mem::take(&mut st.consumers)
+            // Connections still closing (their manager was dropped) must not wait for room.
+            let stalled: Vec<Waker> = st.stalled.drain().map(|(_, w)| w).collect();
+            let mut woken = std::mem::take(&mut st.consumers);
+            woken.extend(stalled);
+            woken
         };
-        consumers.into_iter().for_each(Waker::wake);
+        woken.into_iter().for_each(Waker::wake);
     }
 
     /// Events queued and not yet taken by a poller.
@@ -504,5 +508,95 @@ impl Drop for EventStream {
             std::mem::take(&mut st.consumers)
         };
         consumers.into_iter().for_each(Waker::wake);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use super::*;
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn text(s: &'static str) -> Event {
+        Event::Text(s.into())
+    }
+
+    #[test]
+    fn a_full_queue_parks_the_connection_until_a_poll_frees_room() {
+        let q = EventQueue::new();
+        q.set_capacity(2).unwrap();
+        let mut sink = Sink::new(q.clone(), "a");
+        let counter = Arc::new(Counter::default());
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(sink.poll_room(&mut cx).is_ready());
+        sink.push(text("1"));
+        assert!(sink.poll_room(&mut cx).is_ready());
+        sink.push(text("2"));
+        assert!(sink.poll_room(&mut cx).is_pending());
+        // Polled again while it waits: one waker, not two.
+        assert!(sink.poll_room(&mut cx).is_pending());
+        let mut out = Vec::new();
+        q.poll_blocking(1, Some(Duration::ZERO), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].name(), "a");
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert!(sink.poll_room(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_blocked_poll_keeps_its_timeout_and_a_wakeup_ends_the_next_one() {
+        let q = EventQueue::new();
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        q.poll_blocking(8, Some(Duration::from_millis(50)), &mut out);
+        assert!(out.is_empty());
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        q.wakeup();
+        let t0 = Instant::now();
+        q.poll_blocking(8, None, &mut out);
+        assert!(out.is_empty() && t0.elapsed() < Duration::from_secs(5));
+        q.close();
+        q.poll_blocking(8, None, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_event_fd_holds_a_byte_exactly_while_events_wait() {
+        use std::io::Read;
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "a");
+        sink.push(text("before the descriptor"));
+        let fd = q.event_fd().unwrap();
+        assert_eq!(q.event_fd().unwrap(), fd);
+        let rx = q.lock().signal.as_ref().unwrap().rx.try_clone().unwrap();
+        assert!(q.lock().signal.as_ref().unwrap().armed);
+        sink.push(text("second"));
+        let mut out = Vec::new();
+        q.poll_blocking(1, Some(Duration::ZERO), &mut out);
+        assert!(
+            q.lock().signal.as_ref().unwrap().armed,
+            "disarmed with an event left"
+        );
+        q.poll_blocking(8, Some(Duration::ZERO), &mut out);
+        assert_eq!(out.len(), 2);
+        let mut buf = [0u8; 4];
+        let e = (&rx).read(&mut buf).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock,
+            "a byte left with nothing queued"
+        );
     }
 }

@@ -243,3 +243,29 @@ async fn dropping_a_stream_puts_its_batch_back() {
     }
     mgr.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_manager_ends_the_stream_even_with_stalled_connections() {
+    let mut server = Server::start().await;
+    let mgr = WsManager::new();
+    mgr.set_event_capacity(2).unwrap();
+    let mut events = mgr.events();
+    mgr.add_polled("d", cfg(server.port).build().unwrap())
+        .unwrap();
+    let ws = server.next().await;
+    let _feed = AbortOnDrop(tokio::spawn(async move {
+        let mut ws = numbered_feed(ws, 10_000, 16 * 1024).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    }));
+    eventually("a full queue", || mgr.pending_events() >= 2).await;
+    drop(mgr);
+    // The stream hands out what is queued, then ends: nothing waits for a manager that is gone.
+    let mut n = 0;
+    while within("the end of the stream", events.next())
+        .await
+        .is_some()
+    {
+        n += 1;
+    }
+    assert!(n >= 2, "only {n} events");
+}
