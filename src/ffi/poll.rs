@@ -2,8 +2,9 @@
 //! of `kh_event`, the event descriptor for an event loop, and the wake-up.
 //!
 //! A poll lends the caller the events it returns (their names, payloads and error messages
-//! stay where the queue holds them) until the next poll, which drops them: nothing is copied
-//! on the way from the socket to the caller.
+//! stay where the queue holds them) until the next poll, which drops them: a payload is copied
+//! at most once on its way from the socket to the caller (when it is queued, if it is under
+//! 4 KiB; see `events::compact`).
 
 use std::ffi::{CString, c_char, c_int};
 use std::sync::Mutex;
@@ -47,10 +48,11 @@ pub enum kh_event_kind {
 /// the place of reserved ones, which the library writes as 0 until then, so an array allocated
 /// by a program built against this header keeps working with a later library.
 ///
-/// Lifetime: `conn` and `data` point into the library's memory (no copy is made for the
-/// caller) and stay valid until the next `kh_manager_poll` on the same manager (from any
-/// thread) or `kh_manager_free`, whichever comes first: copy what you keep longer. `conn` is
-/// the connection's NUL-terminated name; `data` is never NULL (it may point to 0 bytes).
+/// Lifetime: `conn` and `data` point into the library's memory (a payload is copied at most
+/// once, when it is queued, and never for the caller) and stay valid until the next
+/// `kh_manager_poll` on the same manager (from any thread) or `kh_manager_free`, whichever comes
+/// first: copy what you keep longer. `conn` is the connection's NUL-terminated name; `data` is
+/// never NULL (it may point to 0 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct kh_event {
