@@ -2,9 +2,9 @@
 //!
 //! A connection turns what happens on its socket into [`Event`]s and hands each one to
 //! [`ReadHooks::dispatch`], the single place where events meet caller code. For a polled
-//! connection the same calls append to the manager's event queue instead (`events.rs`). Hooks of one
-//! connection run one at a time, in arrival order, on the connection's own task: a slow hook
-//! slows its socket (TCP backpressure) and never causes a message to be dropped.
+//! connection the same calls append to the manager's event queue instead (`events.rs`). Hooks
+//! of one connection run one at a time, in arrival order, on the connection's own task: a slow
+//! hook slows its socket (TCP backpressure) and never causes a message to be dropped.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
