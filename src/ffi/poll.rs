@@ -176,7 +176,8 @@ pub unsafe extern "C" fn kh_manager_set_event_capacity(
 /// and also when no connection of the manager is polled (then it just waits `timeout_ms`).
 /// No poll waits longer than its timeout. The events of the previous poll of this manager are
 /// freed by this call: the pointers in them become invalid (see `kh_event`). Polls of one
-/// manager run one at a time; poll from one thread.
+/// manager run one at a time; poll from one thread. Like every call, a poll must have returned
+/// before `kh_manager_free` is called: end a waiting one with `kh_manager_wakeup` first.
 ///
 /// Refused with `KH_INVALID_ARGUMENT` (writing nothing): `events` NULL, `cap` 0, `n_out` NULL,
 /// or a call from inside any callback (a callback must not wait for events, which its own
