@@ -183,6 +183,54 @@ typedef uint32_t kh_conn_state;
 #endif // __cplusplus
 
 /**
+ * What a `kh_event` reports. Values are fixed; a later version may add kinds, so skip an event
+ * whose kind you do not know.
+ */
+enum kh_event_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The connection opened (after every successful connect and reconnect).
+   */
+  KH_EVENT_OPEN = 1,
+  /**
+   * A complete text message (UTF-8, not NUL-terminated) in `data`/`len`.
+   */
+  KH_EVENT_TEXT = 2,
+  /**
+   * A complete binary message in `data`/`len`.
+   */
+  KH_EVENT_BINARY = 3,
+  /**
+   * A ping from the peer (the library answers it), its payload in `data`/`len`.
+   */
+  KH_EVENT_PING = 4,
+  /**
+   * A pong from the peer, its payload in `data`/`len`.
+   */
+  KH_EVENT_PONG = 5,
+  /**
+   * A close frame from the peer: `close_code` (1005 when it carried none) and the reason
+   * (UTF-8, not NUL-terminated) in `data`/`len`.
+   */
+  KH_EVENT_CLOSE = 6,
+  /**
+   * A failure: its code in `error` and a NUL-terminated message in `data` (`len` bytes
+   * before the NUL). The same failures `on_error` reports, with the same consequences.
+   */
+  KH_EVENT_ERROR = 7,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum kh_event_kind kh_event_kind;
+#else
+typedef uint32_t kh_event_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Severity of a log record passed to a `kh_log_callback` (the values of Rust's `log::Level`:
  * a smaller value is more severe).
  */
@@ -350,6 +398,59 @@ typedef struct kh_conn_stats {
    */
   uint64_t last_rtt_us;
 } kh_conn_stats;
+
+/**
+ * One event of a connection added with `kh_manager_add_polled`, as written by
+ * `kh_manager_poll`.
+ *
+ * Layout: `sizeof(kh_event)` is 64 bytes and stays 64 in every later version. New members take
+ * the place of reserved ones, which the library writes as 0 until then, so an array allocated
+ * by a program built against this header keeps working with a later library.
+ *
+ * Lifetime: `conn` and `data` point into the library's memory (a payload is copied at most
+ * once, when it is queued, and never for the caller) and stay valid until the next
+ * `kh_manager_poll` on the same manager (from any thread) or `kh_manager_free`, whichever comes
+ * first: copy what you keep longer. `conn` is the connection's NUL-terminated name; `data` is
+ * never NULL (it may point to 0 bytes).
+ */
+typedef struct kh_event {
+  /**
+   * What happened.
+   */
+  kh_event_kind kind;
+  /**
+   * For `KH_EVENT_ERROR` the failure's code, otherwise `KH_OK`.
+   */
+  kh_result error;
+  /**
+   * For `KH_EVENT_CLOSE` the peer's close code, otherwise 0.
+   */
+  uint16_t close_code;
+  /**
+   * Written as 0.
+   */
+  uint16_t reserved16;
+  /**
+   * Written as 0.
+   */
+  uint32_t reserved32;
+  /**
+   * The connection's name (NUL-terminated).
+   */
+  const char *conn;
+  /**
+   * The payload, close reason or error message (see `kind`).
+   */
+  const uint8_t *data;
+  /**
+   * Bytes at `data` (for an error message: before its NUL).
+   */
+  size_t len;
+  /**
+   * Written as 0.
+   */
+  uint64_t reserved[3];
+} kh_event;
 
 /**
  * Receives one log record: `user_data` as given to `kh_log_set_callback`, the record's level,
@@ -652,6 +753,69 @@ kh_result kh_manager_endpoint(const struct kh_manager *mgr, const char *name, si
  * callback (it could wait for the very thread it blocks).
  */
 kh_result kh_manager_wait_open(struct kh_manager *mgr, const char *name, uint32_t timeout_ms);
+
+/**
+ * Adds a connection like `kh_manager_add`, without callbacks: its events (open, text, binary,
+ * ping, pong, close, error) go to the manager's event queue, which `kh_manager_poll` empties.
+ * One manager may hold connections of both kinds.
+ *
+ * The queue is bounded (`kh_manager_set_event_capacity`). While it is full, polled connections
+ * stop reading their sockets until a poll takes events: TCP slows the peers, nothing is
+ * dropped, and no runtime thread is held. Each connection may put one event beyond the
+ * capacity, and open and error events are never held back. A connection waiting for room does
+ * not time out its heartbeat (the answer may wait unread), and a close of it waits for room
+ * too, up to its close timeout. Fails like `kh_manager_add`.
+ */
+kh_result kh_manager_add_polled(struct kh_manager *mgr,
+                                const char *name,
+                                const struct kh_config *cfg);
+
+/**
+ * Sets how many events the manager's queue holds before polled connections stop reading:
+ * 1 to 16777216 (the default is 65536). The queue grows on demand, so a large capacity costs
+ * memory only while events wait. May be called at any time; a larger capacity lets waiting
+ * connections read again at once. `KH_INVALID_ARGUMENT` outside that range.
+ */
+kh_result kh_manager_set_event_capacity(struct kh_manager *mgr, size_t capacity);
+
+/**
+ * Takes up to `cap` events of the polled connections into `events[0..*n_out]`, waiting for the
+ * first one up to `timeout_ms` milliseconds (0: do not wait; negative: wait until an event
+ * comes or `kh_manager_wakeup` is called). Events of one connection come in arrival order.
+ *
+ * Returns `KH_OK` with `*n_out` = 0 when the time ran out, when `kh_manager_wakeup` woke it,
+ * and also when no connection of the manager is polled (then it just waits `timeout_ms`).
+ * No poll waits longer than its timeout. The events of the previous poll of this manager are
+ * freed by this call: the pointers in them become invalid (see `kh_event`). Polls of one
+ * manager run one at a time; poll from one thread. Like every call, a poll must have returned
+ * before `kh_manager_free` is called: end a waiting one with `kh_manager_wakeup` first.
+ *
+ * Refused with `KH_INVALID_ARGUMENT` (writing nothing): `events` NULL, `cap` 0, `n_out` NULL,
+ * or a call from inside any callback (a callback must not wait for events, which its own
+ * connection may be unable to deliver). `KH_SHUTTING_DOWN` once `kh_manager_free` began.
+ */
+kh_result kh_manager_poll(struct kh_manager *mgr,
+                          struct kh_event *events,
+                          size_t cap,
+                          int32_t timeout_ms,
+                          size_t *n_out);
+
+/**
+ * Writes to `*fd_out` a descriptor that is readable while events wait in the manager's queue
+ * (level-triggered: it stays readable until polls took every event), for `poll`, `epoll`,
+ * `select` or an event loop; then call `kh_manager_poll` with timeout 0. The same descriptor is
+ * returned by every call. It belongs to the manager: do not read, write or close it; it is
+ * closed by `kh_manager_free`. `KH_SYSTEM_ERROR` when the system refuses a socket pair (or on
+ * a platform without them).
+ */
+kh_result kh_manager_event_fd(struct kh_manager *mgr, int *fd_out);
+
+/**
+ * Makes a `kh_manager_poll` of this manager that is waiting return at once (with the events
+ * there are, maybe none); when none is waiting, the next one returns at once. Callable from any
+ * thread, callbacks included. Does not make the event descriptor readable.
+ */
+kh_result kh_manager_wakeup(struct kh_manager *mgr);
 
 /**
  * A static, NUL-terminated description of a `kh_result` value (e.g.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what it needs (cmake, valgrind,
 # pkg-config, the Python packages in target/venv), then Rust tests, lints, the C/C++ examples
-# through CMake/ctest, the install test (tests/install/run.sh), the Python ctypes test and the
-# bounded fuzz run. Exits non-zero on the first failure.
+# through CMake/ctest, the install test (tests/install/run.sh), the Python ctypes test, the
+# Python package and the bounded fuzz run. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -57,6 +57,13 @@ bash tests/c/run.sh
 if [ -d tests/python ]; then
   step "Python ctypes tests"
   python3 -m pytest -q tests/python
+fi
+
+if [ -d python ]; then
+  # A separate pytest run: tests/python has a module of the same name as the package.
+  step "Python package (pip install ./python bundles the release library; pytest python/tests)"
+  python3 -m pip install -q --disable-pip-version-check --force-reinstall --no-deps ./python
+  python3 -m pytest -q python/tests
 fi
 
 step "all tests passed"

@@ -89,6 +89,16 @@ impl HeartbeatTimer {
         self.awaiting_pong = false;
     }
 
+    /// Reads start again after a stall (see `Session::stall`): a pong deadline that was armed
+    /// counts from now, since the peer's answer may have waited unread in the socket.
+    pub(crate) fn resumed(&mut self) {
+        if self.awaiting_pong {
+            self.pong_timer
+                .as_mut()
+                .reset(Instant::now() + self.timeout);
+        }
+    }
+
     /// The round-trip time, when `payload` answers the last heartbeat ping.
     pub(crate) fn rtt(&self, payload: &[u8]) -> Option<Duration> {
         let sent = self.sent_at?;

@@ -1,9 +1,10 @@
 //! Read hooks: what the caller runs for every frame and lifecycle event of a connection.
 //!
 //! A connection turns what happens on its socket into [`Event`]s and hands each one to
-//! [`ReadHooks::dispatch`], the single place where events meet caller code. Hooks of one
-//! connection run one at a time, in arrival order, on the connection's own task: a slow hook
-//! slows its socket (TCP backpressure) and never causes a message to be dropped.
+//! [`ReadHooks::dispatch`], the single place where events meet caller code. For a polled
+//! connection the same calls append to the manager's event queue instead (`events.rs`). Hooks
+//! of one connection run one at a time, in arrival order, on the connection's own task: a slow
+//! hook slows its socket (TCP backpressure) and never causes a message to be dropped.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -11,6 +12,7 @@ use bytes::Bytes;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::error::ConnectionError;
+use crate::events::Sink;
 
 /// WebSocket opcodes as reported to [`ReadHooks::on_frame`].
 pub mod opcode {
@@ -97,6 +99,9 @@ pub struct ReadHooks {
     on_frame: Option<Box<dyn FnMut(&str, u8, &[u8]) + Send>>,
     on_error: Option<Box<dyn FnMut(&str, &ConnectionError) + Send>>,
     on_drop: Option<Box<dyn FnOnce() + Send>>,
+    /// Set for a polled connection (and then no hook is): every event goes to the manager's
+    /// event queue. Boxed: hook users pay one pointer for it.
+    sink: Option<Box<Sink>>,
 }
 
 impl Drop for ReadHooks {
@@ -121,6 +126,7 @@ impl std::fmt::Debug for ReadHooks {
             .field("on_frame", &self.on_frame.is_some())
             .field("on_error", &self.on_error.is_some())
             .field("on_drop", &self.on_drop.is_some())
+            .field("polled", &self.sink.is_some())
             .finish()
     }
 }
@@ -179,13 +185,23 @@ impl ReadHooks {
         self
     }
 
+    /// Delivery into an event queue instead of callbacks (a polled connection).
+    pub(crate) fn polled(sink: Sink) -> Self {
+        let mut hooks = Self::default();
+        hooks.sink = Some(Box::new(sink));
+        hooks
+    }
+
     /// A text message: straight to `on_text` when no `on_frame` hook is set (the hot path of a
-    /// feed), else through [`dispatch`](Self::dispatch).
+    /// feed), else through [`dispatch`](Self::dispatch). The hook path is the same as without
+    /// event queues: the sink is looked at only when there is no `on_text` hook.
     #[inline]
     pub(crate) fn text(&mut self, name: &str, t: Utf8Bytes) {
         if self.on_frame.is_none() {
             if let Some(f) = self.on_text.as_mut() {
                 contain(name, || f(name, t));
+            } else if let Some(s) = self.sink.as_mut() {
+                s.push(Event::Text(t));
             }
             return;
         }
@@ -198,10 +214,23 @@ impl ReadHooks {
         if self.on_frame.is_none() {
             if let Some(f) = self.on_binary.as_mut() {
                 contain(name, || f(name, b));
+            } else if let Some(s) = self.sink.as_mut() {
+                s.push(Event::Binary(b));
             }
             return;
         }
         self.dispatch(name, Event::Binary(b));
+    }
+
+    /// Ready when the next frame may be read: always for hooks (a slow hook holds its
+    /// connection by running), and for a polled connection when its event queue has room.
+    /// Otherwise the task is woken when a poll frees room.
+    #[inline]
+    pub(crate) fn poll_room(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.sink.as_mut() {
+            None => std::task::Poll::Ready(()),
+            Some(s) => s.poll_room(cx),
+        }
     }
 
     /// Disarms `on_drop` (used when the hooks were never taken by a connection).
@@ -212,6 +241,9 @@ impl ReadHooks {
     /// Hands one event to the hooks: `on_frame` first for frames, then the type-specific hook.
     /// A panicking Rust hook is logged and contained; the connection goes on.
     pub fn dispatch(&mut self, name: &str, event: Event) {
+        if let Some(s) = self.sink.as_mut() {
+            return s.push(event);
+        }
         contain(name, || self.dispatch_inner(name, event));
     }
 

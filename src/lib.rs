@@ -34,7 +34,7 @@
 //!
 //! | layer | modules |
 //! | --- | --- |
-//! | vocabulary | `error` ([`ConnectionError`]), `config` ([`Config`]; its rules in `limits`, TLS set-up in `tls`), `hooks` ([`ReadHooks`], [`Event`]), `backoff`, `logging` |
+//! | vocabulary | `error` ([`ConnectionError`]), `config` ([`Config`]; its rules in `limits`, TLS set-up in `tls`), `events` (the event queue of polled connections: [`ConnEvent`], [`EventStream`]), `hooks` ([`ReadHooks`], [`Event`]), `backoff`, `logging` |
 //! | one socket | `queue` (the send queue and control requests), `handle` ([`Link`], [`ConnState`], [`Stats`]), `heartbeat`, `burst` (batched reads), `wire` (the WebSocket protocol over a stream, polled by the one task that owns it), `transport` (TCP or TLS), `connection` ([`Connection`]: the poll loop, its close and failure paths) |
 //! | many sockets | `dial` (TCP, TLS, the HTTP upgrade), `supervisor` (connect, run, reconnect with backoff), `manager` ([`WsManager`]: the registry of names) |
 //! | C ABI | `ffi` (feature `capi`: the `kh_` functions over [`WsManager`]) |
@@ -47,6 +47,7 @@ mod config;
 mod connection;
 mod dial;
 mod error;
+mod events;
 #[cfg(feature = "capi")]
 pub mod ffi;
 mod handle;
@@ -64,6 +65,7 @@ mod wire;
 pub use config::{Config, ConfigBuilder, Heartbeat, InitMessage, defaults};
 pub use connection::{Connection, Ended};
 pub use error::{ConnectionError, Result};
+pub use events::{ConnEvent, DEFAULT_EVENT_CAPACITY, EventStream};
 pub use handle::{ConnState, Link, Stats};
 pub use hooks::{CLOSE_NO_STATUS, Event, ReadHooks, opcode};
 pub use logging::init_logging;

@@ -374,6 +374,21 @@ pub(crate) fn workers(n: u32) -> Result<u32> {
     Ok(n)
 }
 
+/// Largest event queue capacity (see [`event_capacity`]).
+pub(crate) const MAX_EVENT_CAPACITY: usize = 1 << 24;
+
+/// The capacity of a manager's event queue: 1 up to [`MAX_EVENT_CAPACITY`]. The queue grows on
+/// demand, so a large capacity costs nothing until a slow poller lets events pile up; beyond
+/// this bound a full queue of small messages would already take gigabytes.
+pub(crate) fn event_capacity(n: usize) -> Result<usize> {
+    if !(1..=MAX_EVENT_CAPACITY).contains(&n) {
+        return Err(invalid(format!(
+            "the event capacity must be 1..={MAX_EVENT_CAPACITY}, not {n}"
+        )));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

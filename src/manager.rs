@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::config::Config;
 use crate::error::{ConnectionError, Result};
+use crate::events::{EventQueue, EventStream, Sink};
 use crate::handle::{ConnState, Link, Stats, channel};
 use crate::hooks::ReadHooks;
 use crate::limits;
@@ -47,6 +48,15 @@ struct Inner {
     shutting_down: AtomicBool,
     restart_tx: mpsc::UnboundedSender<Restart>,
     handle: Handle,
+    /// Where the connections added with `add_polled` deliver. Empty, it holds no allocation.
+    events: Arc<EventQueue>,
+}
+
+impl Drop for Inner {
+    /// The last handle to the manager is gone: streams end once they took what is queued.
+    fn drop(&mut self) {
+        self.events.close();
+    }
 }
 
 /// A connection removed by `request_close` whose task may still be closing.
@@ -89,6 +99,7 @@ impl WsManager {
             shutting_down: AtomicBool::new(false),
             restart_tx,
             handle: handle.clone(),
+            events: EventQueue::new(),
         });
         handle.spawn(restart_loop(Arc::downgrade(&inner), restart_rx));
         Self { inner }
@@ -98,6 +109,49 @@ impl WsManager {
     /// handshake (see [`wait_open`](Self::wait_open)).
     pub fn add(&self, name: &str, config: Config, hooks: ReadHooks) -> Result<()> {
         self.try_add(name, config, hooks).map_err(|(e, _)| e)
+    }
+
+    /// Adds a connection like [`add`](Self::add) whose events go to the manager's event queue
+    /// instead of hooks: every event hooks would get (open, text, binary, ping, pong, close,
+    /// error), with the connection's name, in arrival order per connection. Take them with
+    /// [`events`](Self::events).
+    ///
+    /// The queue is bounded ([`set_event_capacity`](Self::set_event_capacity)): while it is
+    /// full, polled connections stop reading their sockets until the poller takes events, so
+    /// TCP slows the peers and nothing is dropped. Each connection may put one event beyond
+    /// the capacity, and open and error events are never held back. While a connection waits
+    /// for room its heartbeat does not time out (the answer may wait unread); a close of it
+    /// then waits for room too, up to the close timeout.
+    pub fn add_polled(&self, name: &str, config: Config) -> Result<()> {
+        let hooks = ReadHooks::polled(Sink::new(self.inner.events.clone(), name));
+        self.add(name, config, hooks)
+    }
+
+    /// The events of the connections added with [`add_polled`](Self::add_polled), as an
+    /// async stream. Streams of one manager share its queue (each event goes to one of them);
+    /// a stream ends once the manager shut down or every handle to it was dropped, and every
+    /// queued event was taken.
+    pub fn events(&self) -> EventStream {
+        EventStream::new(self.inner.events.clone())
+    }
+
+    /// Sets how many events the manager's queue holds before polled connections stop reading
+    /// (1 to 16,777,216; the default is [`DEFAULT_EVENT_CAPACITY`](crate::DEFAULT_EVENT_CAPACITY),
+    /// 65,536). The queue grows on demand, so capacity costs memory only while events wait.
+    /// May be changed at any time; a larger capacity lets waiting connections read at once.
+    pub fn set_event_capacity(&self, capacity: usize) -> Result<()> {
+        self.inner.events.set_capacity(capacity)
+    }
+
+    /// How many events wait in the manager's queue for a poller.
+    pub fn pending_events(&self) -> usize {
+        self.inner.events.len()
+    }
+
+    /// The event queue, for the C ABI's poll.
+    #[cfg(feature = "capi")]
+    pub(crate) fn event_queue(&self) -> &Arc<EventQueue> {
+        &self.inner.events
     }
 
     /// Like [`add`](Self::add), but hands the hooks back when it fails, so their `on_drop`
@@ -268,6 +322,8 @@ impl WsManager {
     pub async fn shutdown(&self) {
         // A second call still waits for whatever the first left closing.
         self.inner.shutting_down.store(true, Ordering::SeqCst);
+        // Connections waiting for room in the event queue must not hold up their closes.
+        self.inner.events.stop_backpressure();
         let entries: Vec<(Arc<str>, Entry)> = self.inner.write_conns().drain().collect();
         log::info!(
             "manager shutting down: closing {} connection(s)",
@@ -284,6 +340,7 @@ impl WsManager {
             .into_iter()
             .map(|c| async move { join_bounded(&c.name, c.task, &c.config).await });
         futures_util::future::join_all(waits).await;
+        self.inner.events.close();
     }
 
     /// Refuses every later call with `ShuttingDown`, without waiting for anything.

@@ -89,7 +89,12 @@ where
             self.ws.send(Message::Close(Some(frame))).await?;
             // Read until the peer's close reply ends the stream; frames still arriving reach the
             // hooks, since they were received before the close completed.
-            while let Some(r) = self.ws.next().await {
+            // A polled connection reads on only while its event queue has room; the deadline
+            // bounds that wait too.
+            while let Some(r) = {
+                std::future::poll_fn(|cx| hooks.poll_room(cx)).await;
+                self.ws.next().await
+            } {
                 self.on_message(r?, hooks);
                 // A peer that keeps sending never lets this loop wait, so the timeout around
                 // it would never get to fire (one read can hold hundreds of frames, each with

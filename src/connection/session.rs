@@ -55,6 +55,10 @@ pub(crate) struct Session<S> {
     in_burst: bool,
     burst: u32,
     peer_closed: bool,
+    /// Reads wait for room in the event queue (a polled connection whose poller is behind).
+    /// The heartbeat does not count that time as the peer's silence: frames may be waiting
+    /// unread in the socket.
+    stalled: bool,
     /// Armed when the peer's close frame arrives: how long the peer may take to end the TCP
     /// connection after the close handshake.
     close_wait: Option<Pin<Box<Sleep>>>,
@@ -80,6 +84,7 @@ where
             in_burst: false,
             burst: 0,
             peer_closed: false,
+            stalled: false,
             close_wait: None,
         }
     }
@@ -141,9 +146,12 @@ where
                 || self.shared.control_pending.load(Relaxed)
             {
                 self.burst = 0;
-                if let Poll::Ready(step) = self.poll_others(cx, mailbox) {
+                if let Poll::Ready(step) = self.poll_others(cx, mailbox, hooks) {
                     return Poll::Ready(step);
                 }
+            }
+            if hooks.poll_room(cx).is_pending() {
+                return self.stall(cx, mailbox, hooks);
             }
             match self.ws.poll_next(cx) {
                 Poll::Ready(Some(Ok(msg))) => {
@@ -168,7 +176,7 @@ where
                         // The burst skipped the other sources; their turn before sleeping.
                         self.in_burst = false;
                         self.burst = 0;
-                        return self.poll_others(cx, mailbox);
+                        return self.poll_others(cx, mailbox, hooks);
                     }
                     return Poll::Pending;
                 }
@@ -176,7 +184,33 @@ where
         }
     }
 
-    fn poll_others(&mut self, cx: &mut Context<'_>, mailbox: &mut Receiver) -> Poll<Step> {
+    /// The event queue is full: stop reading (TCP slows the peer) until a poll frees room,
+    /// which wakes this task. Control requests and writes go on meanwhile.
+    #[cold]
+    fn stall(
+        &mut self,
+        cx: &mut Context<'_>,
+        mailbox: &mut Receiver,
+        hooks: &mut ReadHooks,
+    ) -> Poll<Step> {
+        self.stalled = true;
+        self.in_burst = false;
+        self.burst = 0;
+        let step = self.poll_others(cx, mailbox, hooks);
+        if step.is_pending() && !self.stalled {
+            // Room came back between the two looks; the socket's waker is not registered, so
+            // come back at once rather than sleep.
+            cx.waker().wake_by_ref();
+        }
+        step
+    }
+
+    fn poll_others(
+        &mut self,
+        cx: &mut Context<'_>,
+        mailbox: &mut Receiver,
+        hooks: &mut ReadHooks,
+    ) -> Poll<Step> {
         if let Poll::Ready(c) = mailbox.poll_control(cx) {
             // All senders gone means the manager itself went away: close like a shutdown.
             return Poll::Ready(Step::Control(c.unwrap_or(Control::Close {
@@ -204,8 +238,15 @@ where
             }
             return Poll::Pending;
         }
-        // A silent peer is logged (and reported) by `fail`, like every other failure.
-        if let Err(e) = self.heartbeat.poll(cx) {
+        if self.stalled && hooks.poll_room(cx).is_ready() {
+            self.stalled = false;
+            self.heartbeat.resumed();
+        }
+        // A silent peer is logged (and reported) by `fail`, like every other failure. While
+        // reads are stalled the peer's frames may wait unread: no ping, no pong deadline.
+        if !self.stalled
+            && let Err(e) = self.heartbeat.poll(cx)
+        {
             return Poll::Ready(Step::Failed(e));
         }
         match self.poll_writes(cx, mailbox) {

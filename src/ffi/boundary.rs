@@ -124,6 +124,25 @@ pub(crate) unsafe fn opt_buf<'a>(p: *mut c_char, len: usize) -> Option<&'a mut [
     Some(unsafe { std::slice::from_raw_parts_mut(p.cast(), len) })
 }
 
+/// A caller's output array of `len` elements, possibly uninitialised. Refuses NULL and a length
+/// of 0 (a call could write nothing into it).
+pub(crate) unsafe fn arg_out_array<'a, T>(
+    p: *mut T,
+    len: usize,
+    what: &str,
+) -> Result<&'a mut [MaybeUninit<T>]> {
+    if len == 0 {
+        return Err(invalid(format!("the capacity of {what} is 0")));
+    }
+    if p.is_null() {
+        return Err(invalid(format!("{what} is NULL but its capacity is {len}")));
+    }
+    // No real array is larger, and `from_raw_parts_mut` requires it.
+    let len = len.min(isize::MAX as usize / size_of::<T>().max(1));
+    // SAFETY: not NULL, and the caller guarantees room for `len` elements for the call.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p.cast(), len) })
+}
+
 /// An out-parameter, checked for NULL before the call does its work and written only when it
 /// succeeds, as the header promises.
 pub(crate) struct Out<T>(*mut T);

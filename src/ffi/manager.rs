@@ -66,7 +66,7 @@ pub struct kh_conn_stats {
     pub last_rtt_us: u64,
 }
 
-unsafe fn manager<'a>(mgr: *const kh_manager) -> Result<&'a kh_manager> {
+pub(super) unsafe fn manager<'a>(mgr: *const kh_manager) -> Result<&'a kh_manager> {
     // SAFETY: NULL or a live manager, per the header.
     unsafe { arg_ref(mgr, "mgr") }
 }

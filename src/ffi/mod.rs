@@ -8,7 +8,8 @@
 //!   strings, pointer + length, out-parameters written only on success, `_free`. No other
 //!   module checks a pointer for NULL or catches a panic.
 //! - `result`: `kh_result`, its strings, and the per-thread `kh_last_error`.
-//! - `config`, `hooks`, `manager`: the exports of each C type. The `kh_config` setters refuse a
+//! - `config`, `hooks`, `manager`: the exports of each C type; `poll`: the event queue of
+//!   polled connections (`kh_manager_poll`, `kh_event`). The `kh_config` setters refuse a
 //!   bad value at once, by the rule and in the words of `ConfigBuilder::build` (both call
 //!   `limits`).
 //! - `runtime`: the runtime each `kh_manager` owns, and how calls wait and shut down from
@@ -26,6 +27,7 @@ mod boundary;
 mod config;
 mod hooks;
 mod manager;
+mod poll;
 mod result;
 mod runtime;
 mod version;
@@ -36,6 +38,7 @@ pub use config::*;
 pub use hooks::*;
 pub use log::*;
 pub use manager::*;
+pub use poll::*;
 pub use result::*;
 pub use runtime::kh_manager;
 pub use version::*;

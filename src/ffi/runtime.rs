@@ -24,6 +24,8 @@ pub struct kh_manager {
     handle: Handle,
     pub(super) manager: WsManager,
     nudger: Option<Nudger>,
+    /// The events the last `kh_manager_poll` lent the caller.
+    pub(super) lent: super::poll::LentEvents,
 }
 
 /// Keeps the runtime's I/O and timer driver polled while a callback blocks a worker, and
@@ -182,6 +184,7 @@ impl kh_manager {
             runtime: Mutex::new(Some(runtime)),
             manager,
             nudger,
+            lent: Default::default(),
         })
     }
 

@@ -1679,6 +1679,261 @@ static void test_close_race(void) {
   kh_config_free(cfg);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* The event queue: kh_manager_add_polled, kh_manager_poll, the event descriptor, the wake-up   */
+
+static int fd_readable(int fd, int ms) {
+  struct pollfd p = {fd, POLLIN, 0};
+  return poll(&p, 1, ms) > 0 && (p.revents & POLLIN);
+}
+
+static atomic_int g_poll_in_hook_rc = -1;
+static void poll_in_hook_on_open(void *ud, const char *conn) {
+  kh_manager *m = ud;
+  kh_event ev[2];
+  size_t n = 99;
+  (void)conn;
+  atomic_store(&g_poll_in_hook_rc, (int)kh_manager_poll(m, ev, 2, 1000, &n));
+  CHECK(n == 99, "a refused poll wrote n_out (%zu)", n);
+}
+
+static void *wakeup_main(void *arg) {
+  sleep_ms(100);
+  kh_manager_wakeup(arg);
+  return NULL;
+}
+
+static void test_poll_bad_input(void) {
+  kh_manager *m = new_manager(2);
+  kh_event ev[4];
+  size_t n = 77;
+  EXPECT_RC(kh_manager_poll(NULL, ev, 4, 0, &n), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_poll(m, NULL, 4, 0, &n), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_poll(m, ev, 0, 0, &n), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_poll(m, NULL, 0, 0, &n), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_poll(m, ev, 4, 0, NULL), KH_INVALID_ARGUMENT);
+  CHECK(n == 77, "a refused poll wrote n_out (%zu)", n);
+  int fd = -7;
+  EXPECT_RC(kh_manager_event_fd(NULL, &fd), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_event_fd(m, NULL), KH_INVALID_ARGUMENT);
+  CHECK(fd == -7, "a refused kh_manager_event_fd wrote fd_out");
+  EXPECT_RC(kh_manager_wakeup(NULL), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_event_capacity(NULL, 10), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_event_capacity(m, 0), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_event_capacity(m, SIZE_MAX), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_event_capacity(m, 1000), KH_OK);
+  kh_config *cfg = new_config(g_url);
+  EXPECT_RC(kh_manager_add_polled(NULL, "p", cfg), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_add_polled(m, NULL, cfg), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_add_polled(m, "p", NULL), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_add_polled(m, "", cfg), KH_INVALID_ARGUMENT);
+
+  /* No polled connection: the poll waits its timeout and returns no event. */
+  EXPECT_RC(kh_manager_event_fd(m, &fd), KH_OK);
+  CHECK(fd >= 0, "event fd %d", fd);
+  int fd2 = -1;
+  EXPECT_RC(kh_manager_event_fd(m, &fd2), KH_OK);
+  CHECK(fd2 == fd, "a second kh_manager_event_fd gave %d, the first %d", fd2, fd);
+  CHECK(!fd_readable(fd, 0), "the event fd is readable with no event queued");
+  watchdog_arm(5000 * g_scale, "kh_manager_poll(timeout 100)");
+  int64_t t0 = now_ms();
+  EXPECT_RC(kh_manager_poll(m, ev, 4, 100, &n), KH_OK);
+  int64_t dt = now_ms() - t0;
+  watchdog_disarm();
+  CHECK(n == 0, "%zu events without a polled connection", n);
+  CHECK(dt >= 90 && dt < 1000 * g_scale, "a poll with timeout 100 took %lld ms", (long long)dt);
+  t0 = now_ms();
+  EXPECT_RC(kh_manager_poll(m, ev, 4, 0, &n), KH_OK);
+  CHECK(n == 0 && now_ms() - t0 < 500 * g_scale, "timeout 0 waited or returned events");
+
+  /* A wake-up makes the next poll return at once, and a blocked one (timeout -1) return. */
+  EXPECT_RC(kh_manager_wakeup(m), KH_OK);
+  watchdog_arm(5000 * g_scale, "kh_manager_poll after kh_manager_wakeup");
+  t0 = now_ms();
+  EXPECT_RC(kh_manager_poll(m, ev, 4, -1, &n), KH_OK);
+  CHECK(n == 0 && now_ms() - t0 < 1000 * g_scale, "a pending wake-up did not end the poll");
+  pthread_t th;
+  pthread_create(&th, NULL, wakeup_main, m);
+  t0 = now_ms();
+  EXPECT_RC(kh_manager_poll(m, ev, 4, -1, &n), KH_OK);
+  dt = now_ms() - t0;
+  pthread_join(th, NULL);
+  watchdog_disarm();
+  CHECK(n == 0 && dt < 3000 * g_scale, "a wake-up from a thread: %zu events, %lld ms", n,
+        (long long)dt);
+
+  /* A poll from inside a callback is refused (it could wait for events its own thread
+   * delivers). */
+  kh_hooks h = {0};
+  h.user_data = m;
+  h.on_open = poll_in_hook_on_open;
+  EXPECT_RC(kh_manager_add(m, "hooked", cfg, &h), KH_OK);
+  CHECK(WAIT_FOR(atomic_load(&g_poll_in_hook_rc) != -1, 5000), "on_open did not run");
+  CHECK(atomic_load(&g_poll_in_hook_rc) == KH_INVALID_ARGUMENT, "poll in a hook gave %s",
+        rname((kh_result)atomic_load(&g_poll_in_hook_rc)));
+  kh_config_free(cfg);
+  watchdog_arm(15000 * g_scale, "kh_manager_free");
+  kh_manager_free(m);
+  watchdog_disarm();
+}
+
+/* An event of interest, copied out of the library's memory. */
+typedef struct {
+  kh_event ev;
+  char conn[64];
+  char data[256];
+} got_event;
+
+/* The rest of the last batch poll_until looked at: still valid until the next poll. */
+static kh_event g_batch[8];
+static size_t g_batch_n, g_batch_i;
+
+/* Takes events until one of `kind` comes (copied to *out) or `ms` (scaled) pass; checks the
+ * pointers and reserved members of every event on the way. */
+static int poll_until(kh_manager *m, int kind, got_event *out, int64_t ms) {
+  int64_t deadline = now_ms() + ms * g_scale;
+  for (;;) {
+    while (g_batch_i < g_batch_n) {
+      kh_event *e = &g_batch[g_batch_i++];
+      CHECK(e->conn && e->data, "event %u with a NULL pointer", (unsigned)e->kind);
+      CHECK(e->reserved16 == 0 && e->reserved32 == 0 && e->reserved[0] == 0 &&
+                e->reserved[1] == 0 && e->reserved[2] == 0,
+            "reserved members are not 0");
+      if ((int)e->kind == kind) {
+        out->ev = *e;
+        snprintf(out->conn, sizeof out->conn, "%s", e->conn);
+        size_t len = e->len < sizeof out->data - 1 ? e->len : sizeof out->data - 1;
+        memcpy(out->data, e->data, len);
+        out->data[len] = 0;
+        return 1;
+      }
+    }
+    if (now_ms() >= deadline) return 0;
+    g_batch_n = g_batch_i = 0;
+    kh_result r = kh_manager_poll(m, g_batch, 8, 100, &g_batch_n);
+    if (r != KH_OK) {
+      CHECK(0, "kh_manager_poll: %s (%s)", rname(r), last_err());
+      return 0;
+    }
+  }
+}
+
+static void test_poll_numbered_feed(void) {
+  const int total = g_quick ? 2000 : 50000;
+  g_batch_n = g_batch_i = 0;
+  kh_manager *m = new_manager(2);
+  /* A small queue and a slow poller: the connection must wait for room, not drop. */
+  EXPECT_RC(kh_manager_set_event_capacity(m, 16), KH_OK);
+  int fd = -1;
+  EXPECT_RC(kh_manager_event_fd(m, &fd), KH_OK);
+  kh_config *cfg = new_config(g_url);
+  EXPECT_RC(kh_manager_add_polled(m, "feed", cfg), KH_OK);
+  EXPECT_RC(kh_manager_add_polled(m, "feed", cfg), KH_ALREADY_EXISTS);
+  kh_config_free(cfg);
+  got_event g;
+  CHECK(poll_until(m, KH_EVENT_OPEN, &g, 5000), "no open event");
+  CHECK(strcmp(g.conn, "feed") == 0, "open event for '%s'", g.conn);
+  char cmd[32];
+  int cl = snprintf(cmd, sizeof cmd, "push %d", total);
+  EXPECT_RC(kh_manager_send_text(m, "feed", cmd, (size_t)cl), KH_OK);
+  CHECK(g_batch_i == g_batch_n, "events after the open event");
+
+  /* Driven by the event descriptor, as an event loop would: wait for it, then poll with
+   * timeout 0, a few events at a time. */
+  int next = 1, polls = 0, readable_but_empty = 0;
+  int64_t deadline = now_ms() + 60000 * g_scale;
+  watchdog_arm(120000 * g_scale, "the numbered feed");
+  while (next <= total && now_ms() < deadline) {
+    if (!fd_readable(fd, 1000)) continue;
+    kh_event ev[5];
+    size_t n = 0;
+    EXPECT_RC(kh_manager_poll(m, ev, 5, 0, &n), KH_OK);
+    if (n == 0) readable_but_empty++;
+    for (size_t i = 0; i < n; i++) {
+      if (ev[i].kind == KH_EVENT_PONG || ev[i].kind == KH_EVENT_PING) continue;
+      char want[32];
+      int wl = snprintf(want, sizeof want, "msg %d", next);
+      if (ev[i].kind != KH_EVENT_TEXT || ev[i].len != (size_t)wl ||
+          memcmp(ev[i].data, want, (size_t)wl) != 0 || strcmp(ev[i].conn, "feed") != 0) {
+        CHECK(0, "event %u '%.*s' on '%s' where '%s' was due", (unsigned)ev[i].kind,
+              (int)(ev[i].len < 40 ? ev[i].len : 40), (const char *)ev[i].data, ev[i].conn,
+              want);
+        next = total + 1;
+        break;
+      }
+      next++;
+    }
+    /* The slow part of the poller. */
+    if (++polls % 500 == 0) sleep_ms(5);
+  }
+  watchdog_disarm();
+  CHECK(next == total + 1, "only %d of %d numbered messages arrived", next - 1, total);
+  CHECK(readable_but_empty == 0, "the event fd was readable %d times with nothing queued",
+        readable_but_empty);
+  kh_conn_stats st;
+  EXPECT_RC(kh_manager_stats(m, "feed", &st), KH_OK);
+  CHECK(st.reconnects == 0, "the stalled connection reconnected %llu times",
+        (unsigned long long)st.reconnects);
+
+  /* A close from the peer: code and reason; then the reconnect opens it again. */
+  EXPECT_RC(kh_manager_send_text(m, "feed", "close", 5), KH_OK);
+  CHECK(poll_until(m, KH_EVENT_CLOSE, &g, 5000), "no close event");
+  CHECK(g.ev.close_code == 1000 && strcmp(g.data, "bye") == 0, "close %u '%s'",
+        (unsigned)g.ev.close_code, g.data);
+  CHECK(poll_until(m, KH_EVENT_OPEN, &g, 5000), "no open event after the reconnect");
+  /* A dropped socket: an error event with its code and a NUL-terminated message. */
+  EXPECT_RC(kh_manager_send_text(m, "feed", "drop", 4), KH_OK);
+  CHECK(poll_until(m, KH_EVENT_ERROR, &g, 5000), "no error event");
+  CHECK(g.ev.error == KH_CONNECTION_DROPPED, "error event %s", rname(g.ev.error));
+  CHECK(g.ev.len > 0 && strlen(g.data) == g.ev.len, "error message '%s' (len %zu)", g.data,
+        g.ev.len);
+
+  /* After the last connection closed: polls return no events, within their timeout. */
+  watchdog_arm(15000 * g_scale, "kh_manager_close of a polled connection");
+  EXPECT_RC(kh_manager_close(m, "feed", 1000, "done"), KH_OK);
+  watchdog_disarm();
+  kh_event ev[8];
+  size_t n = 0;
+  int64_t t0 = now_ms();
+  for (int i = 0; i < 100; i++) {
+    EXPECT_RC(kh_manager_poll(m, ev, 8, 50, &n), KH_OK);
+    if (n == 0) break;
+  }
+  CHECK(n == 0, "events keep coming after the close");
+  CHECK(now_ms() - t0 < 5000 * g_scale, "polls after the close took %lld ms",
+        (long long)(now_ms() - t0));
+  watchdog_arm(15000 * g_scale, "kh_manager_free");
+  kh_manager_free(m);
+  watchdog_disarm();
+}
+
+static void test_poll_free_with_unpolled_events(void) {
+  kh_manager *m = new_manager(2);
+  EXPECT_RC(kh_manager_set_event_capacity(m, 8), KH_OK);
+  kh_config *cfg = new_config(g_url);
+  EXPECT_RC(kh_config_set_close_timeout_ms(cfg, 1000), KH_OK);
+  EXPECT_RC(kh_manager_add_polled(m, "a", cfg), KH_OK);
+  EXPECT_RC(kh_manager_add_polled(m, "b", cfg), KH_OK);
+  kh_config_free(cfg);
+  EXPECT_RC(kh_manager_wait_open(m, "a", 5000 * g_scale), KH_OK);
+  EXPECT_RC(kh_manager_wait_open(m, "b", 5000 * g_scale), KH_OK);
+  EXPECT_RC(kh_manager_send_text(m, "a", "push 100000", 11), KH_OK);
+  EXPECT_RC(kh_manager_send_text(m, "b", "push 100000", 11), KH_OK);
+  int fd = -1;
+  EXPECT_RC(kh_manager_event_fd(m, &fd), KH_OK);
+  CHECK(fd_readable(fd, 5000 * g_scale), "the event fd did not become readable");
+  /* Nobody polls: both connections fill the queue and stop reading; free must still be
+   * bounded (by the close timeout) and free every queued event (LeakSanitizer, valgrind). */
+  sleep_ms(200);
+  watchdog_arm(10000 * g_scale, "kh_manager_free with unpolled events");
+  int64_t t0 = now_ms();
+  kh_manager_free(m);
+  int64_t dt = now_ms() - t0;
+  watchdog_disarm();
+  CHECK(dt < 5000 * g_scale, "kh_manager_free with unpolled events took %lld ms",
+        (long long)dt);
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   g_url = argc > 1 ? argv[1] : getenv("KH_URL");
@@ -1707,6 +1962,9 @@ int main(int argc, char **argv) {
       {"racing close", test_close_race, 1},
       {"blocking hook vs heartbeats", test_blocking_hook, 0},
       {"close/free vs a flooding peer", test_flood_bounds, 1},
+      {"event queue: bad input, timeouts, wake-up, poll in a hook", test_poll_bad_input, 1},
+      {"event queue: a numbered feed through a slow poller", test_poll_numbered_feed, 1},
+      {"event queue: free with unpolled events", test_poll_free_with_unpolled_events, 1},
   };
   const char *only = getenv("HOSTILE_ONLY");
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {

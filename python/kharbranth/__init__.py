@@ -1,0 +1,331 @@
+"""kharbranth for Python: named WebSocket client connections that stay connected, with their
+events taken by polling (no callbacks into Python).
+
+    import kharbranth
+
+    with kharbranth.Manager() as mgr:
+        mgr.add("feed", "ws://127.0.0.1:9000/")
+        for event in mgr.poll(timeout=1.0):
+            print(event.kind.name, event.conn, event.data)
+
+    async def main():
+        with kharbranth.Manager() as mgr:
+            mgr.add("feed", "ws://127.0.0.1:9000/")
+            async for event in mgr.events():
+                ...
+
+A binding of the C ABI (include/kharbranth.h) through ctypes over the shared library bundled in
+the package ($KH_LIB overrides it). Every failing call raises a subclass of `KharbranthError`
+named after its kh_result code, with the library's message. Events are copied into Python
+objects as they are polled; the queue is bounded, and while it is full the connections stop
+reading their sockets (TCP backpressure) until the program polls again: nothing is dropped.
+"""
+
+import asyncio
+import ctypes
+import enum
+import os
+from ctypes import POINTER, Structure, c_char_p, c_int, c_int32, c_size_t, c_uint16, c_uint32
+from ctypes import c_uint64, c_void_p
+
+__all__ = [
+    "Manager",
+    "Event",
+    "EventKind",
+    "KharbranthError",
+    "DEFAULT_EVENT_CAPACITY",
+]
+
+DEFAULT_EVENT_CAPACITY = 65536
+
+
+class EventKind(enum.IntEnum):
+    """The kind of an `Event` (kh_event_kind)."""
+
+    OPEN = 1
+    TEXT = 2
+    BINARY = 3
+    PING = 4
+    PONG = 5
+    CLOSE = 6
+    ERROR = 7
+
+
+class _KhEvent(Structure):
+    _fields_ = [
+        ("kind", c_uint32),
+        ("error", c_uint32),
+        ("close_code", c_uint16),
+        ("reserved16", c_uint16),
+        ("reserved32", c_uint32),
+        ("conn", c_char_p),
+        ("data", c_void_p),
+        ("len", c_size_t),
+        ("reserved", c_uint64 * 3),
+    ]
+
+
+assert ctypes.sizeof(_KhEvent) == 64, "kh_event is 64 bytes"
+
+# kh_result codes, by value (include/kharbranth.h).
+_CODES = [
+    "KH_OK", "KH_PING_FAILED", "KH_PONG_RECEIVE_TIMEOUT", "KH_READ_ERROR", "KH_WRITE_ERROR",
+    "KH_CONNECTION_DROPPED", "KH_CONNECTION_NOT_FOUND", "KH_CONNECT_FAILED",
+    "KH_INVALID_ARGUMENT", "KH_ALREADY_EXISTS", "KH_QUEUE_FULL", "KH_SHUTTING_DOWN",
+    "KH_TIMEOUT", "KH_PANIC", "KH_RETRIES_EXHAUSTED", "KH_MESSAGE_TOO_LARGE", "KH_SYSTEM_ERROR",
+]
+
+
+class KharbranthError(Exception):
+    """A failed call (or an error event's code): `code` is the kh_result value, `message` the
+    library's description."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _class_name(code_name):
+    # KH_CONNECTION_NOT_FOUND -> ConnectionNotFound
+    return "".join(w.capitalize() for w in code_name[3:].split("_"))
+
+
+_ERRORS = {}
+for _value, _name in enumerate(_CODES[1:], start=1):
+    _cls = type(_class_name(_name), (KharbranthError,), {"__doc__": f"{_name}."})
+    _ERRORS[_value] = _cls
+    globals()[_cls.__name__] = _cls
+    __all__.append(_cls.__name__)
+
+
+def error_for(code, message):
+    """The exception for kh_result `code` (KharbranthError for a code this version lacks)."""
+    return _ERRORS.get(code, KharbranthError)(code, message)
+
+
+def _load(path=None):
+    path = path or os.environ.get("KH_LIB") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "libkharbranth.so")
+    lib = ctypes.CDLL(path)
+    p = c_void_p
+    sigs = {
+        "kh_last_error": (c_size_t, [c_char_p, c_size_t]),
+        "kh_config_new": (c_uint32, [c_char_p, POINTER(p)]),
+        "kh_config_free": (None, [p]),
+        "kh_config_set_ping_interval_ms": (c_uint32, [p, c_uint64]),
+        "kh_config_set_pong_timeout_ms": (c_uint32, [p, c_uint64]),
+        "kh_config_set_connect_timeout_ms": (c_uint32, [p, c_uint64]),
+        "kh_config_set_close_timeout_ms": (c_uint32, [p, c_uint64]),
+        "kh_config_set_reconnect_backoff_ms": (c_uint32, [p, c_uint64, c_uint64]),
+        "kh_config_add_init_text": (c_uint32, [p, c_char_p, c_size_t]),
+        "kh_manager_new_with_threads": (c_uint32, [c_uint32, POINTER(p)]),
+        "kh_manager_free": (None, [p]),
+        "kh_manager_add_polled": (c_uint32, [p, c_char_p, p]),
+        "kh_manager_set_event_capacity": (c_uint32, [p, c_size_t]),
+        "kh_manager_poll": (c_uint32, [p, POINTER(_KhEvent), c_size_t, c_int32,
+                                       POINTER(c_size_t)]),
+        "kh_manager_event_fd": (c_uint32, [p, POINTER(c_int)]),
+        "kh_manager_wakeup": (c_uint32, [p]),
+        "kh_manager_send_text": (c_uint32, [p, c_char_p, c_char_p, c_size_t]),
+        "kh_manager_send_binary": (c_uint32, [p, c_char_p, c_char_p, c_size_t]),
+        "kh_manager_close": (c_uint32, [p, c_char_p, c_uint16, c_char_p]),
+        "kh_manager_wait_open": (c_uint32, [p, c_char_p, c_uint32]),
+    }
+    for name, (res, args) in sigs.items():
+        f = getattr(lib, name)
+        f.restype = res
+        f.argtypes = args
+    return lib
+
+
+_LIB = None
+
+
+def _lib():
+    global _LIB
+    if _LIB is None:
+        _LIB = _load()
+    return _LIB
+
+
+def _check(rc):
+    if rc != 0:
+        lib = _lib()
+        n = lib.kh_last_error(None, 0)
+        buf = ctypes.create_string_buffer(n + 1)
+        lib.kh_last_error(buf, n + 1)
+        raise error_for(rc, buf.value.decode("utf-8", "replace"))
+
+
+def _ms(seconds):
+    return max(1, int(round(seconds * 1000)))
+
+
+class Event:
+    """One event of a connection, copied out of the library.
+
+    `kind` (EventKind), `conn` (the connection's name), `data` (bytes: the payload, the close
+    reason, or the error message), `close_code` (CLOSE), `error` (ERROR: a KharbranthError
+    subclass instance, not raised)."""
+
+    __slots__ = ("kind", "conn", "data", "close_code", "error")
+
+    def __init__(self, kind, conn, data, close_code=0, error=None):
+        self.kind = kind
+        self.conn = conn
+        self.data = data
+        self.close_code = close_code
+        self.error = error
+
+    @property
+    def text(self):
+        """`data` decoded as UTF-8 (text messages, close reasons and error messages are)."""
+        return self.data.decode("utf-8")
+
+    def __repr__(self):
+        return f"Event({self.kind.name}, {self.conn!r}, {self.data[:40]!r})"
+
+
+class Manager:
+    """A kharbranth manager whose connections deliver their events to `poll` and `events`.
+
+    Close it with `close()` or a `with` block (stops every connection, bounded in time)."""
+
+    def __init__(self, threads=0, event_capacity=None):
+        self._lib = _lib()
+        m = c_void_p()
+        _check(self._lib.kh_manager_new_with_threads(threads, ctypes.byref(m)))
+        self._m = m
+        self._batch = None
+        if event_capacity is not None:
+            self.set_event_capacity(event_capacity)
+
+    def _mgr(self):
+        if self._m is None:
+            raise error_for(11, "the manager is closed")
+        return self._m
+
+    def set_event_capacity(self, capacity):
+        """How many events wait before connections stop reading (1 to 16777216)."""
+        _check(self._lib.kh_manager_set_event_capacity(self._mgr(), capacity))
+
+    def add(self, name, url, *, ping_interval=None, pong_timeout=None, connect_timeout=None,
+            close_timeout=None, reconnect_backoff=None, init_text=()):
+        """Adds a connection (times in seconds; `reconnect_backoff` is a (min, max) pair;
+        `init_text` messages are sent after every connect) and starts connecting it."""
+        lib = self._lib
+        cfg = c_void_p()
+        _check(lib.kh_config_new(url.encode(), ctypes.byref(cfg)))
+        try:
+            for setter, value in ((lib.kh_config_set_ping_interval_ms, ping_interval),
+                                  (lib.kh_config_set_pong_timeout_ms, pong_timeout),
+                                  (lib.kh_config_set_connect_timeout_ms, connect_timeout),
+                                  (lib.kh_config_set_close_timeout_ms, close_timeout)):
+                if value is not None:
+                    _check(setter(cfg, _ms(value)))
+            if reconnect_backoff is not None:
+                lo, hi = reconnect_backoff
+                _check(lib.kh_config_set_reconnect_backoff_ms(cfg, _ms(lo), _ms(hi)))
+            for t in init_text:
+                b = t.encode()
+                _check(lib.kh_config_add_init_text(cfg, b, len(b)))
+            _check(lib.kh_manager_add_polled(self._mgr(), name.encode(), cfg))
+        finally:
+            lib.kh_config_free(cfg)
+
+    def send_text(self, name, text):
+        b = text.encode()
+        _check(self._lib.kh_manager_send_text(self._mgr(), name.encode(), b, len(b)))
+
+    def send_binary(self, name, data):
+        data = bytes(data)
+        _check(self._lib.kh_manager_send_binary(self._mgr(), name.encode(), data, len(data)))
+
+    def wait_open(self, name, timeout):
+        """Blocks until `name` is open; raises Timeout or ConnectionDropped."""
+        _check(self._lib.kh_manager_wait_open(self._mgr(), name.encode(), _ms(timeout)))
+
+    def close_connection(self, name, code=1000, reason=None):
+        """Closes one connection cleanly and forgets its name."""
+        r = reason.encode() if reason is not None else None
+        _check(self._lib.kh_manager_close(self._mgr(), name.encode(), code, r))
+
+    def poll(self, max_events=256, timeout=None):
+        """Takes up to `max_events` events, waiting up to `timeout` seconds for the first
+        (None: until one comes or `wakeup()`; 0: not at all). Returns a list, empty when the
+        time ran out or it was woken. The wait releases the GIL."""
+        if max_events < 1:
+            raise error_for(8, f"max_events must be at least 1, not {max_events}")
+        if self._batch is None or len(self._batch) < max_events:
+            self._batch = (_KhEvent * max_events)()
+        if timeout is None:
+            ms = -1
+        else:
+            ms = min(int(max(0.0, timeout) * 1000 + 0.999), 2**31 - 1)
+        n = c_size_t(0)
+        _check(self._lib.kh_manager_poll(self._mgr(), self._batch, max_events, ms,
+                                         ctypes.byref(n)))
+        out = []
+        for e in self._batch[: n.value]:
+            data = ctypes.string_at(e.data, e.len) if e.len else b""
+            try:
+                kind = EventKind(e.kind)
+            except ValueError:
+                continue  # a kind from a later library version
+            error = None
+            if kind == EventKind.ERROR:
+                error = error_for(e.error, data.decode("utf-8", "replace"))
+            out.append(Event(kind, e.conn.decode(), data, e.close_code, error))
+        return out
+
+    def fileno(self):
+        """A descriptor readable while events wait (owned by the manager: do not close it)."""
+        fd = c_int(-1)
+        _check(self._lib.kh_manager_event_fd(self._mgr(), ctypes.byref(fd)))
+        return fd.value
+
+    def wakeup(self):
+        """Makes a blocked `poll` (or else the next one) return at once; any thread."""
+        _check(self._lib.kh_manager_wakeup(self._mgr()))
+
+    async def events(self, max_events=256):
+        """The events as an async iterator, driven by `fileno()` through the running loop's
+        `add_reader`: it never blocks the loop. Ends when the manager is closed."""
+        loop = asyncio.get_running_loop()
+        fd = self.fileno()
+        while self._m is not None:
+            batch = self.poll(max_events, timeout=0)
+            if batch:
+                for e in batch:
+                    yield e
+                continue
+            ready = loop.create_future()
+
+            def on_readable(fut=ready):
+                if not fut.done():
+                    fut.set_result(None)
+
+            loop.add_reader(fd, on_readable)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
+
+    def close(self):
+        """Stops every connection and frees the manager (bounded in time). Idempotent."""
+        m, self._m = self._m, None
+        if m is not None:
+            self._lib.kh_manager_free(m)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,144 @@
+"""The installed kharbranth package (pip install ./python) against a local feed server.
+
+Run: python3 -m pytest -q python/tests  ($KH_FEED_SERVER points to examples/feed_server; by
+default the repository's target/release/examples/feed_server).
+"""
+
+import asyncio
+import os
+import select
+import subprocess
+import threading
+import time
+
+import pytest
+
+import kharbranth
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+FEED_SERVER = os.environ.get("KH_FEED_SERVER") or os.path.join(
+    TARGET, "release", "examples", "feed_server")
+WAIT = 10.0  # seconds: the bound of every wait in these tests
+
+
+@pytest.fixture
+def server():
+    """A feed server on 127.0.0.1 (port 0); yields its ws:// URL and always stops it."""
+    if not os.path.exists(FEED_SERVER):
+        subprocess.run(["cargo", "build", "--release", "--example", "feed_server"], cwd=ROOT,
+                       check=True, timeout=1800)
+    proc = subprocess.Popen([FEED_SERVER, "--port", "0", "--exit-after-secs", "300",
+                             "--exit-on-stdin-eof"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        assert ready, "the feed server printed nothing within 20 s"
+        line = proc.stdout.readline().decode().split()
+        assert line and line[0] == "LISTENING", line
+        yield f"ws://127.0.0.1:{int(line[1])}/"
+    finally:
+        proc.stdin.close()  # it exits at EOF
+        try:
+            proc.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def poll_until(mgr, kind):
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        for e in mgr.poll(timeout=0.1):
+            if e.kind == kind:
+                return e
+    raise AssertionError(f"no {kind.name} event within {WAIT} s")
+
+
+def test_a_slow_sync_poller_gets_every_numbered_message_once_in_order(server):
+    total = 5000
+    with kharbranth.Manager(event_capacity=16) as mgr:
+        mgr.add("feed", server, reconnect_backoff=(0.02, 0.2))
+        e = poll_until(mgr, kharbranth.EventKind.OPEN)
+        assert e.conn == "feed"
+        mgr.send_text("feed", f"push {total}")
+        want = 1
+        deadline = time.monotonic() + 60
+        while want <= total and time.monotonic() < deadline:
+            for e in mgr.poll(max_events=7, timeout=1.0):
+                if e.kind in (kharbranth.EventKind.PING, kharbranth.EventKind.PONG):
+                    continue
+                assert (e.kind, e.conn, e.text) == (kharbranth.EventKind.TEXT, "feed",
+                                                    f"msg {want}")
+                want += 1
+            if want % 1000 == 0:
+                time.sleep(0.05)  # the slow part of the poller
+        assert want == total + 1
+
+        mgr.send_text("feed", "close")
+        e = poll_until(mgr, kharbranth.EventKind.CLOSE)
+        assert (e.close_code, e.text) == (1000, "bye")
+        poll_until(mgr, kharbranth.EventKind.OPEN)
+        mgr.send_text("feed", "drop")
+        e = poll_until(mgr, kharbranth.EventKind.ERROR)
+        assert isinstance(e.error, kharbranth.ConnectionDropped), e.error
+        assert e.error.message
+
+
+def test_asyncio_events_are_driven_by_the_event_fd(server):
+    async def main():
+        with kharbranth.Manager(event_capacity=8) as mgr:
+            got = []
+
+            async def consume():
+                async for e in mgr.events(max_events=5):
+                    if e.kind == kharbranth.EventKind.OPEN:
+                        mgr.send_text("a", "push 500")
+                    elif e.kind == kharbranth.EventKind.TEXT:
+                        got.append(e.text)
+                        if len(got) == 500:
+                            return
+
+            task = asyncio.ensure_future(consume())
+            # The consumer now waits for the descriptor; were it blocking the loop, this sleep
+            # would not end (and wait_for below could not time out either).
+            t0 = time.monotonic()
+            await asyncio.sleep(0.05)
+            assert time.monotonic() - t0 < WAIT
+            assert not task.done()
+            mgr.add("a", server)
+            await asyncio.wait_for(task, WAIT)
+            assert got == [f"msg {i}" for i in range(1, 501)]
+
+    asyncio.run(main())
+
+
+def test_errors_are_exceptions_named_after_their_code(server):
+    with kharbranth.Manager() as mgr:
+        mgr.add("x", server)
+        with pytest.raises(kharbranth.AlreadyExists) as e:
+            mgr.add("x", server)
+        assert "x" in str(e.value) and e.value.code == 9
+        with pytest.raises(kharbranth.InvalidArgument):
+            mgr.set_event_capacity(0)
+        with pytest.raises(kharbranth.InvalidArgument):
+            mgr.add("y", "http://not-a-websocket/")
+        with pytest.raises(kharbranth.ConnectionNotFound):
+            mgr.send_text("nobody", "hi")
+        with pytest.raises(kharbranth.InvalidArgument):
+            mgr.poll(max_events=0)
+        assert isinstance(kharbranth.error_for(99, "later"), kharbranth.KharbranthError)
+    with pytest.raises(kharbranth.ShuttingDown):
+        mgr.poll(timeout=0)
+
+
+def test_poll_keeps_its_timeout_and_wakeup_ends_it():
+    with kharbranth.Manager() as mgr:
+        t0 = time.monotonic()
+        assert mgr.poll(timeout=0.1) == []
+        assert 0.09 <= time.monotonic() - t0 < 2
+        threading.Timer(0.1, mgr.wakeup).start()
+        t0 = time.monotonic()
+        assert mgr.poll(timeout=None) == []
+        assert time.monotonic() - t0 < WAIT

@@ -1,0 +1,272 @@
+//! Events without callbacks from C: `kh_manager_add_polled`, `kh_manager_poll` filling an array
+//! of `kh_event`, the event descriptor for an event loop, and the wake-up.
+//!
+//! A poll lends the caller the events it returns (their names, payloads and error messages
+//! stay where the queue holds them) until the next poll, which drops them: a payload is copied
+//! at most once on its way from the socket to the caller (when it is queued, if it is under
+//! 4 KiB; see `events::compact`).
+
+use std::ffi::{CString, c_char, c_int};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::boundary::{Out, arg_out_array, arg_ref, arg_str, guard};
+use super::manager::manager;
+use super::runtime::in_callback;
+use super::{kh_config, kh_result};
+use crate::error::ConnectionError;
+use crate::events::ConnEvent;
+use crate::hooks::Event;
+
+/// What a `kh_event` reports. Values are fixed; a later version may add kinds, so skip an event
+/// whose kind you do not know.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum kh_event_kind {
+    /// The connection opened (after every successful connect and reconnect).
+    KH_EVENT_OPEN = 1,
+    /// A complete text message (UTF-8, not NUL-terminated) in `data`/`len`.
+    KH_EVENT_TEXT = 2,
+    /// A complete binary message in `data`/`len`.
+    KH_EVENT_BINARY = 3,
+    /// A ping from the peer (the library answers it), its payload in `data`/`len`.
+    KH_EVENT_PING = 4,
+    /// A pong from the peer, its payload in `data`/`len`.
+    KH_EVENT_PONG = 5,
+    /// A close frame from the peer: `close_code` (1005 when it carried none) and the reason
+    /// (UTF-8, not NUL-terminated) in `data`/`len`.
+    KH_EVENT_CLOSE = 6,
+    /// A failure: its code in `error` and a NUL-terminated message in `data` (`len` bytes
+    /// before the NUL). The same failures `on_error` reports, with the same consequences.
+    KH_EVENT_ERROR = 7,
+}
+
+/// One event of a connection added with `kh_manager_add_polled`, as written by
+/// `kh_manager_poll`.
+///
+/// Layout: `sizeof(kh_event)` is 64 bytes and stays 64 in every later version. New members take
+/// the place of reserved ones, which the library writes as 0 until then, so an array allocated
+/// by a program built against this header keeps working with a later library.
+///
+/// Lifetime: `conn` and `data` point into the library's memory (a payload is copied at most
+/// once, when it is queued, and never for the caller) and stay valid until the next
+/// `kh_manager_poll` on the same manager (from any thread) or `kh_manager_free`, whichever comes
+/// first: copy what you keep longer. `conn` is the connection's NUL-terminated name; `data` is
+/// never NULL (it may point to 0 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct kh_event {
+    /// What happened.
+    pub kind: kh_event_kind,
+    /// For `KH_EVENT_ERROR` the failure's code, otherwise `KH_OK`.
+    pub error: kh_result,
+    /// For `KH_EVENT_CLOSE` the peer's close code, otherwise 0.
+    pub close_code: u16,
+    /// Written as 0.
+    pub reserved16: u16,
+    /// Written as 0.
+    pub reserved32: u32,
+    /// The connection's name (NUL-terminated).
+    pub conn: *const c_char,
+    /// The payload, close reason or error message (see `kind`).
+    pub data: *const u8,
+    /// Bytes at `data` (for an error message: before its NUL).
+    pub len: usize,
+    /// Written as 0.
+    pub reserved: [u64; 3],
+}
+
+const _: () = assert!(size_of::<kh_event>() == 64);
+
+/// The events of the last poll and the error messages made for it, kept until the next poll.
+#[derive(Default)]
+pub(crate) struct Lent {
+    events: Vec<ConnEvent>,
+    /// Boxed C strings: their bytes do not move when the vector grows.
+    messages: Vec<CString>,
+}
+
+impl Lent {
+    fn describe(&mut self, e: &ConnEvent) -> kh_event {
+        static EMPTY: [u8; 0] = [];
+        let mut out = kh_event {
+            kind: kh_event_kind::KH_EVENT_OPEN,
+            error: kh_result::KH_OK,
+            close_code: 0,
+            reserved16: 0,
+            reserved32: 0,
+            conn: e.c_name().as_c_ptr(),
+            data: EMPTY.as_ptr(),
+            len: 0,
+            reserved: [0; 3],
+        };
+        let (kind, data): (kh_event_kind, &[u8]) = match e.event() {
+            Event::Open => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
+            Event::Text(t) => (kh_event_kind::KH_EVENT_TEXT, t.as_bytes()),
+            Event::Binary(b) => (kh_event_kind::KH_EVENT_BINARY, b),
+            Event::Ping(b) => (kh_event_kind::KH_EVENT_PING, b),
+            Event::Pong(b) => (kh_event_kind::KH_EVENT_PONG, b),
+            Event::Close(code, reason) => {
+                out.close_code = *code;
+                (kh_event_kind::KH_EVENT_CLOSE, reason.as_bytes())
+            }
+            Event::Error(err) => {
+                out.error = kh_result::from(err);
+                let msg = CString::new(err.to_string().replace('\0', " ")).unwrap_or_default();
+                self.messages.push(msg);
+                let msg = self.messages.last().map_or(&[][..], |m| m.as_bytes());
+                (kh_event_kind::KH_EVENT_ERROR, msg)
+            }
+        };
+        out.kind = kind;
+        out.data = data.as_ptr();
+        out.len = data.len();
+        out
+    }
+}
+
+/// The lent events of a manager; one poll at a time uses them.
+pub(crate) type LentEvents = Mutex<Lent>;
+
+/// Adds a connection like `kh_manager_add`, without callbacks: its events (open, text, binary,
+/// ping, pong, close, error) go to the manager's event queue, which `kh_manager_poll` empties.
+/// One manager may hold connections of both kinds.
+///
+/// The queue is bounded (`kh_manager_set_event_capacity`). While it is full, polled connections
+/// stop reading their sockets until a poll takes events: TCP slows the peers, nothing is
+/// dropped, and no runtime thread is held. Each connection may put one event beyond the
+/// capacity, and open and error events are never held back. A connection waiting for room does
+/// not time out its heartbeat (the answer may wait unread), and a close of it waits for room
+/// too, up to its close timeout. Fails like `kh_manager_add`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_add_polled(
+    mgr: *mut super::kh_manager,
+    name: *const c_char,
+    cfg: *const kh_config,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, name, cfg) =
+            unsafe { (manager(mgr)?, arg_str(name, "name")?, arg_ref(cfg, "cfg")?) };
+        m.manager.add_polled(name, cfg.build()?)
+    })
+}
+
+/// Sets how many events the manager's queue holds before polled connections stop reading:
+/// 1 to 16777216 (the default is 65536). The queue grows on demand, so a large capacity costs
+/// memory only while events wait. May be called at any time; a larger capacity lets waiting
+/// connections read again at once. `KH_INVALID_ARGUMENT` outside that range.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_set_event_capacity(
+    mgr: *mut super::kh_manager,
+    capacity: usize,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or a valid manager, per the header.
+        let m = unsafe { manager(mgr) }?;
+        m.manager.set_event_capacity(capacity)
+    })
+}
+
+/// Takes up to `cap` events of the polled connections into `events[0..*n_out]`, waiting for the
+/// first one up to `timeout_ms` milliseconds (0: do not wait; negative: wait until an event
+/// comes or `kh_manager_wakeup` is called). Events of one connection come in arrival order.
+///
+/// Returns `KH_OK` with `*n_out` = 0 when the time ran out, when `kh_manager_wakeup` woke it,
+/// and also when no connection of the manager is polled (then it just waits `timeout_ms`).
+/// No poll waits longer than its timeout. The events of the previous poll of this manager are
+/// freed by this call: the pointers in them become invalid (see `kh_event`). Polls of one
+/// manager run one at a time; poll from one thread. Like every call, a poll must have returned
+/// before `kh_manager_free` is called: end a waiting one with `kh_manager_wakeup` first.
+///
+/// Refused with `KH_INVALID_ARGUMENT` (writing nothing): `events` NULL, `cap` 0, `n_out` NULL,
+/// or a call from inside any callback (a callback must not wait for events, which its own
+/// connection may be unable to deliver). `KH_SHUTTING_DOWN` once `kh_manager_free` began.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_poll(
+    mgr: *mut super::kh_manager,
+    events: *mut kh_event,
+    cap: usize,
+    timeout_ms: i32,
+    n_out: *mut usize,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers (`events` with room for `cap` events), per the header.
+        let (m, slots, n_out) = unsafe {
+            (
+                manager(mgr)?,
+                arg_out_array(events, cap, "events")?,
+                Out::new(n_out, "n_out")?,
+            )
+        };
+        if in_callback() {
+            return Err(ConnectionError::InvalidArgument(
+                "kh_manager_poll cannot be called from inside a callback".into(),
+            ));
+        }
+        if m.manager.is_shut_down() {
+            return Err(ConnectionError::ShuttingDown);
+        }
+        let timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
+        let mut lent = m.lent.lock().unwrap_or_else(|p| p.into_inner());
+        let lent = &mut *lent;
+        // The previous poll's events are given back here, as the header promises.
+        lent.events.clear();
+        lent.messages.clear();
+        let mut taken = std::mem::take(&mut lent.events);
+        m.manager
+            .event_queue()
+            .poll_blocking(slots.len(), timeout, &mut taken);
+        for (slot, e) in slots.iter_mut().zip(&taken) {
+            slot.write(lent.describe(e));
+        }
+        n_out.write(taken.len());
+        lent.events = taken;
+        Ok(())
+    })
+}
+
+/// Writes to `*fd_out` a descriptor that is readable while events wait in the manager's queue
+/// (level-triggered: it stays readable until polls took every event), for `poll`, `epoll`,
+/// `select` or an event loop; then call `kh_manager_poll` with timeout 0. The same descriptor is
+/// returned by every call. It belongs to the manager: do not read, write or close it; it is
+/// closed by `kh_manager_free`. `KH_SYSTEM_ERROR` when the system refuses a socket pair (or on
+/// a platform without them).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_event_fd(
+    mgr: *mut super::kh_manager,
+    fd_out: *mut c_int,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, out) = unsafe { (manager(mgr)?, Out::new(fd_out, "fd_out")?) };
+        #[cfg(unix)]
+        {
+            let fd = m.manager.event_queue().event_fd().map_err(|e| {
+                ConnectionError::System(format!("creating the event descriptor: {e}"))
+            })?;
+            out.write(fd);
+            Ok(())
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (m, out);
+            Err(ConnectionError::System(
+                "no event descriptor on this platform".into(),
+            ))
+        }
+    })
+}
+
+/// Makes a `kh_manager_poll` of this manager that is waiting return at once (with the events
+/// there are, maybe none); when none is waiting, the next one returns at once. Callable from any
+/// thread, callbacks included. Does not make the event descriptor readable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_wakeup(mgr: *mut super::kh_manager) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or a valid manager, per the header.
+        let m = unsafe { manager(mgr) }?;
+        m.manager.event_queue().wakeup();
+        Ok(())
+    })
+}
