@@ -88,7 +88,7 @@ order = ["drain (server ceiling)",
          "tokio-tungstenite (task, multi-thread)", "tokio-tungstenite (main, multi-thread)",
          "tokio-tungstenite", "tokio-tungstenite rbuf=8KiB",
          "kharbranth Rust API", "kharbranth C ABI", "kharbranth C ABI, 1 worker",
-         "kharbranth Python ctypes", "libwebsockets",
+         "kharbranth Python ctypes", "kharbranth Python package (poll)", "libwebsockets",
          "picows (Python)", "websockets (Python)", "node ws"]
 
 

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""kharbranth's Python package (python/) through its poll API: no Python callback on library
+threads; events are taken in batches of up to 1,024 (`Manager.poll`).
+
+    py_pkg_client.py push|echo URL N S
+
+push: counts text/binary events until the marker "END" (time from the first message).
+echo: one S-byte text message in flight, the next sent when the echo is polled (1000 warm-up
+round trips not counted). Prints one JSON line; a hard timeout (SIGALRM) ends it after 120 s.
+The package is imported from python/ with the release library (KH_LIB), as `pip install
+./python` would install it.
+"""
+import json
+import os
+import signal
+import sys
+import time
+
+signal.alarm(120)
+mode, url, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("KH_LIB", os.path.join(root, "target/release/libkharbranth.so"))
+sys.path.insert(0, os.path.join(root, "python"))
+import kharbranth  # noqa: E402
+
+WARMUP = 1000
+now = time.perf_counter
+DATA = (kharbranth.EventKind.TEXT, kharbranth.EventKind.BINARY)
+
+
+def workload(kind):
+    if size >= 1 << 20 and size % (1 << 20) == 0:
+        return f"{kind}_{size >> 20}MiB"
+    if size >= 1024 and size % 1024 == 0:
+        return f"{kind}_{size >> 10}KiB"
+    return f"{kind}_{size}B"
+
+
+def report(count, nbytes, secs, ok, rtts=None):
+    r = {"client": "kharbranth-python", "workload": workload(mode), "msgs": count,
+         "bytes": nbytes, "secs": round(secs, 6),
+         "msgs_per_sec": round(count / secs, 1) if secs > 0 else 0,
+         "mb_per_sec": round(nbytes / 1e6 / secs, 2) if secs > 0 else 0, "ok": ok}
+    if rtts is not None:
+        m = sorted(rtts[WARMUP:])
+        pct = lambda p: m[round((len(m) - 1) * p / 100)] * 1e6 if m else 0.0  # noqa: E731
+        r.update(p50_us=round(pct(50), 2), p99_us=round(pct(99), 2))
+        r["ok"] = ok and len(m) == n
+    print(json.dumps(r, separators=(",", ":")), flush=True)
+
+
+with kharbranth.Manager(threads=1) as mgr:
+    if mode == "push":
+        mgr.add("bench", url)
+        count = nbytes = 0
+        t0 = None
+        done = False
+        while not done:
+            for e in mgr.poll(max_events=1024, timeout=10.0):
+                if e.kind not in DATA:
+                    continue
+                if e.data == b"END":
+                    t1 = now()
+                    done = True
+                    break
+                if t0 is None:
+                    t0 = now()
+                count += 1
+                nbytes += len(e.data)
+        report(count, nbytes, t1 - (t0 or t1), count == n)
+    else:
+        mgr.add("bench", url)
+        payload = "x" * size
+        total = n + WARMUP
+        rtts = []
+        opened = False
+        while not opened:
+            opened = any(e.kind == kharbranth.EventKind.OPEN for e in mgr.poll(timeout=10.0))
+        start = sent = now()
+        mgr.send_text("bench", payload)
+        while len(rtts) < total:
+            for e in mgr.poll(max_events=16, timeout=10.0):
+                if e.kind in DATA:
+                    t = now()
+                    rtts.append(t - sent)
+                    if len(rtts) < total:
+                        sent = now()
+                        mgr.send_text("bench", payload)
+        report(len(rtts), len(rtts) * size, now() - start, True, rtts)
