@@ -928,7 +928,13 @@ static void test_bad_values(void) {
   EXPECT_RC(kh_config_set_proxy(cfg, "http://127.0.0.1"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_proxy(cfg, "socks5://u:p@127.0.0.1:0"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_proxy(cfg, "\xff\xfe"), KH_INVALID_ARGUMENT);
-  EXPECT_RC(kh_config_set_proxy(cfg, "socks5://u:p%40ss@127.0.0.1:1080"), KH_OK);
+  {
+    /* On a config of its own: this one must still connect directly below. */
+    kh_config *pc = NULL;
+    EXPECT_RC(kh_config_new("ws://127.0.0.1:1/", &pc), KH_OK);
+    EXPECT_RC(kh_config_set_proxy(pc, "socks5://u:p%40ss@127.0.0.1:1080"), KH_OK);
+    kh_config_free(pc);
+  }
   /* Fallback URLs: checked like the main URL. */
   EXPECT_RC(kh_config_add_fallback_url(NULL, "ws://127.0.0.1:1/"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_add_fallback_url(cfg, NULL), KH_INVALID_ARGUMENT);
