@@ -189,14 +189,20 @@ impl Config {
         self.inner.tls_config.clone()
     }
 
-    /// The URLs to dial, in the order each attempt tries them: the main one, then the
-    /// fallbacks.
-    pub(crate) fn endpoints(&self) -> impl Iterator<Item = Endpoint> + '_ {
-        std::iter::once(Endpoint {
-            uri: self.inner.uri.clone(),
-            tls: self.inner.tls,
-        })
-        .chain(self.inner.fallbacks.iter().cloned())
+    /// How many URLs each attempt may dial: the main one, then the fallbacks.
+    pub(crate) fn endpoint_count(&self) -> usize {
+        1 + self.inner.fallbacks.len()
+    }
+
+    /// The `i`-th URL to dial (0: the main one), `i` < [`endpoint_count`](Self::endpoint_count).
+    pub(crate) fn endpoint(&self, i: usize) -> Endpoint {
+        match i.checked_sub(1).and_then(|f| self.inner.fallbacks.get(f)) {
+            Some(e) => e.clone(),
+            None => Endpoint {
+                uri: self.inner.uri.clone(),
+                tls: self.inner.tls,
+            },
+        }
     }
 
     /// The proxy connections are tunnelled through, if any.

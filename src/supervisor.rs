@@ -104,13 +104,16 @@ async fn dial_round(
     config: &Config,
     hooks: &mut ReadHooks,
 ) -> Result<(Socket, usize), ConnectionError> {
-    let mut endpoints = config.endpoints().enumerate().peekable();
-    while let Some((i, endpoint)) = endpoints.next() {
+    let last = config.endpoint_count() - 1;
+    for i in 0..=last {
+        let endpoint = config.endpoint(i);
         let target = describe_target(&endpoint);
         log::info!("[{name}] connecting to {target}");
-        match connect(config, &endpoint, &target).await {
+        // Boxed: the dial future is the largest state of a connection's life, and only a
+        // short one.
+        match Box::pin(connect(config, &endpoint, &target)).await {
             Ok(ws) => return Ok((ws, i)),
-            Err(e) if endpoints.peek().is_some() => {
+            Err(e) if i < last => {
                 log::warn!("[{name}] {target} failed, trying the next URL: {e}");
                 hooks.dispatch(name, Event::Error(e));
             }
