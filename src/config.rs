@@ -553,6 +553,40 @@ mod tests {
     }
 
     #[test]
+    fn defaults_are_the_documented_sizes_and_reach_a_default_config() {
+        // README's defaults table and the builder docs state these numbers.
+        assert_eq!(defaults::MAX_MESSAGE_SIZE, 16 * 1024 * 1024);
+        assert_eq!(defaults::MAX_FRAME_SIZE, 16 * 1024 * 1024);
+        assert_eq!(defaults::SEND_QUEUE_CAPACITY, 1024);
+        assert_eq!(defaults::READ_BUFFER_SIZE, 65536);
+        assert_eq!(defaults::FRAME_READ_BUFFER, 4096);
+        assert_eq!(defaults::WRITE_BUFFER_SIZE, 65536);
+        let c = Config::builder("ws://h/").build().unwrap();
+        let ws = c.ws_config();
+        assert_eq!(ws.read_buffer_size, defaults::FRAME_READ_BUFFER);
+        assert_eq!(ws.write_buffer_size, defaults::WRITE_BUFFER_SIZE);
+        assert_eq!(ws.max_frame_size, Some(defaults::MAX_FRAME_SIZE));
+        assert_eq!(c.max_message_size(), defaults::MAX_MESSAGE_SIZE);
+        assert_eq!(c.burst_read_size(), defaults::READ_BUFFER_SIZE);
+        assert_eq!(c.send_queue_capacity(), defaults::SEND_QUEUE_CAPACITY);
+        assert_eq!(
+            (c.ping_interval(), c.pong_timeout(), c.connect_timeout()),
+            (
+                defaults::PING_INTERVAL,
+                defaults::PONG_TIMEOUT,
+                defaults::CONNECT_TIMEOUT
+            )
+        );
+        assert_eq!(c.backoff(), (defaults::BACKOFF_MIN, defaults::BACKOFF_MAX));
+        assert_eq!(c.backoff_reset_after(), defaults::BACKOFF_RESET_AFTER);
+        assert_eq!(c.close_timeout(), defaults::CLOSE_TIMEOUT);
+        assert_eq!(c.max_reconnect_attempts(), 0);
+        assert_eq!(c.heartbeat(), &Heartbeat::Ping);
+        assert!(c.headers().is_empty() && c.subprotocols().is_empty());
+        assert!(c.init_messages().is_empty());
+    }
+
+    #[test]
     fn batching_is_on_only_for_a_read_buffer_above_the_frame_buffer() {
         let burst = |n| {
             Config::builder("ws://h/")
