@@ -8,7 +8,8 @@
 #
 # One job, at the lowest priority, with a short per-mutant timeout: a mutant that makes a test
 # hang is reported as a timeout instead of stalling the run. MUTANTS_JOBS and MUTANTS_TIMEOUT
-# (seconds) override those. The report goes to target/mutants/mutants.out/ (caught.txt,
+# (seconds) override those; the whole test suite runs for each mutant (FUZZ_CASES defaults to
+# 300 here). The report goes to target/mutants/mutants.out/ (caught.txt,
 # missed.txt, timeout.txt, unviable.txt); the exit code is cargo-mutants' own (0: every mutant
 # caught or unviable, 2: some missed, 3: some timed out).
 set -euo pipefail
@@ -30,6 +31,9 @@ if [ ! -s "$diff" ]; then
 fi
 
 mkdir -p target/mutants
+# The property tests' case count is for finding inputs, not for catching mutants: a few hundred
+# cases run every property path, and keep each mutant's test run under a minute.
+export FUZZ_CASES=${FUZZ_CASES:-300}
 exec nice -n 19 cargo mutants \
   --in-diff "$diff" \
   --jobs "${MUTANTS_JOBS:-1}" \

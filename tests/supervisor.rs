@@ -5,9 +5,11 @@ mod support;
 
 use std::time::Duration;
 
-use kharbranth::WsManager;
+use futures_util::SinkExt;
+use kharbranth::{ConnState, ConnectionError, WsManager};
 use support::*;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Accepts every upgrade; socket `i` is held for `hold(i)` and then dropped (the scenario's
 /// own timing, not a synchronisation).
@@ -80,4 +82,39 @@ async fn a_socket_that_stayed_open_long_enough_starts_the_backoff_anew() {
         g[4]
     );
     assert!(g[3] >= Duration::from_millis(195), "gaps {g:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_still_queued_when_the_connection_stops_are_reported() {
+    let mut server = Server::start().await;
+    let rec = Recorder::new();
+    let mgr = WsManager::new();
+    // No reconnect within the test: the first delay is 10 s.
+    let config = cfg(server.port)
+        .reconnect_backoff(Duration::from_secs(10), Duration::from_secs(10))
+        .close_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    mgr.add("q", config, rec.hooks()).unwrap();
+    let mut ws = server.next().await;
+    // The server closes but keeps the socket: writes queued now wait for the next connection.
+    ws.send(Message::Close(None)).await.unwrap();
+    rec.wait("on_close", |e| e.iter().any(|e| matches!(e, Ev::Close(..))))
+        .await;
+    let link = mgr.link("q").unwrap();
+    link.send(Message::text("a")).unwrap();
+    link.send(Message::text("b")).unwrap();
+    eventually("the wait before reconnecting", || {
+        link.state() == ConnState::Reconnecting
+    })
+    .await;
+    mgr.close("q", 1000, "done").await.unwrap();
+    let errors = rec.errors();
+    assert!(
+        errors.contains(&ConnectionError::WriteError(
+            "2 queued message(s) were not written: the connection stopped".into()
+        )),
+        "{errors:?}"
+    );
+    drop(ws);
 }
