@@ -1,6 +1,7 @@
 //! The connection loop under conditions a real server rarely produces on cue: a read burst that
-//! never lets the socket run dry, an idle socket, a peer that stops reading. Driven over
-//! `tokio::io::duplex` with the peer's bytes written up front, so the scenario is exact.
+//! never lets the socket run dry, a long send queue, an idle socket, a peer that stops reading.
+//! Driven over `tokio::io::duplex` with the peer's bytes written up front, so the scenario is
+//! exact.
 
 mod support;
 
@@ -233,4 +234,49 @@ async fn writes_stuck_behind_a_peer_that_breaks_the_protocol_are_reported_after_
         "{errors:?}"
     );
     drop(peer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_send_queue_does_not_keep_reads_waiting_until_it_is_written() {
+    const N: u64 = 1000;
+    let (c, mut peer) = prefilled(1).await;
+    let link: Arc<OnceLock<Link>> = Arc::default();
+    let written_at_read = Arc::new(AtomicUsize::new(usize::MAX));
+    let (l1, l2, w) = (link.clone(), link.clone(), written_at_read.clone());
+    let hooks = ReadHooks::new()
+        .on_open(move |_| {
+            let link = l1.get().expect("the link is set before the run");
+            for i in 0..N {
+                link.send(Message::text(i.to_string())).unwrap();
+            }
+        })
+        .on_text(move |_, _| {
+            let out = l2.get().unwrap().stats().messages_out;
+            w.store(out as usize, SeqCst);
+        });
+    let ws = WebSocketStream::from_raw_socket(c, Role::Client, None).await;
+    let (conn, l) = Connection::new("c", ws, config().build().unwrap());
+    link.set(l).unwrap();
+    let mut hooks = hooks;
+    let task = tokio::spawn(async move { conn.run(&mut hooks).await });
+    eventually("the peer's message read", || {
+        written_at_read.load(SeqCst) != usize::MAX
+    })
+    .await;
+    let out = written_at_read.load(SeqCst) as u64;
+    assert!(
+        out < N,
+        "the peer's message was read only after all {out} queued writes"
+    );
+    for _ in 0..N {
+        within(
+            "the queued writes",
+            futures_util::StreamExt::next(&mut peer),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    drop(peer);
+    within("the run to end", task).await.unwrap();
 }
