@@ -117,7 +117,8 @@ mod tests {
     }
 
     /// Polls `h` as a connection does, woken by its timers, until a ping is due or it fails;
-    /// bounded, so a timer that never fires fails the test instead of hanging it.
+    /// bounded, so a timer that never fires fails the test within 2 s (the timers here are
+    /// 1 to 50 ms) instead of hanging it.
     async fn next_due(h: &mut HeartbeatTimer) -> Result<Message, ConnectionError> {
         let wait = poll_fn(|cx| {
             if let Err(e) = h.poll(cx) {
@@ -128,9 +129,9 @@ mod tests {
                 None => Poll::Pending,
             }
         });
-        tokio::time::timeout(Duration::from_secs(5), wait)
+        tokio::time::timeout(Duration::from_secs(2), wait)
             .await
-            .expect("no heartbeat and no failure within 5 s")
+            .expect("no heartbeat and no failure within 2 s")
     }
 
     fn seq(m: &Message) -> u64 {
@@ -169,14 +170,14 @@ mod tests {
         let mut h = timer(1, 10_000);
         let text = Heartbeat::Text("{\"op\":\"ping\"}".into());
         let m = tokio::time::timeout(
-            Duration::from_secs(5),
+            Duration::from_secs(2),
             poll_fn(|cx| {
                 h.poll(cx).unwrap();
                 h.take_due(&text).map_or(Poll::Pending, Poll::Ready)
             }),
         )
         .await
-        .expect("a heartbeat within 5 s");
+        .expect("a heartbeat within 2 s");
         assert_eq!(m, Message::text("{\"op\":\"ping\"}"));
     }
 
