@@ -558,6 +558,10 @@ mod tests {
     fn only_a_colon_after_an_ipv6_literal_starts_a_port() {
         assert_eq!(port_text("[::1]:9001"), Some("9001"));
         assert_eq!(port_text("[::1]"), None);
+        // A literal that ends in `::` has a colon right before its `]`.
+        assert_eq!(port_text("[2001:db8::]"), None);
+        assert_eq!(port_text("[2001:db8::]:9001"), Some("9001"));
+        assert!(url("wss://[2001:db8::]/").is_ok());
         assert_eq!(port_text("h:80"), Some("80"));
         assert_eq!(port_text("h"), None);
     }
