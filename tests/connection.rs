@@ -280,3 +280,37 @@ async fn a_long_send_queue_does_not_keep_reads_waiting_until_it_is_written() {
     drop(peer);
     within("the run to end", task).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_breaks_the_protocol_is_told_why_even_when_it_reads_slowly() {
+    let rec = Recorder::new();
+    // The close frame that names the violation may wait up to 1 s for room in the socket.
+    let (mut peer, _link, task) = stuck_writes(config().build().unwrap(), &rec).await;
+    peer.write_all(&[0xF1, 0x01, b'x']).await.unwrap();
+    // The peer's own slowness: it reads again only 200 ms after the violation.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut peer = WebSocketStream::from_raw_socket(peer, Role::Server, None).await;
+    let mut got = Vec::new();
+    within("the client's frames up to its close", async {
+        while let Some(Ok(m)) = futures_util::StreamExt::next(&mut peer).await {
+            let close = m.is_close();
+            got.push(m);
+            if close {
+                break;
+            }
+        }
+    })
+    .await;
+    let code = match got.last() {
+        Some(Message::Close(Some(f))) => Some(u16::from(f.code)),
+        _ => None,
+    };
+    assert_eq!(
+        code,
+        Some(1002),
+        "frames read: {} , last {:?}",
+        got.len(),
+        got.last()
+    );
+    within("the run to end", task).await.unwrap();
+}
