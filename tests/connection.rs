@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 fn config() -> kharbranth::ConfigBuilder {
     cfg("ws://duplex.invalid/")
@@ -313,4 +313,102 @@ async fn a_peer_that_breaks_the_protocol_is_told_why_even_when_it_reads_slowly()
         got.last()
     );
     within("the run to end", task).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_a_close_cannot_get_out_are_reported_with_their_count() {
+    let rec = Recorder::new();
+    let config = config()
+        .close_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let (peer, link, task) = stuck_writes(config, &rec).await;
+    link.close(1000, "bye").unwrap();
+    let ended = within("the run to end", task).await.unwrap();
+    assert!(matches!(ended, Ended::Closed), "{ended:?}");
+    assert_eq!(
+        rec.errors(),
+        [ConnectionError::WriteError(
+            "3 queued message(s) were not written before the close".into()
+        )]
+    );
+    drop(peer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_writes_and_counts_what_was_queued_and_delivers_frames_until_the_reply() {
+    let (c, s) = tokio::io::duplex(1 << 16);
+    let mut peer = WebSocketStream::from_raw_socket(s, Role::Server, None).await;
+    let rec = Recorder::new();
+    let (link, task) = open(c, config().build().unwrap(), rec.hooks()).await;
+    // Queued together with the close: written before it.
+    link.send(Message::text("a")).unwrap();
+    link.send(Message::binary(vec![1u8, 2])).unwrap();
+    link.close(1000, "bye").unwrap();
+    // A slow peer: it sends two more frames 100 ms later, then reads and answers the close.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    peer.send(Message::text("late 1")).await.unwrap();
+    peer.send(Message::text("late 2")).await.unwrap();
+    let mut got = Vec::new();
+    within("the client's close", async {
+        while let Some(Ok(m)) = futures_util::StreamExt::next(&mut peer).await {
+            let close = m.is_close();
+            got.push(m);
+            if close {
+                break;
+            }
+        }
+    })
+    .await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    // Answer the close and hang up, as a server does.
+    let _ = within("the close reply", peer.close(None)).await;
+    drop(peer);
+    let ended = within("the run to end", task).await.unwrap();
+    assert!(matches!(ended, Ended::Closed), "{ended:?}");
+    let s = link.stats();
+    assert_eq!((s.messages_out, s.bytes_out), (2, 3), "{s:?}");
+    let texts: Vec<_> = rec
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Ev::Text(_)))
+        .collect();
+    assert_eq!(
+        texts,
+        [Ev::Text("late 1".into()), Ev::Text("late 2".into())]
+    );
+    assert!(rec.errors().is_empty(), "{:?}", rec.errors());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_frame_is_refused_with_1009() {
+    let (c, mut s) = tokio::io::duplex(1 << 16);
+    let config = config().max_message_size(1024).build().unwrap();
+    // The limits of a stream brought by the caller are the caller's WebSocket config.
+    let limits = WebSocketConfig::default()
+        .max_message_size(Some(1024))
+        .max_frame_size(Some(1024));
+    let ws = WebSocketStream::from_raw_socket(c, Role::Client, Some(limits)).await;
+    let (conn, _link) = Connection::new("c", ws, config);
+    let mut hooks = ReadHooks::new();
+    let task = tokio::spawn(async move { conn.run(&mut hooks).await });
+    // A binary frame announcing 1 MiB: refused from its header.
+    s.write_all(&[0x82, 127, 0, 0, 0, 0, 0, 0x10, 0, 0])
+        .await
+        .unwrap();
+    let mut peer = WebSocketStream::from_raw_socket(s, Role::Server, None).await;
+    let close = within(
+        "the client's close",
+        futures_util::StreamExt::next(&mut peer),
+    )
+    .await;
+    match close {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1009),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    let ended = within("the run to end", task).await.unwrap();
+    assert!(
+        matches!(ended, Ended::Failed(ConnectionError::ReadError(_))),
+        "{ended:?}"
+    );
 }
