@@ -180,6 +180,24 @@ mod tests {
         assert_eq!(draws(&mut b, 0, 50), [Duration::from_millis(100); 50]);
     }
 
+    #[test]
+    fn every_bit_of_the_generator_is_as_often_set_as_clear() {
+        // Delays take the draw modulo the window: a bit that sticks skews them for some
+        // widths. 4096 draws: each bit is set 2048 +- 32 times; 1700..2400 is over 10 sigma.
+        let mut b = Backoff::new(Duration::from_millis(1), Duration::from_secs(1));
+        let mut set = [0u32; 64];
+        for _ in 0..4096 {
+            let x = b.random();
+            for (bit, n) in set.iter_mut().enumerate() {
+                *n += (x >> bit & 1) as u32;
+            }
+        }
+        assert!(
+            set.iter().all(|n| (1700..=2400).contains(n)),
+            "bits set per 4096 draws: {set:?}"
+        );
+    }
+
     proptest::proptest! {
         /// Any range a `Config` accepts gives delays within `[min, max]`, at every attempt.
         #[test]

@@ -343,10 +343,16 @@ mod tests {
         let mut chunk = [0u8; CHUNK];
         let mut out = ReadBuf::new(&mut chunk);
         while out.remaining() > 0 {
+            let left = out.remaining();
             match Pin::new(&mut r).poll_read(&mut cx, &mut out) {
                 Poll::Ready(res) => res.unwrap(),
                 Poll::Pending => panic!("Pending with data waiting"),
             }
+            // An empty read would repeat forever: fail instead of hanging.
+            assert!(
+                out.remaining() < left,
+                "an empty read while data was waiting"
+            );
         }
         r.inner.supply(&pattern(CHUNK));
         read_until_dry(&mut r);

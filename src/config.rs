@@ -673,4 +673,132 @@ mod tests {
         assert!(s.contains("authorization"));
         assert!(!s.contains("s3cret"));
     }
+
+    #[test]
+    fn every_setting_reads_back_as_built() {
+        let (ms, s) = (Duration::from_millis, Duration::from_secs);
+        let c = Config::builder("wss://feed.example:9443/v1?token=x")
+            .ping_interval(ms(1500))
+            .pong_timeout(ms(700))
+            .heartbeat(Heartbeat::Text("{\"op\":\"ping\"}".into()))
+            .connect_timeout(s(3))
+            .reconnect_backoff(ms(20), s(4))
+            .backoff_reset_after(s(7))
+            .max_reconnect_attempts(5)
+            .close_timeout(ms(900))
+            .header("X-Key", "k")
+            .subprotocol("v2.feed")
+            .init_text("sub")
+            .init_binary(vec![1u8, 2])
+            .max_message_size(1000)
+            .max_frame_size(2000)
+            .send_queue_capacity(33)
+            .read_buffer_size(8192)
+            .frame_buffer_size(1024)
+            .write_buffer_size(512)
+            .build()
+            .unwrap();
+        assert_eq!(c.url(), "wss://feed.example:9443/v1?token=x");
+        assert_eq!(c.uri().port_u16(), Some(9443));
+        assert!(c.is_tls() && c.tls_config().is_some());
+        assert_eq!(c.ping_interval(), ms(1500));
+        assert_eq!(c.pong_timeout(), ms(700));
+        assert_eq!(c.heartbeat(), &Heartbeat::Text("{\"op\":\"ping\"}".into()));
+        assert_eq!(c.connect_timeout(), s(3));
+        assert_eq!(c.backoff(), (ms(20), s(4)));
+        assert_eq!(c.backoff_reset_after(), s(7));
+        assert_eq!(c.max_reconnect_attempts(), 5);
+        assert_eq!(c.close_timeout(), ms(900));
+        let headers: Vec<_> = c
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        assert_eq!(headers, [("x-key", &b"k"[..])]);
+        assert_eq!(c.subprotocols(), ["v2.feed"]);
+        assert_eq!(
+            c.init_messages(),
+            [
+                InitMessage::Text("sub".into()),
+                InitMessage::Binary(Bytes::from_static(&[1, 2]))
+            ]
+        );
+        assert_eq!(c.max_message_size(), 1000);
+        assert_eq!(c.send_queue_capacity(), 33);
+        assert_eq!(c.burst_read_size(), 8192);
+        let ws = c.ws_config();
+        assert_eq!(ws.read_buffer_size, 1024);
+        assert_eq!(ws.write_buffer_size, 512);
+        assert_eq!(ws.max_message_size, Some(1000));
+        // A frame is never allowed to be larger than a message.
+        assert_eq!(ws.max_frame_size, Some(1000));
+        let plain = Config::builder("ws://h/").build().unwrap();
+        assert!(!plain.is_tls() && plain.tls_config().is_none());
+    }
+
+    #[test]
+    fn defaults_are_the_documented_sizes_and_reach_a_default_config() {
+        // README's defaults table and the builder docs state these numbers.
+        assert_eq!(defaults::MAX_MESSAGE_SIZE, 16 * 1024 * 1024);
+        assert_eq!(defaults::MAX_FRAME_SIZE, 16 * 1024 * 1024);
+        assert_eq!(defaults::SEND_QUEUE_CAPACITY, 1024);
+        assert_eq!(defaults::READ_BUFFER_SIZE, 65536);
+        assert_eq!(defaults::FRAME_READ_BUFFER, 4096);
+        assert_eq!(defaults::WRITE_BUFFER_SIZE, 65536);
+        let c = Config::builder("ws://h/").build().unwrap();
+        let ws = c.ws_config();
+        assert_eq!(ws.read_buffer_size, defaults::FRAME_READ_BUFFER);
+        assert_eq!(ws.write_buffer_size, defaults::WRITE_BUFFER_SIZE);
+        assert_eq!(ws.max_frame_size, Some(defaults::MAX_FRAME_SIZE));
+        assert_eq!(c.max_message_size(), defaults::MAX_MESSAGE_SIZE);
+        assert_eq!(c.burst_read_size(), defaults::READ_BUFFER_SIZE);
+        assert_eq!(c.send_queue_capacity(), defaults::SEND_QUEUE_CAPACITY);
+        assert_eq!(
+            (c.ping_interval(), c.pong_timeout(), c.connect_timeout()),
+            (
+                defaults::PING_INTERVAL,
+                defaults::PONG_TIMEOUT,
+                defaults::CONNECT_TIMEOUT
+            )
+        );
+        assert_eq!(c.backoff(), (defaults::BACKOFF_MIN, defaults::BACKOFF_MAX));
+        assert_eq!(c.backoff_reset_after(), defaults::BACKOFF_RESET_AFTER);
+        assert_eq!(c.close_timeout(), defaults::CLOSE_TIMEOUT);
+        assert_eq!(c.max_reconnect_attempts(), 0);
+        assert_eq!(c.heartbeat(), &Heartbeat::Ping);
+        assert!(c.headers().is_empty() && c.subprotocols().is_empty());
+        assert!(c.init_messages().is_empty());
+    }
+
+    #[test]
+    fn batching_is_on_only_for_a_read_buffer_above_the_frame_buffer() {
+        let burst = |n| {
+            Config::builder("ws://h/")
+                .read_buffer_size(n)
+                .build()
+                .unwrap()
+                .burst_read_size()
+        };
+        assert_eq!(burst(defaults::FRAME_READ_BUFFER), 0);
+        assert_eq!(
+            burst(defaults::FRAME_READ_BUFFER + 1),
+            defaults::FRAME_READ_BUFFER + 1
+        );
+        assert_eq!(burst(256), 0);
+        assert_eq!(
+            burst(defaults::READ_BUFFER_SIZE),
+            defaults::READ_BUFFER_SIZE
+        );
+    }
+
+    #[test]
+    fn debug_shows_the_url_without_its_query() {
+        let b = Config::builder("ws://h:9/feed?token=s3cret");
+        let c = b.clone().build().unwrap();
+        for s in [format!("{b:?}"), format!("{c:?}")] {
+            assert!(s.contains("\"ws://h:9/feed\""), "{s}");
+        }
+        assert_eq!(without_query("ws://h/a?b?c"), "ws://h/a");
+        assert_eq!(without_query("ws://h/a"), "ws://h/a");
+    }
 }

@@ -306,4 +306,147 @@ mod tests {
         shared.set_rtt(Duration::from_nanos(300));
         assert_eq!(shared.stats().last_rtt, Some(Duration::ZERO));
     }
+
+    fn link(max_message_size: usize) -> (Link, queue::Receiver) {
+        let c = Config::builder("ws://h/")
+            .max_message_size(max_message_size)
+            .send_queue_capacity(2)
+            .build()
+            .unwrap();
+        channel("feed", &c)
+    }
+
+    fn refused(r: Result<()>) -> String {
+        match r {
+            Err(e) => e.to_string(),
+            Ok(()) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn a_link_queues_only_while_open_within_the_size_limit_and_the_queue() {
+        let (l, mut rx) = link(4);
+        let not_open = ConnectionError::ConnectionDropped("feed is not open (Connecting)".into());
+        assert_eq!(refused(l.send(Message::text("a"))), not_open.to_string());
+        l.shared.set_state(ConnState::Reconnecting);
+        assert!(refused(l.send(Message::text("a"))).contains("feed is not open (Reconnecting)"));
+        l.shared.set_state(ConnState::Open);
+        // A message exactly as large as the limit is accepted.
+        l.send(Message::text("abcd")).unwrap();
+        assert!(matches!(
+            l.send(Message::text("abcde")),
+            Err(ConnectionError::MessageTooLarge { size: 5, max: 4 })
+        ));
+        l.send(Message::binary(vec![1u8])).unwrap();
+        assert!(matches!(
+            l.send(Message::text("x")),
+            Err(ConnectionError::QueueFull(n)) if n == "feed"
+        ));
+        assert_eq!(rx.try_write(), Some(Message::text("abcd")));
+        for s in [ConnState::Closing, ConnState::Closed] {
+            l.shared.set_state(s);
+            assert!(
+                refused(l.send(Message::text("a"))).contains("feed is closed"),
+                "{s:?}"
+            );
+        }
+        l.shared.set_state(ConnState::Open);
+        drop(rx);
+        assert!(refused(l.send(Message::text("a"))).contains("feed is closed"));
+    }
+
+    #[test]
+    fn restart_and_close_reach_the_connection_and_flag_it_mid_burst() {
+        let (l, mut rx) = link(4);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(!l.shared.control_pending.load(Relaxed));
+        l.restart().unwrap();
+        assert!(l.shared.control_pending.load(Relaxed));
+        assert_eq!(
+            rx.poll_control(&mut cx),
+            std::task::Poll::Ready(Some(Control::Restart))
+        );
+        l.close(4000, "bye").unwrap();
+        assert_eq!(
+            rx.poll_control(&mut cx),
+            std::task::Poll::Ready(Some(Control::Close {
+                code: 4000,
+                reason: "bye".into()
+            }))
+        );
+        drop(rx);
+        assert!(refused(l.restart()).contains("feed is closed"));
+        assert!(refused(l.close(1000, "")).contains("feed is closed"));
+    }
+
+    #[test]
+    fn counters_add_up_and_read_back_through_the_link() {
+        let (l, _rx) = link(4);
+        let shared = &l.shared;
+        shared.count_in(3);
+        shared.count_in(4);
+        shared.count_out(10);
+        shared.count_reconnect();
+        shared.count_reconnect();
+        shared.set_endpoint(2);
+        assert_eq!(
+            l.stats(),
+            Stats {
+                messages_in: 2,
+                bytes_in: 7,
+                messages_out: 1,
+                bytes_out: 10,
+                reconnects: 2,
+                last_rtt: None,
+                endpoint: 2,
+            }
+        );
+        shared.set_state(ConnState::Closing);
+        assert_eq!(l.state(), ConnState::Closing);
+    }
+
+    #[test]
+    fn the_last_connect_failure_is_kept_until_a_connect_succeeds() {
+        let shared = Shared::new();
+        assert!(shared.last_failure().is_none());
+        shared.set_last_failure(Some(ConnectionError::ConnectFailed("refused".into())));
+        assert!(matches!(
+            shared.last_failure(),
+            Some(ConnectionError::ConnectFailed(m)) if m == "refused"
+        ));
+        shared.set_last_failure(None);
+        assert!(shared.last_failure().is_none());
+    }
+
+    #[tokio::test]
+    async fn wait_for_sees_a_change_made_while_it_waits_and_gives_up_at_its_deadline() {
+        let shared = Arc::new(Shared::new());
+        let setter = shared.clone();
+        let task = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            setter.set_state(ConnState::Reconnecting);
+            tokio::task::yield_now().await;
+            setter.set_state(ConnState::Open);
+        });
+        let limit = Instant::now() + Duration::from_secs(5);
+        let got = shared.wait_for(limit, |s| s == ConnState::Open).await;
+        assert_eq!(got, Some(ConnState::Open));
+        assert!(
+            Instant::now() < limit,
+            "woken by the deadline, not the change"
+        );
+        task.await.unwrap();
+        // Already true: no wait at all.
+        let got = shared.wait_for(limit, |s| s == ConnState::Open).await;
+        assert_eq!(got, Some(ConnState::Open));
+        let start = Instant::now();
+        let short = start + Duration::from_millis(30);
+        assert_eq!(
+            shared.wait_for(short, |s| s == ConnState::Closed).await,
+            None
+        );
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
 }

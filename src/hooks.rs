@@ -277,3 +277,144 @@ fn call<F: ?Sized>(hook: &mut Option<Box<F>>, run: impl FnOnce(&mut F)) {
         run(f);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Hooks that write one line per call into a shared log.
+    fn recording() -> (ReadHooks, Arc<Mutex<Vec<String>>>) {
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let l = |log: &Arc<Mutex<Vec<String>>>| {
+            let log = log.clone();
+            move |s: String| log.lock().unwrap().push(s)
+        };
+        let (a, b, c, d, e, f, g, h, i) = (
+            l(&log),
+            l(&log),
+            l(&log),
+            l(&log),
+            l(&log),
+            l(&log),
+            l(&log),
+            l(&log),
+            l(&log),
+        );
+        let hooks = ReadHooks::new()
+            .on_open(move |n| a(format!("{n} open")))
+            .on_text(move |n, t| b(format!("{n} text {}", t.as_str())))
+            .on_binary(move |n, p| c(format!("{n} binary {p:?}")))
+            .on_ping(move |n, p| d(format!("{n} ping {p:?}")))
+            .on_pong(move |n, p| e(format!("{n} pong {p:?}")))
+            .on_close(move |n, code, r| f(format!("{n} close {code} {r}")))
+            .on_error(move |n, err| g(format!("{n} error {err}")))
+            .on_frame(move |n, op, p| h(format!("{n} frame {op} {}", p.len())))
+            .on_drop(move || i("dropped".into()));
+        (hooks, log)
+    }
+
+    fn take(log: &Mutex<Vec<String>>) -> Vec<String> {
+        std::mem::take(&mut *log.lock().unwrap())
+    }
+
+    #[test]
+    fn each_event_reaches_its_own_hook_after_on_frame() {
+        let (mut hooks, log) = recording();
+        hooks.dispatch("c", Event::Open);
+        hooks.text("c", Utf8Bytes::from_static("hi"));
+        hooks.binary("c", Bytes::from_static(b"\x01\x02"));
+        hooks.dispatch("c", Event::Ping(Bytes::from_static(b"p")));
+        hooks.dispatch("c", Event::Pong(Bytes::from_static(b"qq")));
+        hooks.dispatch("c", Event::Close(4000, Utf8Bytes::from_static("bye")));
+        hooks.dispatch("c", Event::Error(ConnectionError::ShuttingDown));
+        assert_eq!(
+            take(&log),
+            [
+                "c open",
+                "c frame 1 2",
+                "c text hi",
+                "c frame 2 2",
+                "c binary b\"\\x01\\x02\"",
+                "c frame 9 1",
+                "c ping b\"p\"",
+                "c frame 10 2",
+                "c pong b\"qq\"",
+                "c frame 8 3",
+                "c close 4000 bye",
+                "c error the manager is shutting down",
+            ]
+        );
+        drop(hooks);
+        assert_eq!(take(&log), ["dropped"]);
+    }
+
+    #[test]
+    fn without_on_frame_text_and_binary_go_straight_to_their_hooks() {
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (l1, l2) = (log.clone(), log.clone());
+        let mut hooks = ReadHooks::new()
+            .on_text(move |n, t| l1.lock().unwrap().push(format!("{n} {}", t.as_str())))
+            .on_binary(move |n, b| l2.lock().unwrap().push(format!("{n} {}", b.len())));
+        hooks.text("c", Utf8Bytes::from_static("x"));
+        hooks.binary("c", Bytes::from_static(b"abc"));
+        assert_eq!(take(&log), ["c x", "c 3"]);
+        // No hook set at all: nothing runs, nothing fails.
+        let mut none = ReadHooks::new();
+        none.text("c", Utf8Bytes::from_static("x"));
+        none.binary("c", Bytes::new());
+        none.dispatch("c", Event::Open);
+    }
+
+    #[test]
+    fn a_panicking_hook_is_contained_and_later_events_still_arrive() {
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let l = log.clone();
+        let mut hooks = ReadHooks::new().on_text(move |_, t| {
+            if t.as_str() == "boom" {
+                panic!("hook failure on purpose");
+            }
+            l.lock().unwrap().push(t.as_str().to_string());
+        });
+        hooks.text("c", Utf8Bytes::from_static("boom"));
+        hooks.text("c", Utf8Bytes::from_static("after"));
+        assert_eq!(take(&log), ["after"]);
+        // A panicking on_drop is contained as well.
+        drop(ReadHooks::new().on_drop(|| panic!("on_drop failure on purpose")));
+    }
+
+    #[test]
+    fn forgotten_on_drop_never_runs() {
+        let (mut hooks, log) = recording();
+        hooks.forget_on_drop();
+        drop(hooks);
+        assert!(take(&log).is_empty());
+    }
+
+    #[test]
+    fn frame_events_name_their_opcode_and_payload_lifecycle_events_none() {
+        let close = Event::Close(1000, Utf8Bytes::from_static("why"));
+        assert_eq!(
+            (close.opcode(), close.payload()),
+            (Some(opcode::CLOSE), &b"why"[..])
+        );
+        let text = Event::Text(Utf8Bytes::from_static("t"));
+        assert_eq!(
+            (text.opcode(), text.payload()),
+            (Some(opcode::TEXT), &b"t"[..])
+        );
+        for e in [Event::Open, Event::Error(ConnectionError::ShuttingDown)] {
+            assert_eq!((e.opcode(), e.payload()), (None, &b""[..]));
+        }
+    }
+
+    #[test]
+    fn debug_lists_which_hooks_are_set() {
+        let s = format!("{:?}", ReadHooks::new().on_text(|_, _| {}));
+        assert!(
+            s.contains("on_text: true") && s.contains("on_open: false"),
+            "{s}"
+        );
+    }
+}

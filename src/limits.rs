@@ -570,4 +570,124 @@ mod tests {
         assert!(close(1000, &"x".repeat(124)).is_err());
         assert!(workers(1024).is_ok() && workers(1025).is_err());
     }
+
+    #[test]
+    fn accepted_values_come_back_unchanged() {
+        // The C setters store what these return, not what they were given.
+        let d = Duration::from_millis(1234);
+        for setting in [
+            DurationSetting::PingInterval,
+            DurationSetting::PongTimeout,
+            DurationSetting::ConnectTimeout,
+            DurationSetting::CloseTimeout,
+        ] {
+            assert_eq!(duration(setting, d).unwrap(), d);
+        }
+        assert_eq!(max_message_size(7).unwrap(), 7);
+        assert_eq!(max_frame_size(9).unwrap(), 9);
+        assert_eq!(send_queue_capacity(5).unwrap(), 5);
+        assert_eq!(buffer_size(BufferSetting::Read, 300).unwrap(), 300);
+        assert_eq!(buffer_size(BufferSetting::Frame, 301).unwrap(), 301);
+        assert_eq!(workers(3).unwrap(), 3);
+    }
+
+    #[test]
+    fn limits_hold_their_edge_values() {
+        let s = Duration::from_secs;
+        assert!(backoff(s(5), s(5)).is_ok(), "min == max is a fixed delay");
+        assert_eq!(
+            message(backoff(Duration::ZERO, s(1))),
+            "reconnect backoff minimum must be 1 ms..=1 year (31536000000 ms), not 0ns"
+        );
+        assert_eq!(
+            message(backoff(s(1), Duration::MAX)),
+            "reconnect backoff maximum must be 1 ms..=1 year (31536000000 ms), not 18446744073709551615.999999999s"
+        );
+        assert!(max_message_size(1).is_ok() && max_frame_size(1).is_ok());
+        // An init message as large as the limit still goes out.
+        assert!(init_message(3, 3).is_ok());
+        assert_eq!(
+            message(init_message(4, 3)),
+            "init message of 4 bytes exceeds max_message_size 3"
+        );
+        assert!(ping_payload(MAX_PING_PAYLOAD).is_ok() && ping_payload(0).is_ok());
+        assert_eq!(
+            message(ping_payload(MAX_PING_PAYLOAD + 1)),
+            "a ping payload holds at most 125 bytes, not 126"
+        );
+        assert_eq!(
+            message(workers(MAX_WORKERS + 1)),
+            "workers must be 0..=1024, not 1025"
+        );
+        assert!(workers(0).is_ok());
+    }
+
+    #[test]
+    fn the_scheme_decides_tls_whatever_its_case() {
+        for (u, tls) in [
+            ("ws://h/", false),
+            ("WS://h/", false),
+            ("wss://h/", true),
+            ("WsS://h/", true),
+        ] {
+            assert_eq!(url(u).unwrap_or_else(|e| panic!("{u}: {e}")).1, tls, "{u}");
+        }
+        for (u, want) in [
+            ("http://h/", "URL scheme must be ws:// or wss://"),
+            ("wsx://h/", "URL scheme must be ws:// or wss://"),
+            (
+                "ws://u:p@h/",
+                "URL must not contain credentials (user:password@); use a header instead",
+            ),
+            (
+                "ws://u@h/",
+                "URL must not contain credentials (user:password@); use a header instead",
+            ),
+            ("not a url", "URL does not parse"),
+        ] {
+            assert_eq!(message(url(u)), want, "{u}");
+        }
+    }
+
+    #[test]
+    fn only_a_colon_after_an_ipv6_literal_starts_a_port() {
+        assert_eq!(port_text("[::1]:9001"), Some("9001"));
+        assert_eq!(port_text("[::1]"), None);
+        // A literal that ends in `::` has a colon right before its `]`.
+        assert_eq!(port_text("[2001:db8::]"), None);
+        assert_eq!(port_text("[2001:db8::]:9001"), Some("9001"));
+        assert!(url("wss://[2001:db8::]/").is_ok());
+        assert_eq!(port_text("h:80"), Some("80"));
+        assert_eq!(port_text("h"), None);
+    }
+
+    #[test]
+    fn rule_messages_name_the_setting() {
+        for (setting, name) in [
+            (DurationSetting::PingInterval, "ping_interval"),
+            (DurationSetting::PongTimeout, "pong_timeout"),
+            (DurationSetting::ConnectTimeout, "connect_timeout"),
+            (DurationSetting::CloseTimeout, "close_timeout"),
+        ] {
+            assert!(message(duration(setting, Duration::ZERO)).starts_with(name));
+        }
+        assert!(message(buffer_size(BufferSetting::Read, 0)).starts_with("read_buffer_size"));
+        assert!(message(buffer_size(BufferSetting::Frame, 0)).starts_with("frame_buffer_size"));
+        assert_eq!(
+            message(header("Host", b"x")),
+            "header \"Host\" is set by the library (use subprotocol() for Sec-WebSocket-Protocol)"
+        );
+        assert_eq!(
+            message(header("X-Key", b"a\nb")),
+            "value of header \"X-Key\" contains a control character (CR, LF or NUL)"
+        );
+        assert_eq!(
+            message(connection_name("")),
+            "a connection name must not be empty"
+        );
+        assert_eq!(
+            message(connection_name("a\0")),
+            "a connection name must not contain NUL"
+        );
+    }
 }

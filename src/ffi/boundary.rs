@@ -185,3 +185,129 @@ pub(crate) unsafe fn free_box<T>(p: *mut T) {
     // SAFETY: forwarded.
     drop(unsafe { take_box(p) });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::result::kh_last_error;
+    use super::*;
+
+    /// This thread's `kh_last_error` message.
+    fn last_error() -> String {
+        let mut buf = [0 as c_char; 256];
+        // SAFETY: a writable buffer of that length.
+        let n = unsafe { kh_last_error(buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: kh_last_error terminates what it writes.
+        let s = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap();
+        assert_eq!(n, s.len(), "returned length and copied message disagree");
+        s.to_string()
+    }
+
+    fn refused<T>(r: Result<T>) -> String {
+        match r {
+            Err(ConnectionError::InvalidArgument(m)) => m,
+            Err(e) => panic!("not InvalidArgument: {e:?}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn guard_gives_each_outcome_its_code_and_keeps_the_message() {
+        assert_eq!(guard(|| Ok(())), kh_result::KH_OK);
+        let full = guard(|| Err(ConnectionError::QueueFull("q".into())));
+        assert_eq!(full, kh_result::KH_QUEUE_FULL);
+        assert_eq!(last_error(), "send queue of \"q\" is full");
+        assert_eq!(guard(|| panic!("static text")), kh_result::KH_PANIC);
+        assert_eq!(last_error(), "internal error (panic): static text");
+        let n = 7;
+        assert_eq!(guard(|| panic!("formatted {n}")), kh_result::KH_PANIC);
+        assert_eq!(last_error(), "internal error (panic): formatted 7");
+        assert_eq!(guard(|| std::panic::panic_any(5u8)), kh_result::KH_PANIC);
+        assert_eq!(last_error(), "internal error (panic): unknown panic");
+    }
+
+    #[test]
+    fn guards_without_a_code_run_their_body_and_record_a_panic() {
+        let mut ran = false;
+        guard_void(|| ran = true);
+        assert!(ran);
+        guard_void(|| panic!("in a free function"));
+        assert_eq!(last_error(), "internal error (panic): in a free function");
+        assert_eq!(guard_or(1, || 2), 2);
+        assert_eq!(guard_or(1, || panic!("in a getter")), 1);
+        assert_eq!(last_error(), "internal error (panic): in a getter");
+    }
+
+    #[test]
+    fn required_pointers_refuse_null_with_the_arguments_name() {
+        let x = 5u32;
+        let mut y = 6u32;
+        // SAFETY (all below): NULL or pointers to live locals.
+        unsafe {
+            assert_eq!(*arg_ref(&x, "mgr").unwrap(), 5);
+            assert_eq!(
+                refused(arg_ref(std::ptr::null::<u32>(), "mgr")),
+                "mgr is NULL"
+            );
+            *arg_mut(&mut y, "cfg").unwrap() = 8;
+            assert_eq!(
+                refused(arg_mut(std::ptr::null_mut::<u32>(), "cfg")),
+                "cfg is NULL"
+            );
+            assert_eq!(opt_ref(std::ptr::null::<u32>()), None);
+            assert_eq!(arg_str(c"feed".as_ptr(), "name").unwrap(), "feed");
+            assert_eq!(refused(arg_str(std::ptr::null(), "name")), "name is NULL");
+            assert_eq!(opt_str(std::ptr::null(), "name").unwrap(), None);
+            let bad = [0xffu8, 0];
+            assert!(
+                refused(opt_str(bad.as_ptr().cast(), "name"))
+                    .starts_with("name is not valid UTF-8 (")
+            );
+            let bytes = [1u8, 2, 3];
+            assert_eq!(arg_bytes(bytes.as_ptr(), 3, "data").unwrap(), &bytes);
+            assert!(arg_bytes(std::ptr::null(), 0, "data").unwrap().is_empty());
+            assert_eq!(
+                refused(arg_bytes(std::ptr::null(), 3, "data")),
+                "data is NULL but its length is 3"
+            );
+            let huge = isize::MAX as usize + 1;
+            assert_eq!(
+                refused(arg_bytes(bytes.as_ptr(), huge, "data")),
+                format!("data length {huge} is too large")
+            );
+        }
+        assert_eq!(y, 8);
+    }
+
+    #[test]
+    fn output_buffers_with_no_room_are_none() {
+        let mut buf = [0 as c_char; 4];
+        // SAFETY: NULL, or a writable buffer of at least the length given.
+        unsafe {
+            assert!(opt_buf(std::ptr::null_mut(), 4).is_none());
+            assert!(opt_buf(buf.as_mut_ptr(), 0).is_none());
+            assert_eq!(opt_buf(buf.as_mut_ptr(), 3).map(|b| b.len()), Some(3));
+        }
+    }
+
+    #[test]
+    fn out_parameters_are_written_once_and_boxes_come_back() {
+        let mut v = 0u32;
+        // SAFETY: pointers to live locals; the box is taken back once.
+        unsafe {
+            assert_eq!(
+                refused(Out::new(std::ptr::null_mut::<u32>(), "out").map(|_| ())),
+                "out is NULL"
+            );
+            Out::new(&mut v, "out").unwrap().write(9);
+            let mut p: *mut String = std::ptr::null_mut();
+            Out::new(&mut p, "out")
+                .unwrap()
+                .write_box("boxed".to_string());
+            assert!(!p.is_null());
+            assert_eq!(*take_box(p).unwrap(), "boxed");
+            assert!(take_box(std::ptr::null_mut::<String>()).is_none());
+            free_box(std::ptr::null_mut::<String>());
+        }
+        assert_eq!(v, 9);
+    }
+}

@@ -441,3 +441,50 @@ pub unsafe extern "C" fn kh_config_add_fallback_url(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_config(url: &std::ffi::CStr) -> *mut kh_config {
+        let mut cfg = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated URL and a writable out-pointer.
+        assert_eq!(
+            unsafe { kh_config_new(url.as_ptr(), &mut cfg) },
+            kh_result::KH_OK
+        );
+        cfg
+    }
+
+    #[test]
+    fn setters_reach_the_built_config_and_refuse_out_of_range_values() {
+        let cfg = new_config(c"ws://h/feed");
+        // SAFETY: a live builder from kh_config_new, freed once at the end.
+        unsafe {
+            assert_eq!(kh_config_set_ping_interval_ms(cfg, 1500), kh_result::KH_OK);
+            assert_eq!(kh_config_set_close_timeout_ms(cfg, 700), kh_result::KH_OK);
+            assert_eq!(
+                kh_config_set_max_reconnect_attempts(cfg, 4),
+                kh_result::KH_OK
+            );
+            assert_eq!(kh_config_set_send_queue_capacity(cfg, 3), kh_result::KH_OK);
+            assert_eq!(
+                kh_config_set_pong_timeout_ms(cfg, 0),
+                kh_result::KH_INVALID_ARGUMENT
+            );
+            assert_eq!(
+                kh_config_set_ping_interval_ms(std::ptr::null_mut(), 10),
+                kh_result::KH_INVALID_ARGUMENT
+            );
+            let c = (*cfg).build().unwrap();
+            assert_eq!(c.url(), "ws://h/feed");
+            assert_eq!(c.ping_interval(), Duration::from_millis(1500));
+            assert_eq!(c.close_timeout(), Duration::from_millis(700));
+            assert_eq!(c.max_reconnect_attempts(), 4);
+            assert_eq!(c.send_queue_capacity(), 3);
+            // The refused setting left the default in place.
+            assert_eq!(c.pong_timeout(), crate::config::defaults::PONG_TIMEOUT);
+            kh_config_free(cfg);
+        }
+    }
+}
