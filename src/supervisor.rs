@@ -36,7 +36,7 @@ pub(crate) async fn supervise(
                 Some(Control::Restart) => continue 'outer,
                 Some(Control::Close { .. }) | None => break 'outer,
             },
-            r = Box::pin(dial_round(&name, &config, &mut hooks)) => r,
+            r = dial_round(&name, &config, &mut hooks) => r,
         };
         match attempt {
             Ok((ws, endpoint)) => {
