@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark suite: `bash bench/run.sh` (about 6-8 minutes on a 2-core VM).
+# The benchmark suite: `bash bench/run.sh` (about 13 minutes on a 2-core VM).
 #
 # Builds everything in release mode, starts the benchmark server pinned to CPU 0, runs every
 # client pinned to CPU 1 (and the echo workload once more on CPU 0, same core as the server),
