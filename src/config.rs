@@ -176,7 +176,9 @@ impl Config {
     /// Largest read while the connection is busy (0: no batching beyond tungstenite's buffer).
     pub(crate) fn burst_read_size(&self) -> usize {
         let n = self.inner.set.read_buffer_size;
-        if n > defaults::FRAME_READ_BUFFER {
+        // Against the frame buffer configured, not the default: reads of at most its size
+        // gain nothing from a burst buffer.
+        if n > self.inner.set.frame_buffer_size {
             n
         } else {
             0
@@ -768,6 +770,24 @@ mod tests {
         assert_eq!(c.heartbeat(), &Heartbeat::Ping);
         assert!(c.headers().is_empty() && c.subprotocols().is_empty());
         assert!(c.init_messages().is_empty());
+    }
+
+    #[test]
+    fn batching_follows_the_configured_frame_buffer() {
+        let burst = |read, frame| {
+            Config::builder("ws://h/")
+                .read_buffer_size(read)
+                .frame_buffer_size(frame)
+                .build()
+                .unwrap()
+                .burst_read_size()
+        };
+        // A small frame buffer: a read buffer above it batches, even below the default.
+        assert_eq!(burst(2048, 1024), 2048);
+        assert_eq!(burst(1024, 1024), 0);
+        // A large frame buffer: a read buffer not above it does not.
+        assert_eq!(burst(8192, 16384), 0);
+        assert_eq!(burst(32768, 16384), 32768);
     }
 
     #[test]
