@@ -17,12 +17,7 @@ fn dead_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_url_that_opens_is_used_after_two_that_refuse() {
     let refusing = Server::raw(|tcp, _| refuse_upgrade(tcp, "503 Service Unavailable")).await;
-    let good = Server::raw(|tcp, _| async move {
-        if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
-            echo(ws).await;
-        }
-    })
-    .await;
+    let good = echo_server().await;
     let rec = Recorder::new();
     let mgr = WsManager::new();
     let config = cfg(dead_port())

@@ -9,16 +9,6 @@ use std::time::Duration;
 use kharbranth::{ConnectionError, WsManager};
 use support::*;
 
-/// An echo server to tunnel to.
-async fn echo_server() -> Server {
-    Server::raw(|tcp, _| async move {
-        if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
-            echo(ws).await;
-        }
-    })
-    .await
-}
-
 /// Opens `target` through `proxy_url`, echoes one message and closes.
 async fn echo_through(target: String, proxy_url: String) {
     let rec = Recorder::new();

@@ -65,7 +65,11 @@ async fn tls_echo_server(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Server {
-    let acceptor = tls_acceptor(chain, key);
+    serve_tls_echo(tls_acceptor(chain, key)).await
+}
+
+/// A WebSocket echo server on 127.0.0.1:0 behind `acceptor`'s TLS.
+async fn serve_tls_echo(acceptor: tokio_rustls::TlsAcceptor) -> Server {
     Server::raw(move |tcp, _| {
         let acceptor = acceptor.clone();
         async move {
@@ -213,19 +217,7 @@ async fn mtls_echo_server(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    Server::raw(move |tcp, _| {
-        let acceptor = acceptor.clone();
-        async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            if let Ok(ws) = tokio_tungstenite::accept_async(tls).await {
-                echo(ws).await;
-            }
-        }
-    })
-    .await
+    serve_tls_echo(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
