@@ -8,35 +8,20 @@ echo keeps one S-byte text message in flight (1000 warm-up round trips not count
 Prints one JSON line; a hard timeout (SIGALRM, default action) ends it after 120 s.
 """
 import asyncio
-import json
 import signal
 import sys
 import time
 
+import py_report
+
 signal.alarm(120)
 lib, mode, url, n, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-WARMUP = 1000
+WARMUP = py_report.WARMUP
 now = time.perf_counter
 
 
-def workload(kind):
-    if size >= 1 << 20 and size % (1 << 20) == 0:
-        return f"{kind}_{size >> 20}MiB"
-    if size >= 1024 and size % 1024 == 0:
-        return f"{kind}_{size >> 10}KiB"
-    return f"{kind}_{size}B"
-
-
 def report(client, count, nbytes, secs, ok, rtts=None):
-    r = {"client": client, "workload": workload(mode), "msgs": count, "bytes": nbytes,
-         "secs": round(secs, 6), "msgs_per_sec": round(count / secs, 1) if secs > 0 else 0,
-         "mb_per_sec": round(nbytes / 1e6 / secs, 2) if secs > 0 else 0, "ok": ok}
-    if rtts is not None:
-        m = sorted(rtts[WARMUP:])
-        pct = lambda p: m[round((len(m) - 1) * p / 100)] * 1e6 if m else 0.0  # noqa: E731
-        r.update(p50_us=round(pct(50), 2), p99_us=round(pct(99), 2))
-        r["ok"] = ok and len(m) == n
-    print(json.dumps(r, separators=(",", ":")), flush=True)
+    py_report.report(client, mode, n, size, count, nbytes, secs, ok, rtts)
 
 
 async def run_picows():

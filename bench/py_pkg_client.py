@@ -10,7 +10,6 @@ round trips not counted). Prints one JSON line; a hard timeout (SIGALRM) ends it
 The package is imported from python/ with the release library (KH_LIB), as `pip install
 ./python` would install it.
 """
-import json
 import os
 import signal
 import sys
@@ -22,31 +21,15 @@ root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("KH_LIB", os.path.join(root, "target/release/libkharbranth.so"))
 sys.path.insert(0, os.path.join(root, "python"))
 import kharbranth  # noqa: E402
+import py_report  # noqa: E402
 
-WARMUP = 1000
+WARMUP = py_report.WARMUP
 now = time.perf_counter
 DATA = (kharbranth.EventKind.TEXT, kharbranth.EventKind.BINARY)
 
 
-def workload(kind):
-    if size >= 1 << 20 and size % (1 << 20) == 0:
-        return f"{kind}_{size >> 20}MiB"
-    if size >= 1024 and size % 1024 == 0:
-        return f"{kind}_{size >> 10}KiB"
-    return f"{kind}_{size}B"
-
-
 def report(count, nbytes, secs, ok, rtts=None):
-    r = {"client": "kharbranth-python", "workload": workload(mode), "msgs": count,
-         "bytes": nbytes, "secs": round(secs, 6),
-         "msgs_per_sec": round(count / secs, 1) if secs > 0 else 0,
-         "mb_per_sec": round(nbytes / 1e6 / secs, 2) if secs > 0 else 0, "ok": ok}
-    if rtts is not None:
-        m = sorted(rtts[WARMUP:])
-        pct = lambda p: m[round((len(m) - 1) * p / 100)] * 1e6 if m else 0.0  # noqa: E731
-        r.update(p50_us=round(pct(50), 2), p99_us=round(pct(99), 2))
-        r["ok"] = ok and len(m) == n
-    print(json.dumps(r, separators=(",", ":")), flush=True)
+    py_report.report("kharbranth-python", mode, n, size, count, nbytes, secs, ok, rtts)
 
 
 with kharbranth.Manager(threads=1) as mgr:
