@@ -84,14 +84,12 @@ pub struct Config {
 struct Inner {
     /// The settings as checked by `build` (without the raw headers, which `headers` holds).
     set: ConfigBuilder,
-    uri: Uri,
-    tls: bool,
+    /// The URLs, checked: the main one first, then the fallbacks in the order added.
+    endpoints: Vec<Endpoint>,
     headers: Vec<(HeaderName, HeaderValue)>,
     ws_config: WebSocketConfig,
     tls_config: Option<Arc<rustls::ClientConfig>>,
     proxy: Option<Proxy>,
-    /// The fallback URLs, checked, after the main one (`uri`, `tls`).
-    fallbacks: Vec<Endpoint>,
 }
 
 /// One URL a connection may dial.
@@ -115,11 +113,11 @@ impl Config {
     }
     #[cfg(test)]
     pub(crate) fn uri(&self) -> &Uri {
-        &self.inner.uri
+        &self.inner.endpoints[0].uri
     }
     /// Whether the URL is `wss://`.
     pub fn is_tls(&self) -> bool {
-        self.inner.tls
+        self.inner.endpoints[0].tls
     }
     /// Interval between heartbeats.
     pub fn ping_interval(&self) -> Duration {
@@ -193,18 +191,12 @@ impl Config {
 
     /// How many URLs each attempt may dial: the main one, then the fallbacks.
     pub(crate) fn endpoint_count(&self) -> usize {
-        1 + self.inner.fallbacks.len()
+        self.inner.endpoints.len()
     }
 
     /// The `i`-th URL to dial (0: the main one), `i` < [`endpoint_count`](Self::endpoint_count).
     pub(crate) fn endpoint(&self, i: usize) -> Endpoint {
-        match i.checked_sub(1).and_then(|f| self.inner.fallbacks.get(f)) {
-            Some(e) => e.clone(),
-            None => Endpoint {
-                uri: self.inner.uri.clone(),
-                tls: self.inner.tls,
-            },
-        }
+        self.inner.endpoints[i.min(self.inner.endpoints.len() - 1)].clone()
     }
 
     /// The proxy connections are tunnelled through, if any.
@@ -242,7 +234,7 @@ impl fmt::Debug for Config {
             .field("max_message_size", &i.ws_config.max_message_size)
             .field("send_queue_capacity", &s.send_queue_capacity)
             .field("proxy", &i.proxy)
-            .field("fallback_urls", &i.fallbacks.len())
+            .field("fallback_urls", &(i.endpoints.len() - 1))
             .finish_non_exhaustive()
     }
 }
@@ -556,7 +548,8 @@ impl ConfigBuilder {
     /// in the [`InvalidArgument`](crate::ConnectionError::InvalidArgument) error.
     pub fn build(self) -> Result<Config> {
         let (uri, tls) = limits::url(&self.url)?;
-        let mut fallbacks = Vec::with_capacity(self.fallback_urls.len());
+        let mut endpoints = Vec::with_capacity(1 + self.fallback_urls.len());
+        endpoints.push(Endpoint { uri, tls });
         for url in &self.fallback_urls {
             let (uri, tls) = limits::url(url).map_err(|e| match e {
                 ConnectionError::InvalidArgument(m) => {
@@ -564,9 +557,9 @@ impl ConfigBuilder {
                 }
                 e => e,
             })?;
-            fallbacks.push(Endpoint { uri, tls });
+            endpoints.push(Endpoint { uri, tls });
         }
-        let any_tls = tls || fallbacks.iter().any(|e| e.tls);
+        let any_tls = endpoints.iter().any(|e| e.tls);
         for (setting, d) in [
             (DurationSetting::PingInterval, self.ping_interval),
             (DurationSetting::PongTimeout, self.pong_timeout),
@@ -628,13 +621,11 @@ impl ConfigBuilder {
         Ok(Config {
             inner: Arc::new(Inner {
                 set,
-                uri,
-                tls,
+                endpoints,
                 headers,
                 ws_config,
                 tls_config,
                 proxy,
-                fallbacks,
             }),
         })
     }
