@@ -3,13 +3,16 @@
 The library is taken from $KH_LIB, else from the repository's cargo target directory
 ($CARGO_TARGET_DIR or ../target, release profile), and built there with
 `cargo build --release --lib` when it is missing. The wheel is then specific to the platform.
+
+The C extension kharbranth._speedups (the fast Manager.poll) is optional: when it does not
+build (no compiler, no Python.h) the package installs without it and runs its ctypes loop.
 """
 
 import os
 import shutil
 import subprocess
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
 
@@ -43,4 +46,12 @@ class BinaryDistribution(Distribution):
         return True
 
 
-setup(cmdclass={"build_py": BuildWithLibrary}, distclass=BinaryDistribution)
+SPEEDUPS = Extension(
+    "kharbranth._speedups",
+    ["kharbranth/_speedups.c"],
+    extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-missing-field-initializers"],
+    optional=True,
+)
+
+setup(cmdclass={"build_py": BuildWithLibrary}, distclass=BinaryDistribution,
+      ext_modules=[SPEEDUPS])

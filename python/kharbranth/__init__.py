@@ -19,13 +19,20 @@ the package ($KH_LIB overrides it). Every failing call raises a subclass of `Kha
 named after its kh_result code, with the library's message. Events are copied into Python
 objects as they are polled; the queue is bounded, and while it is full the connections stop
 reading their sockets (TCP backpressure) until the program polls again: nothing is dropped.
+
+`SPEEDUPS` is True when `poll` runs through the package's C extension (`_speedups`, built by
+`pip install` when a C compiler is there), False when it runs the ctypes loop (no extension,
+or KH_NO_SPEEDUPS=1 in the environment at import). Both give the same events.
 """
 
 import asyncio
+import atexit
 import ctypes
 import enum
+import logging
 import os
 import struct
+import threading
 from ctypes import POINTER, Structure, c_char_p, c_int, c_int32, c_size_t, c_uint16, c_uint32
 from ctypes import c_uint64, c_void_p
 
@@ -35,9 +42,26 @@ __all__ = [
     "EventKind",
     "KharbranthError",
     "DEFAULT_EVENT_CAPACITY",
+    "SPEEDUPS",
+    "route_logs",
+    "TRACE",
 ]
 
 DEFAULT_EVENT_CAPACITY = 65536
+
+
+def _import_speedups():
+    if os.environ.get("KH_NO_SPEEDUPS", "") not in ("", "0"):
+        return None
+    try:
+        from . import _speedups as mod
+    except ImportError:
+        return None
+    return mod
+
+
+_speedups = _import_speedups()
+SPEEDUPS = _speedups is not None
 
 
 class EventKind(enum.IntEnum):
@@ -138,6 +162,7 @@ def _load(path=None):
         "kh_manager_send_binary": (c_uint32, [p, c_char_p, c_char_p, c_size_t]),
         "kh_manager_close": (c_uint32, [p, c_char_p, c_uint16, c_char_p]),
         "kh_manager_wait_open": (c_uint32, [p, c_char_p, c_uint32]),
+        "kh_log_set_callback": (c_uint32, [p, p, c_char_p]),
     }
     for name, (res, args) in sigs.items():
         f = getattr(lib, name)
@@ -165,11 +190,91 @@ def _check(rc):
         raise error_for(rc, buf.value.decode("utf-8", "replace"))
 
 
+TRACE = 5
+"""The `logging` level of the library's trace records (below DEBUG)."""
+logging.addLevelName(TRACE, "TRACE")
+
+# kh_log_level (1 error .. 5 trace) -> logging level.
+_LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG, 5: TRACE}
+_log_lock = threading.Lock()
+_log_state = {"routed": None, "thread": None}
+
+
+def _logger_for(target, cache={}):
+    # kharbranth::supervisor -> logger "kharbranth.supervisor"; another crate's target
+    # (tokio_tungstenite::...) -> "kharbranth.tokio_tungstenite...": all under "kharbranth".
+    lg = cache.get(target)
+    if lg is None:
+        parts = [p for p in target.split("::") if p]
+        if parts[:1] == ["kharbranth"]:
+            parts = parts[1:]
+        lg = cache[target] = logging.getLogger(".".join(["kharbranth"] + parts))
+    return lg
+
+
+def _drain_logs():
+    dropped_logger = logging.getLogger("kharbranth")
+    while True:
+        records, dropped, stopped = _speedups.log_wait(200)
+        for level, target, message in records:
+            lvl = _LEVELS.get(level, logging.INFO)
+            lg = _logger_for(target)
+            if lg.isEnabledFor(lvl):
+                lg.log(lvl, "%s", message)
+        if dropped:
+            dropped_logger.warning("%d log records of the library were dropped: the Python "
+                                   "logging thread fell behind", dropped)
+        if stopped:
+            return
+
+
+def _stop_logs():
+    thread = _log_state["thread"]
+    if thread is not None:
+        _speedups.log_stop()
+        thread.join(timeout=2.0)  # bounded: exit never waits on a stuck logging handler
+
+
+def route_logs(filter=None):
+    """Sends the library's log records to Python's `logging` (logger "kharbranth" and its
+    children named after the Rust module, e.g. "kharbranth.supervisor"; levels mapped, trace
+    records at `TRACE` = 5). `filter` is the library's own filter, like RUST_LOG ("info",
+    "kharbranth=debug"; None reads $RUST_LOG, default info): records it drops never reach
+    Python.
+
+    `Manager()` calls it (with None) the first time, so call it before with a filter of your
+    own. Once per process; later calls return the first call's result. Returns True when
+    the records go to `logging`, False when they cannot: without the C extension
+    (`SPEEDUPS` False) or when something in the process installed a Rust logger already.
+
+    The records are queued by the library's threads without the GIL (bounded: a full queue
+    counts the records it drops and a warning says how many) and logged by a daemon thread,
+    which stops at interpreter exit."""
+    with _log_lock:
+        if _log_state["routed"] is not None:
+            return _log_state["routed"]
+        routed = False
+        if SPEEDUPS:
+            lib = _lib()
+            f = filter.encode() if filter is not None else None
+            rc = lib.kh_log_set_callback(_speedups.log_callback_address(), None, f)
+            if rc == 0:
+                t = threading.Thread(target=_drain_logs, name="kharbranth-log", daemon=True)
+                t.start()
+                _log_state["thread"] = t
+                atexit.register(_stop_logs)
+                routed = True
+            elif rc != 9:  # 9: KH_ALREADY_EXISTS, another logger is in place
+                _check(rc)
+        _log_state["routed"] = routed
+        return routed
+
+
 def _ms(seconds):
     return max(1, int(round(seconds * 1000)))
 
 
-class Event:
+class _PyEvent:
     """One event of a connection, copied out of the library.
 
     `kind` (EventKind), `conn` (the connection's name), `data` (bytes: the payload, the close
@@ -194,6 +299,11 @@ class Event:
         return f"Event({self.kind.name}, {self.conn!r}, {self.data[:40]!r})"
 
 
+# The extension's Event has the same attributes (read-only there) and `text`; it is the one
+# `poll` returns when the extension is in use.
+Event = _speedups.Event if SPEEDUPS else _PyEvent
+
+
 class Manager:
     """A kharbranth manager whose connections deliver their events to `poll` and `events`.
 
@@ -201,10 +311,19 @@ class Manager:
 
     def __init__(self, threads=0, event_capacity=None):
         self._lib = _lib()
+        self._poller = None
+        try:
+            route_logs()
+        except KharbranthError:
+            pass  # a bad $RUST_LOG: the manager works, its records stay unrouted
         m = c_void_p()
         _check(self._lib.kh_manager_new_with_threads(threads, ctypes.byref(m)))
         self._m = m
         self._batch = None
+        if SPEEDUPS:
+            poll_fn = ctypes.cast(self._lib.kh_manager_poll, c_void_p).value
+            self._poller = _speedups.Poller(poll_fn, m.value, tuple(EventKind), error_for,
+                                            _check)
         # Connection names as str, decoded once per name rather than once per event.
         self._names = {}
         if event_capacity is not None:
@@ -266,12 +385,15 @@ class Manager:
         time ran out or it was woken. The wait releases the GIL."""
         if max_events < 1:
             raise error_for(8, f"max_events must be at least 1, not {max_events}")
-        if self._batch is None or len(self._batch) < max_events:
-            self._batch = (_KhEvent * max_events)()
         if timeout is None:
             ms = -1
         else:
             ms = min(int(max(0.0, timeout) * 1000 + 0.999), 2**31 - 1)
+        if self._poller is not None:
+            self._mgr()
+            return self._poller.poll(max_events, ms)
+        if self._batch is None or len(self._batch) < max_events:
+            self._batch = (_KhEvent * max_events)()
         n = c_size_t(0)
         _check(self._lib.kh_manager_poll(self._mgr(), self._batch, max_events, ms,
                                          ctypes.byref(n)))
@@ -294,7 +416,7 @@ class Manager:
             error = None
             if kind is EventKind.ERROR:
                 error = error_for(code, payload.decode("utf-8", "replace"))
-            append(Event(kind, name, payload, close_code, error))
+            append(_PyEvent(kind, name, payload, close_code, error))
         return out
 
     def fileno(self):
@@ -333,6 +455,8 @@ class Manager:
     def close(self):
         """Stops every connection and frees the manager (bounded in time). Idempotent."""
         m, self._m = self._m, None
+        if self._poller is not None:
+            self._poller.detach()
         if m is not None:
             self._lib.kh_manager_free(m)
 

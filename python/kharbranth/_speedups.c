@@ -1,0 +1,595 @@
+/* The fast path of kharbranth's Python package: Manager.poll without ctypes.
+ *
+ * A Poller owns a reused kh_event array and calls kh_manager_poll through the function
+ * address ctypes resolved in the already-loaded library, so this module links against no
+ * particular libkharbranth.so. A batch becomes a list of Event objects: per data event one
+ * Event (no GC header: it cannot be part of a cycle) and one bytes object for the payload;
+ * the kind is a shared EventKind member and the connection's name a cached, interned str.
+ *
+ * Built by python/setup.py when a C compiler and Python.h are there; the package falls back
+ * to its ctypes loop otherwise (kharbranth.SPEEDUPS says which one runs).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+/* The layout of kh_event (include/kharbranth.h: 64 bytes in every version). Declared here
+ * rather than included so the extension builds from the package's sources alone. */
+typedef struct {
+    uint32_t kind;
+    uint32_t error;
+    uint16_t close_code;
+    uint16_t reserved16;
+    uint32_t reserved32;
+    const char *conn;
+    const uint8_t *data;
+    size_t len;
+    uint64_t reserved[3];
+} kh_event;
+
+_Static_assert(sizeof(kh_event) == 64, "kh_event is 64 bytes");
+
+typedef uint32_t (*kh_poll_fn)(void *mgr, kh_event *events, size_t cap, int32_t timeout_ms,
+                               size_t *n);
+
+#define KIND_ERROR 7
+#define MAX_KIND 7
+
+/* ---- Event ---------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *kind;
+    PyObject *conn;
+    PyObject *data;
+    PyObject *error;
+    unsigned short close_code;
+} Event;
+
+static void Event_dealloc(Event *self) {
+    Py_XDECREF(self->kind);
+    Py_XDECREF(self->conn);
+    Py_XDECREF(self->data);
+    Py_XDECREF(self->error);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Event_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *names[] = {"kind", "conn", "data", "close_code", "error", NULL};
+    PyObject *kind, *conn, *data, *error = Py_None;
+    unsigned short close_code = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|HO", names, &kind, &conn, &data,
+                                     &close_code, &error))
+        return NULL;
+    Event *self = (Event *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    Py_INCREF(kind);
+    Py_INCREF(conn);
+    Py_INCREF(data);
+    Py_INCREF(error);
+    self->kind = kind;
+    self->conn = conn;
+    self->data = data;
+    self->error = error;
+    self->close_code = close_code;
+    return (PyObject *)self;
+}
+
+static PyObject *Event_text(Event *self, void *closure) {
+    (void)closure;
+    if (!PyBytes_Check(self->data)) {
+        PyErr_SetString(PyExc_TypeError, "Event.data is not bytes");
+        return NULL;
+    }
+    return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(self->data), PyBytes_GET_SIZE(self->data),
+                                "strict");
+}
+
+static PyObject *Event_repr(Event *self) {
+    PyObject *name = PyObject_GetAttrString(self->kind, "name");
+    if (name == NULL)
+        return NULL;
+    PyObject *head = PySequence_GetSlice(self->data, 0, 40);
+    if (head == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    PyObject *r = PyUnicode_FromFormat("Event(%S, %R, %R)", name, self->conn, head);
+    Py_DECREF(name);
+    Py_DECREF(head);
+    return r;
+}
+
+static PyMemberDef Event_members[] = {
+    {"kind", T_OBJECT, offsetof(Event, kind), READONLY, "The EventKind."},
+    {"conn", T_OBJECT, offsetof(Event, conn), READONLY, "The connection's name (str)."},
+    {"data", T_OBJECT, offsetof(Event, data), READONLY,
+     "bytes: the payload, the close reason or the error message."},
+    {"close_code", T_USHORT, offsetof(Event, close_code), READONLY,
+     "For CLOSE the peer's close code, else 0."},
+    {"error", T_OBJECT, offsetof(Event, error), READONLY,
+     "For ERROR the KharbranthError subclass instance (not raised), else None."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef Event_getset[] = {
+    {"text", (getter)Event_text, NULL,
+     "`data` decoded as UTF-8 (text messages, close reasons and error messages are).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject EventType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "kharbranth._speedups.Event",
+    .tp_basicsize = sizeof(Event),
+    .tp_dealloc = (destructor)Event_dealloc,
+    .tp_repr = (reprfunc)Event_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One event of a connection, copied out of the library: kind, conn, data, "
+              "close_code, error (read-only).",
+    .tp_members = Event_members,
+    .tp_getset = Event_getset,
+    .tp_new = Event_new,
+};
+
+/* ---- Poller --------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    kh_poll_fn poll;
+    void *mgr;
+    kh_event *events;
+    size_t cap;
+    int busy;
+    PyObject *kinds[MAX_KIND + 1]; /* EventKind members by value; NULL for unknown values */
+    PyObject *make_error;          /* error_for(code, message) */
+    PyObject *check;               /* raises the exception of a kh_result (with kh_last_error) */
+    PyObject *names;               /* dict: name as bytes -> interned str */
+    /* The last name seen: one connection's events come in runs, so most lookups end here
+     * with a strcmp instead of a bytes object and a dict lookup. */
+    char *last_raw;
+    PyObject *last_name;
+} Poller;
+
+static int Poller_traverse(Poller *self, visitproc visit, void *arg) {
+    for (int i = 0; i <= MAX_KIND; i++)
+        Py_VISIT(self->kinds[i]);
+    Py_VISIT(self->make_error);
+    Py_VISIT(self->check);
+    Py_VISIT(self->names);
+    Py_VISIT(self->last_name);
+    return 0;
+}
+
+static int Poller_clear(Poller *self) {
+    for (int i = 0; i <= MAX_KIND; i++)
+        Py_CLEAR(self->kinds[i]);
+    Py_CLEAR(self->make_error);
+    Py_CLEAR(self->check);
+    Py_CLEAR(self->names);
+    Py_CLEAR(self->last_name);
+    return 0;
+}
+
+static void Poller_dealloc(Poller *self) {
+    PyObject_GC_UnTrack(self);
+    Poller_clear(self);
+    PyMem_Free(self->events);
+    PyMem_Free(self->last_raw);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Poller_init(Poller *self, PyObject *args, PyObject *kwds) {
+    static char *names[] = {"poll_fn", "manager", "kinds", "make_error", "check", NULL};
+    unsigned long long fn, mgr;
+    PyObject *kinds, *make_error, *check;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKOOO", names, &fn, &mgr, &kinds,
+                                     &make_error, &check))
+        return -1;
+    if (fn == 0 || mgr == 0) {
+        PyErr_SetString(PyExc_ValueError, "poll_fn and manager must not be NULL");
+        return -1;
+    }
+    if (!PyCallable_Check(make_error) || !PyCallable_Check(check)) {
+        PyErr_SetString(PyExc_TypeError, "make_error and check must be callable");
+        return -1;
+    }
+    PyObject *it = PyObject_GetIter(kinds);
+    if (it == NULL)
+        return -1;
+    PyObject *k;
+    Poller_clear(self);
+    while ((k = PyIter_Next(it)) != NULL) {
+        long v = PyLong_AsLong(k);
+        if (v == -1 && PyErr_Occurred()) {
+            Py_DECREF(k);
+            Py_DECREF(it);
+            return -1;
+        }
+        if (v >= 1 && v <= MAX_KIND) {
+            Py_XSETREF(self->kinds[v], k);
+        } else {
+            Py_DECREF(k);
+        }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return -1;
+    self->poll = (kh_poll_fn)(uintptr_t)fn;
+    self->mgr = (void *)(uintptr_t)mgr;
+    Py_INCREF(make_error);
+    self->make_error = make_error;
+    Py_INCREF(check);
+    self->check = check;
+    self->names = PyDict_New();
+    return self->names ? 0 : -1;
+}
+
+/* The str for a connection's NUL-terminated name. Returns a new reference. */
+static PyObject *conn_name(Poller *self, const char *raw) {
+    if (raw == NULL)
+        raw = "";
+    if (self->last_raw != NULL && strcmp(self->last_raw, raw) == 0) {
+        Py_INCREF(self->last_name);
+        return self->last_name;
+    }
+    size_t len = strlen(raw);
+    PyObject *key = PyBytes_FromStringAndSize(raw, (Py_ssize_t)len);
+    if (key == NULL)
+        return NULL;
+    PyObject *name = PyDict_GetItemWithError(self->names, key);
+    if (name != NULL) {
+        Py_INCREF(name);
+    } else if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    } else {
+        name = PyUnicode_DecodeUTF8(raw, (Py_ssize_t)len, "replace");
+        if (name == NULL) {
+            Py_DECREF(key);
+            return NULL;
+        }
+        PyUnicode_InternInPlace(&name);
+        if (PyDict_SetItem(self->names, key, name) < 0) {
+            Py_DECREF(key);
+            Py_DECREF(name);
+            return NULL;
+        }
+    }
+    Py_DECREF(key);
+    char *copy = PyMem_Realloc(self->last_raw, len + 1);
+    if (copy != NULL) {
+        memcpy(copy, raw, len + 1);
+        self->last_raw = copy;
+        Py_INCREF(name);
+        Py_XSETREF(self->last_name, name);
+    }
+    return name;
+}
+
+static PyObject *make_event(Poller *self, const kh_event *e, PyObject *kind) {
+    Event *ev = PyObject_New(Event, &EventType);
+    if (ev == NULL)
+        return NULL;
+    ev->kind = NULL;
+    ev->conn = NULL;
+    ev->error = NULL;
+    ev->data = PyBytes_FromStringAndSize((const char *)e->data, (Py_ssize_t)e->len);
+    ev->close_code = e->close_code;
+    if (ev->data == NULL)
+        goto fail;
+    ev->conn = conn_name(self, e->conn);
+    if (ev->conn == NULL)
+        goto fail;
+    Py_INCREF(kind);
+    ev->kind = kind;
+    if (e->kind == KIND_ERROR) {
+        PyObject *msg = PyUnicode_DecodeUTF8((const char *)e->data, (Py_ssize_t)e->len,
+                                             "replace");
+        if (msg == NULL)
+            goto fail;
+        ev->error = PyObject_CallFunction(self->make_error, "kO", (unsigned long)e->error, msg);
+        Py_DECREF(msg);
+        if (ev->error == NULL)
+            goto fail;
+    } else {
+        Py_INCREF(Py_None);
+        ev->error = Py_None;
+    }
+    return (PyObject *)ev;
+fail:
+    Py_DECREF(ev);
+    return NULL;
+}
+
+PyDoc_STRVAR(Poller_poll_doc,
+"poll(max_events, timeout_ms) -> list of Event\n\n"
+"Calls kh_manager_poll (without the GIL) for up to max_events events, waiting up to\n"
+"timeout_ms (-1: without end) for the first, and returns them as Events.");
+
+static PyObject *Poller_poll(Poller *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "poll(max_events, timeout_ms)");
+        return NULL;
+    }
+    Py_ssize_t max = PyLong_AsSsize_t(args[0]);
+    if (max == -1 && PyErr_Occurred())
+        return NULL;
+    long timeout = PyLong_AsLong(args[1]);
+    if (timeout == -1 && PyErr_Occurred())
+        return NULL;
+    if (max < 1) {
+        PyErr_SetString(PyExc_ValueError, "max_events must be at least 1");
+        return NULL;
+    }
+    if (timeout < -1 || timeout > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "timeout_ms must be -1 or 0 to 2**31-1");
+        return NULL;
+    }
+    if (self->mgr == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the poller is detached (its manager is closed)");
+        return NULL;
+    }
+    /* The array is reused and the library's pointers are valid only until the next poll:
+     * two threads polling one manager at once would read each other's events. */
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "poll is running on another thread already");
+        return NULL;
+    }
+    if ((size_t)max > self->cap) {
+        kh_event *grown = PyMem_Realloc(self->events, (size_t)max * sizeof(kh_event));
+        if (grown == NULL)
+            return PyErr_NoMemory();
+        self->events = grown;
+        self->cap = (size_t)max;
+    }
+    size_t n = 0;
+    uint32_t rc;
+    kh_event *events = self->events;
+    void *mgr = self->mgr;
+    kh_poll_fn poll = self->poll;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    rc = poll(mgr, events, (size_t)max, (int32_t)timeout, &n);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (rc != 0) {
+        PyObject *r = PyObject_CallFunction(self->check, "k", (unsigned long)rc);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+        PyErr_Format(PyExc_RuntimeError, "kh_manager_poll failed with code %lu",
+                     (unsigned long)rc);
+        return NULL;
+    }
+    if (n > (size_t)max)
+        n = (size_t)max; /* defensive: never read past the array */
+    /* Known kinds only (a later library may add some): counted first so the list is made
+     * at its size, without a resize per event. */
+    Py_ssize_t known = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = events[i].kind;
+        known += (k <= MAX_KIND && self->kinds[k] != NULL);
+    }
+    PyObject *out = PyList_New(known);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        const kh_event *e = &events[i];
+        if (e->kind > MAX_KIND || self->kinds[e->kind] == NULL)
+            continue;
+        PyObject *ev = make_event(self, e, self->kinds[e->kind]);
+        if (ev == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, j++, ev);
+    }
+    return out;
+}
+
+static PyObject *Poller_detach(Poller *self, PyObject *unused) {
+    (void)unused;
+    self->mgr = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Poller_methods[] = {
+    {"poll", (PyCFunction)(void (*)(void))Poller_poll, METH_FASTCALL, Poller_poll_doc},
+    {"detach", (PyCFunction)Poller_detach, METH_NOARGS,
+     "Forgets the manager (called before it is freed): a later poll raises."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject PollerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "kharbranth._speedups.Poller",
+    .tp_basicsize = sizeof(Poller),
+    .tp_dealloc = (destructor)Poller_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Poller(poll_fn, manager, kinds, make_error, check): kh_manager_poll into a "
+              "reused array, events as Event objects.",
+    .tp_traverse = (traverseproc)Poller_traverse,
+    .tp_clear = (inquiry)Poller_clear,
+    .tp_methods = Poller_methods,
+    .tp_init = (initproc)Poller_init,
+    .tp_new = PyType_GenericNew,
+};
+
+
+/* ---- the log bridge ------------------------------------------------------------------- */
+
+/* kh_log_set_callback's callback runs on the library's threads. It never touches Python
+ * (taking the GIL there could stall a connection's thread behind Python code, and at
+ * interpreter exit PyGILState_Ensure ends the calling thread): it copies the record into a
+ * bounded ring, which a Python daemon thread drains with log_wait into `logging`. When the
+ * ring is full a record is counted, not queued, and log_wait reports the count. */
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define LOG_RING 4096
+
+typedef struct {
+    uint32_t level;
+    char *target;
+    char *message;
+} log_rec;
+
+static log_rec log_ring[LOG_RING];
+static size_t log_head, log_count;
+static unsigned long long log_dropped;
+static int log_stopped;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t log_cond = PTHREAD_COND_INITIALIZER;
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d != NULL)
+        memcpy(d, s, n);
+    return d;
+}
+
+static void log_callback(void *user_data, uint32_t level, const char *target,
+                         const char *message) {
+    (void)user_data;
+    char *t = dup_str(target ? target : "");
+    char *m = dup_str(message ? message : "");
+    pthread_mutex_lock(&log_lock);
+    if (t == NULL || m == NULL || log_count == LOG_RING) {
+        log_dropped++;
+        pthread_mutex_unlock(&log_lock);
+        free(t);
+        free(m);
+        return;
+    }
+    log_rec *r = &log_ring[(log_head + log_count) % LOG_RING];
+    r->level = level;
+    r->target = t;
+    r->message = m;
+    log_count++;
+    pthread_cond_signal(&log_cond);
+    pthread_mutex_unlock(&log_lock);
+}
+
+static PyObject *log_callback_address(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    return PyLong_FromVoidPtr((void *)(uintptr_t)&log_callback);
+}
+
+/* Up to this many records per call, so one call holds the GIL for a bounded time. */
+#define LOG_BATCH 256
+
+static PyObject *log_wait(PyObject *self, PyObject *arg) {
+    (void)self;
+    long timeout_ms = PyLong_AsLong(arg);
+    if (timeout_ms == -1 && PyErr_Occurred())
+        return NULL;
+    if (timeout_ms < 0) {
+        PyErr_SetString(PyExc_ValueError, "timeout_ms must be at least 0");
+        return NULL;
+    }
+    log_rec got[LOG_BATCH];
+    size_t n = 0;
+    unsigned long long dropped;
+    int stopped;
+    Py_BEGIN_ALLOW_THREADS
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&log_lock);
+    while (log_count == 0 && log_dropped == 0 && !log_stopped) {
+        if (pthread_cond_timedwait(&log_cond, &log_lock, &until) != 0)
+            break;
+    }
+    while (n < LOG_BATCH && log_count > 0) {
+        got[n++] = log_ring[log_head];
+        log_head = (log_head + 1) % LOG_RING;
+        log_count--;
+    }
+    dropped = log_dropped;
+    log_dropped = 0;
+    stopped = log_stopped && log_count == 0;
+    pthread_mutex_unlock(&log_lock);
+    Py_END_ALLOW_THREADS
+    PyObject *list = PyList_New(0);
+    for (size_t i = 0; i < n; i++) {
+        if (list != NULL) {
+            PyObject *rec = Py_BuildValue("(Iss)", (unsigned int)got[i].level, got[i].target,
+                                          got[i].message);
+            if (rec == NULL || PyList_Append(list, rec) < 0)
+                Py_CLEAR(list);
+            Py_XDECREF(rec);
+        }
+        free(got[i].target);
+        free(got[i].message);
+    }
+    if (list == NULL)
+        return NULL;
+    return Py_BuildValue("(NKO)", list, dropped, stopped ? Py_True : Py_False);
+}
+
+static PyObject *log_stop(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    pthread_mutex_lock(&log_lock);
+    log_stopped = 1;
+    pthread_cond_broadcast(&log_cond);
+    pthread_mutex_unlock(&log_lock);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"log_callback_address", log_callback_address, METH_NOARGS,
+     "The address of the kh_log_callback that queues records for log_wait."},
+    {"log_wait", log_wait, METH_O,
+     "log_wait(timeout_ms) -> (records, dropped, stopped): waits (without the GIL) up to\n"
+     "timeout_ms for log records; records are (level, target, message) tuples, dropped the\n"
+     "number lost to a full queue since the last call, stopped True once log_stop was called\n"
+     "and the queue is empty."},
+    {"log_stop", log_stop, METH_NOARGS, "Ends log_wait's waiting (at interpreter exit)."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---- module --------------------------------------------------------------------------- */
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "kharbranth._speedups",
+    .m_doc = "The C fast path of kharbranth.Manager.poll (see _speedups.c).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) {
+    if (PyType_Ready(&EventType) < 0 || PyType_Ready(&PollerType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&EventType);
+    if (PyModule_AddObject(m, "Event", (PyObject *)&EventType) < 0) {
+        Py_DECREF(&EventType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&PollerType);
+    if (PyModule_AddObject(m, "Poller", (PyObject *)&PollerType) < 0) {
+        Py_DECREF(&PollerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
