@@ -405,6 +405,12 @@ static PyMethodDef Poller_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef Poller_members[] = {
+    {"busy", T_INT, offsetof(Poller, busy), READONLY,
+     "1 while a poll runs (on any thread), else 0."},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject PollerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "kharbranth._speedups.Poller",
@@ -416,6 +422,7 @@ static PyTypeObject PollerType = {
     .tp_traverse = (traverseproc)Poller_traverse,
     .tp_clear = (inquiry)Poller_clear,
     .tp_methods = Poller_methods,
+    .tp_members = Poller_members,
     .tp_init = (initproc)Poller_init,
     .tp_new = PyType_GenericNew,
 };

@@ -1,0 +1,163 @@
+"""The C extension (kharbranth._speedups) and its ctypes fallback, and the log bridge.
+
+scripts/test.sh runs python/tests twice: as installed (KH_EXPECT_SPEEDUPS=1: the extension
+must be in use) and with KH_NO_SPEEDUPS=1 (the ctypes loop), so every test of test_package.py
+covers both paths. The tests here compare the two paths within one process.
+"""
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import kharbranth
+from test_package import WAIT, poll_until, server  # noqa: F401 (server is a fixture)
+
+needs_speedups = pytest.mark.skipif(not kharbranth.SPEEDUPS, reason="runs the ctypes fallback")
+
+
+def test_speedups_reports_the_path_in_use():
+    if os.environ.get("KH_NO_SPEEDUPS", "") not in ("", "0"):
+        assert kharbranth.SPEEDUPS is False
+        assert kharbranth.Event is kharbranth._PyEvent
+    elif os.environ.get("KH_EXPECT_SPEEDUPS") == "1":
+        assert kharbranth.SPEEDUPS is True, "pip install ./python did not build _speedups"
+    if kharbranth.SPEEDUPS:
+        assert kharbranth.Event.__module__ == "kharbranth._speedups"
+
+
+def _numbered(mgr, total, fallback):
+    """Polls `total` numbered messages, through the ctypes loop when `fallback`."""
+    poller = mgr._poller
+    if fallback:
+        mgr._poller = None
+    try:
+        got = []
+        deadline = time.monotonic() + 60
+        while len(got) < total and time.monotonic() < deadline:
+            for e in mgr.poll(max_events=64, timeout=1.0):
+                if e.kind == kharbranth.EventKind.TEXT:
+                    got.append((type(e).__name__, e.conn, e.text, e.close_code, e.error))
+        return got
+    finally:
+        mgr._poller = poller
+
+
+@needs_speedups
+def test_extension_and_fallback_give_the_same_events(server):  # noqa: F811
+    total = 3000
+    with kharbranth.Manager(event_capacity=32) as mgr:
+        mgr.add("feed", server)
+        poll_until(mgr, kharbranth.EventKind.OPEN)
+        runs = []
+        for fallback in (False, True):
+            mgr.send_text("feed", f"push {total}")
+            runs.append(_numbered(mgr, total, fallback))
+        want = [("feed", f"msg {i}", 0, None) for i in range(1, total + 1)]
+        for run in runs:
+            assert [r[1:] for r in run] == want
+        assert {r[0] for r in runs[0]} == {"Event"} and {r[0] for r in runs[1]} == {"_PyEvent"}
+
+        # Close and error events carry the same fields on the extension's path.
+        mgr.send_text("feed", "close")
+        e = poll_until(mgr, kharbranth.EventKind.CLOSE)
+        assert (e.close_code, e.text, e.error) == (1000, "bye", None)
+        assert repr(e) == "Event(CLOSE, 'feed', b'bye')"
+        poll_until(mgr, kharbranth.EventKind.OPEN)
+        mgr.send_text("feed", "drop")
+        e = poll_until(mgr, kharbranth.EventKind.ERROR)
+        assert isinstance(e.error, kharbranth.ConnectionDropped) and e.error.message
+        with pytest.raises(AttributeError):
+            e.data = b"read-only"
+
+
+@needs_speedups
+def test_extension_rejects_bad_input_without_losing_events(server):  # noqa: F811
+    with kharbranth.Manager() as mgr:
+        with pytest.raises(kharbranth.InvalidArgument):
+            mgr.poll(max_events=0)
+        p = mgr._poller
+        with pytest.raises(ValueError):
+            p.poll(1, -2)
+        with pytest.raises(TypeError):
+            p.poll(1)
+        with pytest.raises(ValueError):
+            kharbranth._speedups.Poller(0, 0, (), kharbranth.error_for, kharbranth._check)
+
+        # A second thread polling while the first waits gets an error; the first still gets
+        # the events.
+        first = []
+        t = threading.Thread(target=lambda: first.extend(mgr.poll(timeout=WAIT)))
+        t.start()
+        deadline = time.monotonic() + WAIT
+        while not p.busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(RuntimeError, match="another thread"):
+            mgr.poll(timeout=0)
+        mgr.add("feed", server)
+        t.join(WAIT)
+        assert not t.is_alive()
+        assert [e.kind for e in first][:1] == [kharbranth.EventKind.OPEN]
+    with pytest.raises(kharbranth.ShuttingDown):
+        mgr.poll(timeout=0)
+    with pytest.raises(RuntimeError, match="detached"):
+        p.poll(1, 0)
+
+
+@needs_speedups
+def test_library_logs_reach_python_logging(server):  # noqa: F811
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    h = Keep(level=logging.DEBUG)
+    lg = logging.getLogger("kharbranth")
+    lg.addHandler(h)
+    old = lg.level
+    lg.setLevel(logging.DEBUG)
+    try:
+        with kharbranth.Manager() as mgr:
+            assert kharbranth.route_logs() is True
+            mgr.add("logged", server)
+            poll_until(mgr, kharbranth.EventKind.OPEN)
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline and not any(
+                r.levelno == logging.INFO and "logged" in r.getMessage() for r in records):
+            time.sleep(0.02)
+        info = [r for r in records if r.levelno == logging.INFO and "logged" in r.getMessage()]
+        assert info, [r.getMessage() for r in records]
+        assert all(r.name == "kharbranth" or r.name.startswith("kharbranth.") for r in records)
+        assert all(r.threadName == "kharbranth-log" for r in records)
+    finally:
+        lg.removeHandler(h)
+        lg.setLevel(old)
+
+
+def test_interpreter_exit_while_the_library_logs_does_not_hang(server):  # noqa: F811
+    # A manager left open, connections logging from library threads: the process must still
+    # exit, promptly and cleanly.
+    code = f"""
+import logging, sys, time, kharbranth
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout)
+m = kharbranth.Manager()
+for i in range(20):
+    m.add(f"c{{i}}", {server!r})
+m.poll(timeout=0.2)
+print("routed", kharbranth.route_logs(), flush=True)
+"""
+    env = dict(os.environ, RUST_LOG="debug")
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    out = p.stdout.decode()
+    assert f"routed {kharbranth.SPEEDUPS}" in out
+    if kharbranth.SPEEDUPS:
+        assert "kharbranth" in out.split("routed")[0]  # records were logged before exit
+    assert time.monotonic() - t0 < 30
