@@ -76,6 +76,9 @@ else
 fi
 have_py=0
 [ "$have_c" = 1 ] && command -v python3 >/dev/null && have_py=1
+# The Python package's C extension, beside its sources (py_pkg_client.py imports python/);
+# without it the package client runs its ctypes fallback and says so in its client name.
+[ "$have_py" = 1 ] && (cd python && python3 setup.py -q build_ext --inplace) >>"$log" 2>&1
 have_picows=0; python3 -c 'import picows' 2>/dev/null && have_picows=1
 have_websockets=0; python3 -c 'import websockets' 2>/dev/null && have_websockets=1
 have_node=0
