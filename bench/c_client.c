@@ -1,6 +1,6 @@
 /* kharbranth through its C ABI (include/kharbranth.h), the way a C user drives it: callbacks.
  *
- *   c_client push|echo|idle URL N S [rbuf=BYTES] [bin=1] [workers=W] [hosts=H]
+ *   c_client push|echo|idle URL N S [rbuf=BYTES] [bin=1] [workers=W] [hosts=H] [poll=1]
  *
  * push: on_text/on_binary count messages until the marker "END" (time from the first message).
  * echo: on_text records the round trip and sends the next message itself (kh_manager_send_text
@@ -9,6 +9,9 @@
  *       thread count, and how long kh_manager_free takes with all of them open. hosts=H
  *       spreads them over the server addresses 127.0.0.1 to 127.0.0.H (URL host 127.0.0.1):
  *       one address pair has only ~28,000 ephemeral ports.
+ * poll=1 (push and echo): the connection is added with kh_manager_add_polled and main takes its
+ *       events with kh_manager_poll in batches of up to 1,024 instead of callbacks (client
+ *       "kharbranth-c-poll"); echo sends the next message from the poll loop.
  * Prints one JSON line. A hard timeout (alarm) ends it after 120 s.
  */
 #include <pthread.h>
@@ -120,6 +123,35 @@ static void on_error(void *ud, const char *conn, kh_result code, const char *msg
         fprintf(stderr, "c_client: [%s] %s: %s\n", conn, kh_result_str(code), msg);
 }
 
+/* The poll variant's loop: events of the one connection, in batches, until the state is done
+ * or `secs` pass. Runs on main only, so the state needs no lock here. */
+static kh_event poll_events[1024];
+
+static int poll_loop(struct state *s, int echo, int secs) {
+    double deadline = now() + secs;
+    while (!s->done && now() < deadline) {
+        size_t n = 0;
+        kh_result r = kh_manager_poll(s->mgr, poll_events, 1024, 1000, &n);
+        if (r != KH_OK) {
+            fprintf(stderr, "c_client: kh_manager_poll: %s\n", kh_result_str(r));
+            return 0;
+        }
+        for (size_t i = 0; i < n && !s->done; i++) {
+            const kh_event *e = &poll_events[i];
+            if (e->kind == KH_EVENT_TEXT || e->kind == KH_EVENT_BINARY) {
+                if (echo)
+                    echo_text(s, e->conn, (const char *)e->data, e->len);
+                else
+                    on_payload(s, e->data, e->len);
+            } else if (e->kind == KH_EVENT_ERROR && getenv("KH_BENCH_DEBUG")) {
+                fprintf(stderr, "c_client: [%s] %s: %.*s\n", e->conn, kh_result_str(e->error),
+                        (int)e->len, (const char *)e->data);
+            }
+        }
+    }
+    return s->done;
+}
+
 static int wait_done(struct state *s, int secs) {
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
@@ -156,13 +188,15 @@ int main(int argc, char **argv) {
     const char *mode = argv[1], *url = argv[2];
     uint64_t n = strtoull(argv[3], 0, 10), size = strtoull(argv[4], 0, 10);
     size_t rbuf = 0;
-    int bin = 0;
+    int bin = 0, poll = 0;
     unsigned workers = 0, hosts = 1;
     for (int i = 5; i < argc; i++) {
         if (strncmp(argv[i], "rbuf=", 5) == 0)
             rbuf = strtoull(argv[i] + 5, 0, 10);
         else if (strcmp(argv[i], "bin=1") == 0)
             bin = 1;
+        else if (strcmp(argv[i], "poll=1") == 0)
+            poll = 1;
         else if (strncmp(argv[i], "workers=", 8) == 0)
             workers = atoi(argv[i] + 8);
         else if (strncmp(argv[i], "hosts=", 6) == 0)
@@ -186,7 +220,7 @@ int main(int argc, char **argv) {
     memset(&hooks, 0, sizeof hooks);
     hooks.user_data = &st;
     hooks.on_error = on_error;
-    const char *client = "kharbranth-c";
+    const char *client = poll ? "kharbranth-c-poll" : "kharbranth-c";
     char w[32];
     long threads_default = 0;
 
@@ -195,8 +229,14 @@ int main(int argc, char **argv) {
             hooks.on_binary = push_binary;
         else
             hooks.on_text = push_text;
-        check(kh_manager_add(mgr, "bench", cfg, &hooks), "kh_manager_add");
-        int ok = wait_done(&st, 100);
+        int ok;
+        if (poll) {
+            check(kh_manager_add_polled(mgr, "bench", cfg), "kh_manager_add_polled");
+            ok = poll_loop(&st, 0, 100);
+        } else {
+            check(kh_manager_add(mgr, "bench", cfg, &hooks), "kh_manager_add");
+            ok = wait_done(&st, 100);
+        }
         double secs = st.t_end > st.t_start ? st.t_end - st.t_start : 0;
         size_name(w, sizeof w, "push", size);
         if (bin)
@@ -215,12 +255,15 @@ int main(int argc, char **argv) {
         st.total = n + WARMUP;
         st.rtts = calloc(st.total, sizeof(double));
         hooks.on_text = echo_text;
-        check(kh_manager_add(mgr, "bench", cfg, &hooks), "kh_manager_add");
+        if (poll)
+            check(kh_manager_add_polled(mgr, "bench", cfg), "kh_manager_add_polled");
+        else
+            check(kh_manager_add(mgr, "bench", cfg, &hooks), "kh_manager_add");
         check(kh_manager_wait_open(mgr, "bench", 10000), "kh_manager_wait_open");
         st.t_start = now();
         st.t_sent = now();
         check(kh_manager_send_text(mgr, "bench", payload, size), "send");
-        int ok = wait_done(&st, 100);
+        int ok = poll ? poll_loop(&st, 1, 100) : wait_done(&st, 100);
         double secs = st.t_end - st.t_start;
         uint64_t m = st.nrtt > WARMUP ? st.nrtt - WARMUP : 0;
         double *r = st.rtts + (st.nrtt - m);
