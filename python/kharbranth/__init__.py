@@ -33,6 +33,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from ctypes import POINTER, Structure, c_char_p, c_int, c_int32, c_size_t, c_uint16, c_uint32
 from ctypes import c_uint64, c_void_p
 
@@ -455,8 +456,15 @@ class Manager:
     def close(self):
         """Stops every connection and frees the manager (bounded in time). Idempotent."""
         m, self._m = self._m, None
-        if self._poller is not None:
-            self._poller.detach()
+        p = getattr(self, "_poller", None)
+        if p is not None and m is not None:
+            # A poll blocked on another thread would read the freed manager: wake it and give
+            # it a bounded time to leave the library first.
+            deadline = time.monotonic() + 5.0
+            while p.busy and time.monotonic() < deadline:
+                self._lib.kh_manager_wakeup(m)
+                time.sleep(0.001)
+            p.detach()
         if m is not None:
             self._lib.kh_manager_free(m)
 

@@ -109,6 +109,23 @@ def test_extension_rejects_bad_input_without_losing_events(server):  # noqa: F81
 
 
 @needs_speedups
+def test_close_ends_a_poll_blocked_on_another_thread_first():
+    mgr = kharbranth.Manager()
+    got = []
+    t = threading.Thread(target=lambda: got.append(mgr.poll(timeout=None)))
+    t.start()
+    deadline = time.monotonic() + WAIT
+    while not mgr._poller.busy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert mgr._poller.busy
+    t0 = time.monotonic()
+    mgr.close()
+    assert time.monotonic() - t0 < WAIT
+    t.join(WAIT)
+    assert not t.is_alive() and got == [[]]
+
+
+@needs_speedups
 def test_library_logs_reach_python_logging(server):  # noqa: F811
     records = []
 
@@ -149,7 +166,7 @@ m = kharbranth.Manager()
 for i in range(20):
     m.add(f"c{{i}}", {server!r})
 m.poll(timeout=0.2)
-print("routed", kharbranth.route_logs(), flush=True)
+print(f"routed {{kharbranth.route_logs()}}", flush=True)
 """
     env = dict(os.environ, RUST_LOG="debug")
     t0 = time.monotonic()
