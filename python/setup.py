@@ -49,7 +49,7 @@ class BinaryDistribution(Distribution):
 SPEEDUPS = Extension(
     "kharbranth._speedups",
     ["kharbranth/_speedups.c"],
-    extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-missing-field-initializers"],
+    extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
     optional=True,
 )
 
