@@ -194,6 +194,9 @@ def _check(rc):
 TRACE = 5
 """The `logging` level of the library's trace records (below DEBUG)."""
 logging.addLevelName(TRACE, "TRACE")
+# As libraries do: without logging configured, the records go nowhere (rather than to the
+# last-resort stderr handler), so routing them changes nothing for a program that ignores them.
+logging.getLogger("kharbranth").addHandler(logging.NullHandler())
 
 # kh_log_level (1 error .. 5 trace) -> logging level.
 _LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG, 5: TRACE}
@@ -216,7 +219,7 @@ def _logger_for(target, cache={}):
 def _drain_logs():
     dropped_logger = logging.getLogger("kharbranth")
     while True:
-        records, dropped, stopped = _speedups.log_wait(200)
+        records, dropped, stopped = _speedups.log_wait(1000)
         for level, target, message in records:
             lvl = _LEVELS.get(level, logging.INFO)
             lg = _logger_for(target)
