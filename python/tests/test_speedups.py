@@ -178,3 +178,14 @@ print(f"routed {{kharbranth.route_logs()}}", flush=True)
     if kharbranth.SPEEDUPS:
         assert "kharbranth" in out.split("routed")[0]  # records were logged before exit
     assert time.monotonic() - t0 < 30
+
+
+def test_event_is_built_and_read_the_same_on_both_paths():
+    k = kharbranth.EventKind.TEXT
+    for cls in {kharbranth.Event, kharbranth._PyEvent}:
+        e = cls(k, "feed", "héllo".encode())
+        assert (e.kind, e.conn, e.text, e.close_code, e.error) == (k, "feed", "héllo", 0, None)
+        assert repr(e) == "Event(TEXT, 'feed', b'h\\xc3\\xa9llo')"
+        bad = cls(k, "feed", b"\xff")
+        with pytest.raises(UnicodeDecodeError):
+            bad.text
