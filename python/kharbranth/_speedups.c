@@ -189,6 +189,10 @@ static int Poller_init(Poller *self, PyObject *args, PyObject *kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKOOO", names, &fn, &mgr, &kinds,
                                      &make_error, &check))
         return -1;
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot re-initialise a Poller while it polls");
+        return -1;
+    }
     if (fn == 0 || mgr == 0) {
         PyErr_SetString(PyExc_ValueError, "poll_fn and manager must not be NULL");
         return -1;
@@ -232,7 +236,7 @@ static int Poller_init(Poller *self, PyObject *args, PyObject *kwds) {
 static PyObject *conn_name(Poller *self, const char *raw) {
     if (raw == NULL)
         raw = "";
-    if (self->last_raw != NULL && strcmp(self->last_raw, raw) == 0) {
+    if (self->last_name != NULL && self->last_raw != NULL && strcmp(self->last_raw, raw) == 0) {
         Py_INCREF(self->last_name);
         return self->last_name;
     }

@@ -87,6 +87,8 @@ def test_extension_rejects_bad_input_without_losing_events(server):  # noqa: F81
             p.poll(1)
         with pytest.raises(ValueError):
             kharbranth._speedups.Poller(0, 0, (), kharbranth.error_for, kharbranth._check)
+        with pytest.raises(TypeError):
+            kharbranth._speedups.Poller(1, 1, (), None, kharbranth._check)
 
         # A second thread polling while the first waits gets an error; the first still gets
         # the events.
