@@ -8,8 +8,8 @@ push: counts text/binary events until the marker "END" (time from the first mess
 echo: one S-byte text message in flight, the next sent when the echo is polled (1000 warm-up
 round trips not counted). Prints one JSON line; a hard timeout (SIGALRM) ends it after 120 s.
 The package is imported from python/ with the release library (KH_LIB), as `pip install
-./python` would install it, with its C extension when bench/run.sh built it in place
-(`python3 setup.py build_ext --inplace` in python/); the client is named
+./python` would install it, with its C extension when bench/run.sh compiled it beside the
+sources (python/kharbranth/_speedups*.so); the client is named
 "kharbranth-python (ctypes)" when it runs the ctypes fallback instead.
 """
 import os
