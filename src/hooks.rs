@@ -201,7 +201,7 @@ impl ReadHooks {
             if let Some(f) = self.on_text.as_mut() {
                 contain(name, || f(name, t));
             } else if let Some(s) = self.sink.as_mut() {
-                s.push(Event::Text(t));
+                s.stage(Event::Text(t));
             }
             return;
         }
@@ -215,7 +215,7 @@ impl ReadHooks {
             if let Some(f) = self.on_binary.as_mut() {
                 contain(name, || f(name, b));
             } else if let Some(s) = self.sink.as_mut() {
-                s.push(Event::Binary(b));
+                s.stage(Event::Binary(b));
             }
             return;
         }
@@ -230,6 +230,15 @@ impl ReadHooks {
         match self.sink.as_mut() {
             None => std::task::Poll::Ready(()),
             Some(s) => s.poll_room(cx),
+        }
+    }
+
+    /// Hands a polled connection's staged messages to the event queue (see `Sink::stage`);
+    /// nothing for hooks. Called whenever the connection stops reading for now.
+    #[inline]
+    pub(crate) fn flush(&mut self) {
+        if let Some(s) = self.sink.as_mut() {
+            s.flush();
         }
     }
 

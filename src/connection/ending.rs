@@ -96,6 +96,7 @@ where
                 self.ws.next().await
             } {
                 self.on_message(r?, hooks);
+                hooks.flush();
                 // A peer that keeps sending never lets this loop wait, so the timeout around
                 // it would never get to fire (one read can hold hundreds of frames, each with
                 // a hook to run): check the deadline between frames.

@@ -100,7 +100,13 @@ where
         self.shared.set_state(ConnState::Open);
         hooks.dispatch(&self.name, Event::Open);
         // Every step but a failure or a request ends the run; frames never leave poll_step.
-        let step = poll_fn(|cx| self.poll_step(cx, mailbox, hooks)).await;
+        let step = poll_fn(|cx| {
+            let step = self.poll_step(cx, mailbox, hooks);
+            // Whatever the poll read is handed over before the task sleeps or moves on.
+            hooks.flush();
+            step
+        })
+        .await;
         match step {
             Step::ReadEnded => {
                 if self.peer_closed {
