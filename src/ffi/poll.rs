@@ -117,6 +117,8 @@ impl Lent {
                 let msg = self.messages.last().map_or(&[][..], |m| m.as_bytes());
                 (kh_event_kind::KH_EVENT_ERROR, msg)
             }
+            // Never queued: `ReadHooks::dispatch` keeps state changes out of the queue.
+            Event::State(_) => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
         };
         out.kind = kind;
         out.data = data.as_ptr();
