@@ -56,12 +56,19 @@
 #define KH_VERSION_MINOR 1
 #define KH_VERSION_PATCH 0
 #define KH_VERSION_STRING "0.1.0"
+/* A designated initialiser in C (no -Wmissing-field-initializers warning); positional in C++
+ * (where -Wextra warns: there `kh_hooks_ex h{}; h.struct_size = sizeof h;` does the same). */
+#ifdef __cplusplus
+#define KH_STRUCT_SIZE_INIT(type) { sizeof(type) }
+#else
+#define KH_STRUCT_SIZE_INIT(type) { .struct_size = sizeof(type) }
+#endif
 /** Initialises a `kh_hooks_ex`: `struct_size` set, every callback NULL. */
-#define KH_HOOKS_EX_INIT { sizeof(kh_hooks_ex) }
+#define KH_HOOKS_EX_INIT KH_STRUCT_SIZE_INIT(kh_hooks_ex)
 /** The smallest `struct_size` `kh_manager_add_ex` takes (the members up to `on_drop`). */
 #define KH_HOOKS_EX_MIN_SIZE offsetof(kh_hooks_ex, on_state)
 /** Initialises a `kh_conn_stats_ex` for `kh_manager_stats_ex`: `struct_size` set. */
-#define KH_CONN_STATS_EX_INIT { sizeof(kh_conn_stats_ex) }
+#define KH_CONN_STATS_EX_INIT KH_STRUCT_SIZE_INIT(kh_conn_stats_ex)
 /** The smallest `struct_size` `kh_manager_stats_ex` takes (the members of `kh_conn_stats`). */
 #define KH_CONN_STATS_EX_MIN_SIZE offsetof(kh_conn_stats_ex, endpoint)
 
@@ -478,7 +485,8 @@ typedef struct kh_hooks_ex {
    * Every lifecycle state change: `KH_STATE_CONNECTING` (the first attempt),
    * `KH_STATE_OPEN` (just before `on_open`; after a drop it carries the gap: attempts and
    * down time), `KH_STATE_RECONNECTING` (with the failure that caused it; once per outage,
-   * later failed attempts go to `on_error` only), `KH_STATE_CLOSING` and `KH_STATE_CLOSED`.
+   * later failed attempts go to `on_error` only), `KH_STATE_CLOSING` (when an open socket is
+   * closed or restarted) and `KH_STATE_CLOSED`. Not delivered to polled connections.
    * `change` and what it points to are valid only during the call. Same thread rules as the
    * other callbacks.
    */

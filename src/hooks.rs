@@ -185,7 +185,8 @@ impl ReadHooks {
     }
 
     /// Runs for every lifecycle state change: connecting (the first attempt), open, reconnecting
-    /// (with the failure that caused it), closing and closed. An open after the first one
+    /// (with the failure that caused it; once per outage), closing (only when an open socket
+    /// is closed) and closed. An open after the first one
     /// carries the gap: connect attempts since the drop and how long the connection was down.
     /// `State(Open)` runs just before [`on_open`](Self::on_open). Never on the per-message path.
     pub fn on_state(mut self, f: impl FnMut(&str, &StateChange) + Send + 'static) -> Self {
@@ -248,6 +249,15 @@ impl ReadHooks {
         }
     }
 
+    /// A lifecycle state change: to `on_state`. Not to a polled connection's queue: its
+    /// consumers (C `kh_event`) know no such kind yet. Kept out of [`dispatch`](Self::dispatch)
+    /// so that the frame path has no test for it.
+    pub(crate) fn state(&mut self, name: &str, change: StateChange) {
+        if self.sink.is_none() {
+            contain(name, || self.dispatch_inner(name, Event::State(change)));
+        }
+    }
+
     /// Disarms `on_drop` (used when the hooks were never taken by a connection).
     pub(crate) fn forget_on_drop(&mut self) {
         self.on_drop = None;
@@ -257,11 +267,6 @@ impl ReadHooks {
     /// A panicking Rust hook is logged and contained; the connection goes on.
     pub fn dispatch(&mut self, name: &str, event: Event) {
         if let Some(s) = self.sink.as_mut() {
-            // Old queue consumers know no state kind: the queue gets these only when a later
-            // version lets a consumer ask for them.
-            if matches!(event, Event::State(_)) {
-                return;
-            }
             return s.push(event);
         }
         contain(name, || self.dispatch_inner(name, event));

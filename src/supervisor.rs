@@ -32,7 +32,7 @@ pub(crate) async fn supervise(
     // The gap of the current outage: when the open socket went away and the connect attempts
     // made since (`None` before the first open and while open).
     let mut down: Option<(Instant, u32)> = None;
-    let change = |hooks: &mut ReadHooks, c: StateChange| hooks.dispatch(&name, Event::State(c));
+    let change = |hooks: &mut ReadHooks, c: StateChange| hooks.state(&name, c);
     change(&mut hooks, StateChange::to(ConnState::Connecting, None));
     let mut gave_up = None;
     'outer: loop {

@@ -59,7 +59,7 @@ where
     ) {
         self.shared.set_state(ConnState::Closing);
         let closing = StateChange::to(ConnState::Closing, None);
-        hooks.dispatch(&self.name, Event::State(closing));
+        hooks.state(&self.name, closing);
         log::info!("[{}] closing with {code}", self.name);
         let deadline = Instant::now() + self.config.close_timeout();
         let name = self.name.clone();

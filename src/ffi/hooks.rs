@@ -234,7 +234,8 @@ pub struct kh_hooks_ex {
     /// Every lifecycle state change: `KH_STATE_CONNECTING` (the first attempt),
     /// `KH_STATE_OPEN` (just before `on_open`; after a drop it carries the gap: attempts and
     /// down time), `KH_STATE_RECONNECTING` (with the failure that caused it; once per outage,
-    /// later failed attempts go to `on_error` only), `KH_STATE_CLOSING` and `KH_STATE_CLOSED`.
+    /// later failed attempts go to `on_error` only), `KH_STATE_CLOSING` (when an open socket is
+    /// closed or restarted) and `KH_STATE_CLOSED`. Not delivered to polled connections.
     /// `change` and what it points to are valid only during the call. Same thread rules as the
     /// other callbacks.
     pub on_state: Option<
