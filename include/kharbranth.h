@@ -303,7 +303,8 @@ typedef struct kh_manager kh_manager;
 
 /**
  * Callbacks for one connection, passed by pointer to `kh_manager_add`, which copies the struct.
- * Every member may be NULL. Each callback gets `user_data` first and the connection's name
+ * Its layout never changes: callbacks added later (`on_state`, ...) are only in its growable
+ * successor `kh_hooks_ex` (`kh_manager_add_ex`). Every member may be NULL. Each callback gets `user_data` first and the connection's name
  * (`conn`, NUL-terminated) second.
  *
  * Threading: callbacks run on the manager's runtime threads. The callbacks of one connection
