@@ -108,9 +108,12 @@ mod header {
         let patch = env("CARGO_PKG_VERSION_PATCH");
         let version = env("CARGO_PKG_VERSION");
         config.header = Some(PROLOGUE.to_string());
+        // The version macros first, then cbindgen.toml's own `after_includes` (the growable
+        // structs' initialisers).
+        let extra = config.after_includes.take().unwrap_or_default();
         config.after_includes = Some(format!(
             "\n#define KH_VERSION_MAJOR {major}\n#define KH_VERSION_MINOR {minor}\n\
-             #define KH_VERSION_PATCH {patch}\n#define KH_VERSION_STRING \"{version}\"\n"
+             #define KH_VERSION_PATCH {patch}\n#define KH_VERSION_STRING \"{version}\"\n{extra}"
         ));
         let bindings = match cbindgen::Builder::new()
             .with_crate(&root)

@@ -56,6 +56,21 @@
 #define KH_VERSION_MINOR 1
 #define KH_VERSION_PATCH 0
 #define KH_VERSION_STRING "0.1.0"
+/* A designated initialiser in C (no -Wmissing-field-initializers warning); positional in C++
+ * (where -Wextra warns: there `kh_hooks_ex h{}; h.struct_size = sizeof h;` does the same). */
+#ifdef __cplusplus
+#define KH_STRUCT_SIZE_INIT(type) { sizeof(type) }
+#else
+#define KH_STRUCT_SIZE_INIT(type) { .struct_size = sizeof(type) }
+#endif
+/** Initialises a `kh_hooks_ex`: `struct_size` set, every callback NULL. */
+#define KH_HOOKS_EX_INIT KH_STRUCT_SIZE_INIT(kh_hooks_ex)
+/** The smallest `struct_size` `kh_manager_add_ex` takes (the members up to `on_drop`). */
+#define KH_HOOKS_EX_MIN_SIZE offsetof(kh_hooks_ex, on_state)
+/** Initialises a `kh_conn_stats_ex` for `kh_manager_stats_ex`: `struct_size` set. */
+#define KH_CONN_STATS_EX_INIT KH_STRUCT_SIZE_INIT(kh_conn_stats_ex)
+/** The smallest `struct_size` `kh_manager_stats_ex` takes (the members of `kh_conn_stats`). */
+#define KH_CONN_STATS_EX_MIN_SIZE offsetof(kh_conn_stats_ex, endpoint)
 
 
 /**
@@ -288,7 +303,8 @@ typedef struct kh_manager kh_manager;
 
 /**
  * Callbacks for one connection, passed by pointer to `kh_manager_add`, which copies the struct.
- * Every member may be NULL. Each callback gets `user_data` first and the connection's name
+ * Its layout never changes: callbacks added later (`on_state`, ...) are only in its growable
+ * successor `kh_hooks_ex` (`kh_manager_add_ex`). Every member may be NULL. Each callback gets `user_data` first and the connection's name
  * (`conn`, NUL-terminated) second.
  *
  * Threading: callbacks run on the manager's runtime threads. The callbacks of one connection
@@ -368,6 +384,117 @@ typedef struct kh_hooks {
 } kh_hooks;
 
 /**
+ * A lifecycle state change, lent to `on_state` of `kh_hooks_ex` for the duration of the call
+ * (copy what you keep). A later version may append members at its end (the library allocates
+ * it; never declare an array of it or copy it by `sizeof`).
+ */
+typedef struct kh_state_change {
+  /**
+   * The state entered.
+   */
+  kh_conn_state state;
+  /**
+   * The failure that caused the change, `KH_OK` when none did (a change the caller asked
+   * for, and every `KH_STATE_OPEN`): for `KH_STATE_RECONNECTING` the error that dropped the
+   * socket or failed the connect, for `KH_STATE_CLOSED` after giving up
+   * `KH_RETRIES_EXHAUSTED`.
+   */
+  kh_result reason;
+  /**
+   * The failure's message, NUL-terminated ("" when `reason` is `KH_OK`). Never NULL.
+   */
+  const char *reason_message;
+  /**
+   * On every `KH_STATE_OPEN` after the first: connect attempts since the drop, this
+   * successful one included (at least 1). 0 otherwise.
+   */
+  uint32_t attempts;
+  /**
+   * Always 0.
+   */
+  uint32_t reserved;
+  /**
+   * On every `KH_STATE_OPEN` after the first: how long the connection was not open, in
+   * nanoseconds (at least 1). 0 otherwise.
+   */
+  uint64_t down_for_ns;
+} kh_state_change;
+
+/**
+ * The growable successor of `kh_hooks`, passed by pointer to `kh_manager_add_ex`, which copies
+ * it. The same callbacks with the same rules (threading, lifetime, re-entrancy: see
+ * `kh_hooks`), plus new ones.
+ *
+ * Versioning: set `struct_size` to `sizeof(kh_hooks_ex)` of the header you compile against,
+ * and every member you do not use to NULL: `kh_hooks_ex h = KH_HOOKS_EX_INIT;` or `memset` to
+ * 0 then set `struct_size`. The library reads only the members that fit in `struct_size` and
+ * treats the rest as NULL, so a program built against an older header keeps working with a
+ * newer library. A later version only appends members. `struct_size` below
+ * `KH_HOOKS_EX_MIN_SIZE` (the members up to `on_drop`) or above 4096 is refused with
+ * `KH_INVALID_ARGUMENT`.
+ */
+typedef struct kh_hooks_ex {
+  /**
+   * `sizeof(kh_hooks_ex)` as the caller's build saw it.
+   */
+  size_t struct_size;
+  /**
+   * As in `kh_hooks`.
+   */
+  void *user_data;
+  /**
+   * As in `kh_hooks`.
+   */
+  void (*on_open)(void *user_data, const char *conn);
+  /**
+   * As in `kh_hooks`.
+   */
+  void (*on_text)(void *user_data, const char *conn, const char *data, size_t len);
+  /**
+   * As in `kh_hooks`.
+   */
+  void (*on_binary)(void *user_data, const char *conn, const uint8_t *data, size_t len);
+  /**
+   * As in `kh_hooks`.
+   */
+  void (*on_ping)(void *user_data, const char *conn, const uint8_t *data, size_t len);
+  /**
+   * As in `kh_hooks`.
+   */
+  void (*on_pong)(void *user_data, const char *conn, const uint8_t *data, size_t len);
+  /**
+   * As in `kh_hooks`.
+   */
+  void (*on_close)(void *user_data, const char *conn, uint16_t code, const char *reason, size_t len);
+  /**
+   * As in `kh_hooks`.
+   */
+  void (*on_frame)(void *user_data,
+                   const char *conn,
+                   uint8_t opcode,
+                   const uint8_t *data,
+                   size_t len);
+  /**
+   * As in `kh_hooks`.
+   */
+  void (*on_error)(void *user_data, const char *conn, kh_result code, const char *message);
+  /**
+   * As in `kh_hooks`.
+   */
+  void (*on_drop)(void *user_data);
+  /**
+   * Every lifecycle state change: `KH_STATE_CONNECTING` (the first attempt),
+   * `KH_STATE_OPEN` (just before `on_open`; after a drop it carries the gap: attempts and
+   * down time), `KH_STATE_RECONNECTING` (with the failure that caused it; once per outage,
+   * later failed attempts go to `on_error` only), `KH_STATE_CLOSING` (when an open socket is
+   * closed or restarted) and `KH_STATE_CLOSED`. Not delivered to polled connections.
+   * `change` and what it points to are valid only during the call. Same thread rules as the
+   * other callbacks.
+   */
+  void (*on_state)(void *user_data, const char *conn, const struct kh_state_change *change);
+} kh_hooks_ex;
+
+/**
  * Counters of a connection, as written by `kh_manager_stats`.
  */
 typedef struct kh_conn_stats {
@@ -398,6 +525,81 @@ typedef struct kh_conn_stats {
    */
   uint64_t last_rtt_us;
 } kh_conn_stats;
+
+/**
+ * Counters and lifecycle of a connection, as written by `kh_manager_stats_ex`: the growable
+ * successor of `kh_conn_stats`.
+ *
+ * Versioning: set `struct_size` to `sizeof(kh_conn_stats_ex)` before the call
+ * (`kh_conn_stats_ex s = KH_CONN_STATS_EX_INIT;`). The library writes only the members that
+ * fit in `struct_size` and leaves `struct_size` as it was, so a program built against an older
+ * header keeps working with a newer library, which only appends members. `struct_size` below
+ * `KH_CONN_STATS_EX_MIN_SIZE` (the members up to `last_rtt_us`) or above 4096 is refused with
+ * `KH_INVALID_ARGUMENT` and nothing is written.
+ */
+typedef struct kh_conn_stats_ex {
+  /**
+   * `sizeof(kh_conn_stats_ex)` as the caller's build saw it; set by the caller.
+   */
+  size_t struct_size;
+  /**
+   * As in `kh_conn_stats`.
+   */
+  uint64_t messages_in;
+  /**
+   * As in `kh_conn_stats`.
+   */
+  uint64_t bytes_in;
+  /**
+   * As in `kh_conn_stats`.
+   */
+  uint64_t messages_out;
+  /**
+   * As in `kh_conn_stats`.
+   */
+  uint64_t bytes_out;
+  /**
+   * As in `kh_conn_stats`.
+   */
+  uint64_t reconnects;
+  /**
+   * As in `kh_conn_stats`.
+   */
+  uint64_t last_rtt_us;
+  /**
+   * Which URL the connection uses or last used, as `kh_manager_endpoint` writes it.
+   */
+  uint64_t endpoint;
+  /**
+   * Completed rotations (switches to a fresh socket); 0 until rotation is configured.
+   */
+  uint64_t rotations;
+  /**
+   * Wall-clock time the current socket opened, in nanoseconds since the Unix epoch
+   * (compare with `clock_gettime(CLOCK_REALTIME)`); 0 while the connection is not open.
+   */
+  uint64_t connected_since_ns;
+  /**
+   * Time spent not open after having been open, in nanoseconds, summed over every completed
+   * outage (the one in progress is not included; the first connect is not an outage).
+   */
+  uint64_t down_time_ns;
+  /**
+   * Why the connection last dropped (the failure or the peer's close that ended an open
+   * socket); `KH_OK` when it never did. Closes and restarts the caller asked for do not
+   * count.
+   */
+  kh_result last_disconnect;
+  /**
+   * Always 0.
+   */
+  uint32_t reserved;
+  /**
+   * The message of `last_disconnect`, NUL-terminated, cut to fit (at a UTF-8 character
+   * boundary); "" when none.
+   */
+  char last_disconnect_message[128];
+} kh_conn_stats_ex;
 
 /**
  * One event of a connection added with `kh_manager_add_polled`, as written by
@@ -673,6 +875,15 @@ kh_result kh_manager_add(struct kh_manager *mgr,
                          const struct kh_hooks *hooks);
 
 /**
+ * Adds a connection like `kh_manager_add`, with the growable `kh_hooks_ex` (NULL for no
+ * callbacks). `hooks->struct_size` out of range gives `KH_INVALID_ARGUMENT` and adds nothing.
+ */
+kh_result kh_manager_add_ex(struct kh_manager *mgr,
+                            const char *name,
+                            const struct kh_config *cfg,
+                            const struct kh_hooks_ex *hooks);
+
+/**
  * Queues a text message (`len` bytes of UTF-8; no NUL needed; copied). Returns at once:
  * `KH_CONNECTION_DROPPED` when the connection is not open, `KH_QUEUE_FULL` when its queue is
  * full, `KH_MESSAGE_TOO_LARGE`, `KH_INVALID_ARGUMENT` for invalid UTF-8. A queued message is
@@ -740,6 +951,14 @@ kh_result kh_manager_state(const struct kh_manager *mgr, const char *name, kh_co
 kh_result kh_manager_stats(const struct kh_manager *mgr,
                            const char *name,
                            struct kh_conn_stats *out);
+
+/**
+ * Writes the connection's counters and lifecycle figures into `*out`, up to
+ * `out->struct_size` bytes (see `kh_conn_stats_ex`). Nothing is written on failure.
+ */
+kh_result kh_manager_stats_ex(const struct kh_manager *mgr,
+                              const char *name,
+                              struct kh_conn_stats_ex *out);
 
 /**
  * Writes to `*out` which URL the connection uses, or last used: 0 for the URL of

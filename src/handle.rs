@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 use tokio::time::{Instant, timeout_at};
@@ -60,6 +60,46 @@ pub struct Stats {
     /// Which URL the connection uses or last used: 0 for the main one, `i` for the `i`-th
     /// [`fallback_url`](crate::ConfigBuilder::fallback_url).
     pub endpoint: usize,
+    /// Completed rotations: switches to a fresh socket made by `rotate` or the maximum
+    /// connection age.
+    pub rotations: u64,
+    /// Wall-clock time the current socket opened; `None` while the connection is not open.
+    pub connected_since: Option<SystemTime>,
+    /// Time spent not open after having been open, summed over every completed outage (the
+    /// outage in progress is not included; the first connect is not an outage).
+    pub down_time: Duration,
+}
+
+/// A change of a connection's lifecycle state, as given to
+/// [`ReadHooks::on_state`](crate::ReadHooks::on_state).
+///
+/// The gap fields (`attempts`, `down_for`) are set on every [`ConnState::Open`] after the first
+/// one, so a consumer knows that it missed messages and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// The state entered.
+    pub state: ConnState,
+    /// The failure that caused the change, when one did: for `Reconnecting` the error that
+    /// dropped the connection or failed the connect; for `Closed` after giving up,
+    /// `RetriesExhausted`. `None` for changes the caller asked for and for `Open`.
+    pub reason: Option<crate::ConnectionError>,
+    /// On a re-open: connect attempts since the drop, this successful one included (at least
+    /// 1). 0 otherwise.
+    pub attempts: u32,
+    /// On a re-open: how long the connection was not open. `None` otherwise.
+    pub down_for: Option<Duration>,
+}
+
+impl StateChange {
+    /// A change without gap information.
+    pub(crate) fn to(state: ConnState, reason: Option<crate::ConnectionError>) -> Self {
+        Self {
+            state,
+            reason,
+            attempts: 0,
+            down_for: None,
+        }
+    }
 }
 
 /// State shared between a connection's task and the handles that talk to it. Every counter has
@@ -81,6 +121,13 @@ pub(crate) struct Shared {
     /// Why the last connect attempt failed, for waiters that would otherwise only learn that
     /// the connection did not open. Written on the cold path only.
     last_failure: Mutex<Option<ConnectionError>>,
+    /// Nanoseconds since the Unix epoch when the current socket opened; 0 while not open.
+    connected_since_ns: AtomicU64,
+    /// Sum of the completed outages in nanoseconds.
+    down_ns: AtomicU64,
+    /// Why the connection last left the open state (`None` when that was the caller's doing
+    /// or it never dropped). Written on the cold path only.
+    last_disconnect: Mutex<Option<ConnectionError>>,
 }
 
 #[inline]
@@ -102,7 +149,40 @@ impl Shared {
             endpoint: AtomicUsize::new(0),
             rtt_us: AtomicU64::new(0),
             last_failure: Mutex::new(None),
+            connected_since_ns: AtomicU64::new(0),
+            down_ns: AtomicU64::new(0),
+            last_disconnect: Mutex::new(None),
         }
+    }
+
+    /// Records that a socket opened now (wall clock), after an outage of `down_for` if any.
+    pub(crate) fn mark_open(&self, down_for: Option<Duration>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| (d.as_nanos() as u64).max(1));
+        self.connected_since_ns.store(now, Relaxed);
+        if let Some(d) = down_for {
+            bump(&self.down_ns, d.as_nanos() as u64);
+        }
+    }
+
+    /// Records that the open socket went away, and why (`None`: the caller's doing).
+    pub(crate) fn mark_down(&self, reason: Option<ConnectionError>) {
+        self.connected_since_ns.store(0, Relaxed);
+        if reason.is_some() {
+            *self
+                .last_disconnect
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = reason;
+        }
+    }
+
+    /// Why the connection last dropped, if it ever did.
+    pub(crate) fn last_disconnect(&self) -> Option<ConnectionError> {
+        self.last_disconnect
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn state(&self) -> ConnState {
@@ -162,6 +242,12 @@ impl Shared {
             reconnects: self.reconnects.load(Relaxed),
             endpoint: self.endpoint.load(Relaxed),
             last_rtt: (rtt > 0).then(|| Duration::from_micros(rtt - 1)),
+            rotations: 0,
+            connected_since: match self.connected_since_ns.load(Relaxed) {
+                0 => None,
+                ns => Some(UNIX_EPOCH + Duration::from_nanos(ns)),
+            },
+            down_time: Duration::from_nanos(self.down_ns.load(Relaxed)),
         }
     }
 
@@ -273,6 +359,12 @@ impl Link {
     /// Current counters.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// Why the connection last dropped (the failure or the peer's close that ended an open
+    /// socket), `None` when it never did. Closes and restarts the caller asked for do not count.
+    pub fn last_disconnect(&self) -> Option<ConnectionError> {
+        self.shared.last_disconnect()
     }
 }
 
@@ -400,6 +492,7 @@ mod tests {
                 reconnects: 2,
                 last_rtt: None,
                 endpoint: 2,
+                ..Stats::default()
             }
         );
         shared.set_state(ConnState::Closing);

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::error::ConnectionError;
 use crate::events::Sink;
+use crate::handle::StateChange;
 
 /// WebSocket opcodes as reported to [`ReadHooks::on_frame`].
 pub mod opcode {
@@ -48,6 +49,9 @@ pub enum Event {
     Close(u16, Utf8Bytes),
     /// A failure; the connection reconnects unless the caller closed it.
     Error(ConnectionError),
+    /// The lifecycle state changed (see [`StateChange`]). Hooks only: a polled connection's
+    /// queue does not carry it (yet).
+    State(StateChange),
 }
 
 impl Event {
@@ -59,7 +63,7 @@ impl Event {
             Event::Ping(_) => Some(opcode::PING),
             Event::Pong(_) => Some(opcode::PONG),
             Event::Close(..) => Some(opcode::CLOSE),
-            Event::Open | Event::Error(_) => None,
+            Event::Open | Event::Error(_) | Event::State(_) => None,
         }
     }
 
@@ -69,7 +73,7 @@ impl Event {
             Event::Text(t) => t.as_bytes(),
             Event::Binary(b) | Event::Ping(b) | Event::Pong(b) => b,
             Event::Close(_, reason) => reason.as_bytes(),
-            Event::Open | Event::Error(_) => &[],
+            Event::Open | Event::Error(_) | Event::State(_) => &[],
         }
     }
 }
@@ -99,6 +103,7 @@ pub struct ReadHooks {
     on_frame: Option<Box<dyn FnMut(&str, u8, &[u8]) + Send>>,
     on_error: Option<Box<dyn FnMut(&str, &ConnectionError) + Send>>,
     on_drop: Option<Box<dyn FnOnce() + Send>>,
+    on_state: Option<Box<dyn FnMut(&str, &StateChange) + Send>>,
     /// Set for a polled connection (and then no hook is): every event goes to the manager's
     /// event queue. Boxed: hook users pay one pointer for it.
     sink: Option<Box<Sink>>,
@@ -126,6 +131,7 @@ impl std::fmt::Debug for ReadHooks {
             .field("on_frame", &self.on_frame.is_some())
             .field("on_error", &self.on_error.is_some())
             .field("on_drop", &self.on_drop.is_some())
+            .field("on_state", &self.on_state.is_some())
             .field("polled", &self.sink.is_some())
             .finish()
     }
@@ -175,6 +181,16 @@ impl ReadHooks {
     /// Runs for every failure.
     pub fn on_error(mut self, f: impl FnMut(&str, &ConnectionError) + Send + 'static) -> Self {
         self.on_error = Some(Box::new(f));
+        self
+    }
+
+    /// Runs for every lifecycle state change: connecting (the first attempt), open, reconnecting
+    /// (with the failure that caused it; once per outage), closing (only when an open socket
+    /// is closed) and closed. An open after the first one
+    /// carries the gap: connect attempts since the drop and how long the connection was down.
+    /// `State(Open)` runs just before [`on_open`](Self::on_open). Never on the per-message path.
+    pub fn on_state(mut self, f: impl FnMut(&str, &StateChange) + Send + 'static) -> Self {
+        self.on_state = Some(Box::new(f));
         self
     }
 
@@ -242,6 +258,15 @@ impl ReadHooks {
         }
     }
 
+    /// A lifecycle state change: to `on_state`. Not to a polled connection's queue: its
+    /// consumers (C `kh_event`) know no such kind yet. Kept out of [`dispatch`](Self::dispatch)
+    /// so that the frame path has no test for it.
+    pub(crate) fn state(&mut self, name: &str, change: StateChange) {
+        if self.sink.is_none() {
+            contain(name, || self.dispatch_inner(name, Event::State(change)));
+        }
+    }
+
     /// Disarms `on_drop` (used when the hooks were never taken by a connection).
     pub(crate) fn forget_on_drop(&mut self) {
         self.on_drop = None;
@@ -268,6 +293,7 @@ impl ReadHooks {
             Event::Pong(b) => call(&mut self.on_pong, |f| f(name, b)),
             Event::Close(code, reason) => call(&mut self.on_close, |f| f(name, code, &reason)),
             Event::Error(e) => call(&mut self.on_error, |f| f(name, &e)),
+            Event::State(c) => call(&mut self.on_state, |f| f(name, &c)),
         }
     }
 }

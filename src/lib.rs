@@ -66,7 +66,7 @@ pub use config::{Config, ConfigBuilder, Heartbeat, InitMessage, defaults};
 pub use connection::{Connection, Ended};
 pub use error::{ConnectionError, Result};
 pub use events::{ConnEvent, DEFAULT_EVENT_CAPACITY, EventStream};
-pub use handle::{ConnState, Link, Stats};
+pub use handle::{ConnState, Link, StateChange, Stats};
 pub use hooks::{CLOSE_NO_STATUS, Event, ReadHooks, opcode};
 pub use logging::init_logging;
 pub use manager::{Restart, WsManager};

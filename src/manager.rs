@@ -282,6 +282,11 @@ impl WsManager {
         self.with_entry(name, |e| e.link.stats())
     }
 
+    /// Why `name` last dropped, `None` when it never did (see [`Link::last_disconnect`]).
+    pub fn last_disconnect(&self, name: &str) -> Result<Option<ConnectionError>> {
+        self.with_entry(name, |e| e.link.last_disconnect())
+    }
+
     /// Names of all connections, in no particular order.
     pub fn names(&self) -> Vec<String> {
         self.inner

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::connection::{Ended, Session};
 use crate::dial::{connect, describe_target};
 use crate::error::ConnectionError;
-use crate::handle::{ConnState, Shared};
+use crate::handle::{ConnState, Shared, StateChange};
 use crate::hooks::{Event, ReadHooks};
 use crate::queue::{Control, Receiver};
 use crate::transport::Socket;
@@ -29,7 +29,16 @@ pub(crate) async fn supervise(
     let mut backoff = Backoff::new(min, max);
     let mut ever_open = false;
     let mut failed_attempts = 0u32;
+    // The gap of the current outage: when the open socket went away and the connect attempts
+    // made since (`None` before the first open and while open).
+    let mut down: Option<(Instant, u32)> = None;
+    let change = |hooks: &mut ReadHooks, c: StateChange| hooks.state(&name, c);
+    change(&mut hooks, StateChange::to(ConnState::Connecting, None));
+    let mut gave_up = None;
     'outer: loop {
+        if let Some((_, tries)) = down.as_mut() {
+            *tries += 1;
+        }
         let attempt = tokio::select! {
             biased;
             c = mailbox.recv_control() => match c {
@@ -47,10 +56,36 @@ pub(crate) async fn supervise(
                     shared.count_reconnect();
                 }
                 ever_open = true;
-                log::info!("[{name}] open");
+                let gap = down.take().map(|(since, tries)| (since.elapsed(), tries));
+                shared.mark_open(gap.map(|(d, _)| d));
+                match gap {
+                    Some((d, tries)) => {
+                        log::info!("[{name}] open after {d:?} down and {tries} attempt(s)")
+                    }
+                    None => log::info!("[{name}] open"),
+                }
+                change(
+                    &mut hooks,
+                    StateChange {
+                        state: ConnState::Open,
+                        reason: None,
+                        attempts: gap.map_or(0, |(_, t)| t),
+                        down_for: gap.map(|(d, _)| d),
+                    },
+                );
                 let opened = Instant::now();
                 let session = Session::new(&name, ws, config.clone(), shared.clone());
-                match session.run(&mut mailbox, &mut hooks).await {
+                let ended = session.run(&mut mailbox, &mut hooks).await;
+                let reason = match &ended {
+                    Ended::Closed | Ended::Restart => None,
+                    Ended::PeerClosed => Some(ConnectionError::ConnectionDropped(
+                        "closed by the peer".into(),
+                    )),
+                    Ended::Failed(e) => Some(e.clone()),
+                };
+                shared.mark_down(reason.clone());
+                down = Some((Instant::now(), 0));
+                match ended {
                     Ended::Closed => break 'outer,
                     Ended::Restart => continue 'outer,
                     Ended::PeerClosed | Ended::Failed(_) => {
@@ -59,18 +94,27 @@ pub(crate) async fn supervise(
                         }
                     }
                 }
+                change(&mut hooks, StateChange::to(ConnState::Reconnecting, reason));
             }
             Err(e) => {
                 failed_attempts += 1;
                 log::warn!("[{name}] connect attempt {failed_attempts} failed: {e}");
                 shared.set_last_failure(Some(e.clone()));
-                hooks.dispatch(&name, Event::Error(e));
+                hooks.dispatch(&name, Event::Error(e.clone()));
                 let cap = config.max_reconnect_attempts();
                 if cap > 0 && failed_attempts >= cap {
                     log::error!("[{name}] giving up after {failed_attempts} failed attempts");
                     let e = ConnectionError::RetriesExhausted(failed_attempts);
-                    hooks.dispatch(&name, Event::Error(e));
+                    hooks.dispatch(&name, Event::Error(e.clone()));
+                    gave_up = Some(e);
                     break 'outer;
+                }
+                // The first failure of a row changes the state; the later ones only report.
+                if failed_attempts == 1 && shared.state() != ConnState::Reconnecting {
+                    change(
+                        &mut hooks,
+                        StateChange::to(ConnState::Reconnecting, Some(e)),
+                    );
                 }
             }
         }
@@ -85,6 +129,7 @@ pub(crate) async fn supervise(
         }
     }
     shared.set_state(ConnState::Closed);
+    change(&mut hooks, StateChange::to(ConnState::Closed, gave_up));
     // Whatever the caller queued and no socket took is reported, never dropped silently.
     let left = mailbox.close();
     if left > 0 {

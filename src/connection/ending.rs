@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Ended, Session};
 use crate::error::ConnectionError;
-use crate::handle::ConnState;
+use crate::handle::{ConnState, StateChange};
 use crate::hooks::{Event, ReadHooks};
 use crate::queue::Receiver;
 
@@ -58,6 +58,8 @@ where
         hooks: &mut ReadHooks,
     ) {
         self.shared.set_state(ConnState::Closing);
+        let closing = StateChange::to(ConnState::Closing, None);
+        hooks.state(&self.name, closing);
         log::info!("[{}] closing with {code}", self.name);
         let deadline = Instant::now() + self.config.close_timeout();
         let name = self.name.clone();

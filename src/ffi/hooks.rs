@@ -1,13 +1,19 @@
-//! `kh_hooks`: C function pointers turned into [`ReadHooks`].
+//! `kh_hooks` and its growable successor `kh_hooks_ex`: C function pointers turned into
+//! [`ReadHooks`]. `kh_hooks` keeps its layout for ever; `kh_hooks_ex` starts with its own size,
+//! so a later version appends members and reads only the ones the caller's build knew.
 
 use std::ffi::{CString, c_char, c_void};
+use std::mem::{offset_of, size_of};
 use std::sync::Arc;
 
-use super::kh_result;
+use super::{kh_conn_state, kh_result};
+use crate::error::{ConnectionError, Result};
+use crate::handle::StateChange;
 use crate::hooks::ReadHooks;
 
 /// Callbacks for one connection, passed by pointer to `kh_manager_add`, which copies the struct.
-/// Every member may be NULL. Each callback gets `user_data` first and the connection's name
+/// Its layout never changes: callbacks added later (`on_state`, ...) are only in its growable
+/// successor `kh_hooks_ex` (`kh_manager_add_ex`). Every member may be NULL. Each callback gets `user_data` first and the connection's name
 /// (`conn`, NUL-terminated) second.
 ///
 /// Threading: callbacks run on the manager's runtime threads. The callbacks of one connection
@@ -114,10 +120,213 @@ pub struct kh_hooks {
     pub on_drop: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
 
+/// A lifecycle state change, lent to `on_state` of `kh_hooks_ex` for the duration of the call
+/// (copy what you keep). A later version may append members at its end (the library allocates
+/// it; never declare an array of it or copy it by `sizeof`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct kh_state_change {
+    /// The state entered.
+    pub state: kh_conn_state,
+    /// The failure that caused the change, `KH_OK` when none did (a change the caller asked
+    /// for, and every `KH_STATE_OPEN`): for `KH_STATE_RECONNECTING` the error that dropped the
+    /// socket or failed the connect, for `KH_STATE_CLOSED` after giving up
+    /// `KH_RETRIES_EXHAUSTED`.
+    pub reason: kh_result,
+    /// The failure's message, NUL-terminated ("" when `reason` is `KH_OK`). Never NULL.
+    pub reason_message: *const c_char,
+    /// On every `KH_STATE_OPEN` after the first: connect attempts since the drop, this
+    /// successful one included (at least 1). 0 otherwise.
+    pub attempts: u32,
+    /// Always 0.
+    pub reserved: u32,
+    /// On every `KH_STATE_OPEN` after the first: how long the connection was not open, in
+    /// nanoseconds (at least 1). 0 otherwise.
+    pub down_for_ns: u64,
+}
+
+/// The growable successor of `kh_hooks`, passed by pointer to `kh_manager_add_ex`, which copies
+/// it. The same callbacks with the same rules (threading, lifetime, re-entrancy: see
+/// `kh_hooks`), plus new ones.
+///
+/// Versioning: set `struct_size` to `sizeof(kh_hooks_ex)` of the header you compile against,
+/// and every member you do not use to NULL: `kh_hooks_ex h = KH_HOOKS_EX_INIT;` or `memset` to
+/// 0 then set `struct_size`. The library reads only the members that fit in `struct_size` and
+/// treats the rest as NULL, so a program built against an older header keeps working with a
+/// newer library. A later version only appends members. `struct_size` below
+/// `KH_HOOKS_EX_MIN_SIZE` (the members up to `on_drop`) or above 4096 is refused with
+/// `KH_INVALID_ARGUMENT`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct kh_hooks_ex {
+    /// `sizeof(kh_hooks_ex)` as the caller's build saw it.
+    pub struct_size: usize,
+    /// As in `kh_hooks`.
+    pub user_data: *mut c_void,
+    /// As in `kh_hooks`.
+    pub on_open: Option<unsafe extern "C" fn(user_data: *mut c_void, conn: *const c_char)>,
+    /// As in `kh_hooks`.
+    pub on_text: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            conn: *const c_char,
+            data: *const c_char,
+            len: usize,
+        ),
+    >,
+    /// As in `kh_hooks`.
+    pub on_binary: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            conn: *const c_char,
+            data: *const u8,
+            len: usize,
+        ),
+    >,
+    /// As in `kh_hooks`.
+    pub on_ping: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            conn: *const c_char,
+            data: *const u8,
+            len: usize,
+        ),
+    >,
+    /// As in `kh_hooks`.
+    pub on_pong: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            conn: *const c_char,
+            data: *const u8,
+            len: usize,
+        ),
+    >,
+    /// As in `kh_hooks`.
+    pub on_close: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            conn: *const c_char,
+            code: u16,
+            reason: *const c_char,
+            len: usize,
+        ),
+    >,
+    /// As in `kh_hooks`.
+    pub on_frame: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            conn: *const c_char,
+            opcode: u8,
+            data: *const u8,
+            len: usize,
+        ),
+    >,
+    /// As in `kh_hooks`.
+    pub on_error: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            conn: *const c_char,
+            code: kh_result,
+            message: *const c_char,
+        ),
+    >,
+    /// As in `kh_hooks`.
+    pub on_drop: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    /// Every lifecycle state change: `KH_STATE_CONNECTING` (the first attempt),
+    /// `KH_STATE_OPEN` (just before `on_open`; after a drop it carries the gap: attempts and
+    /// down time), `KH_STATE_RECONNECTING` (with the failure that caused it; once per outage,
+    /// later failed attempts go to `on_error` only), `KH_STATE_CLOSING` (when an open socket is
+    /// closed or restarted) and `KH_STATE_CLOSED`. Not delivered to polled connections.
+    /// `change` and what it points to are valid only during the call. Same thread rules as the
+    /// other callbacks.
+    pub on_state: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            conn: *const c_char,
+            change: *const kh_state_change,
+        ),
+    >,
+}
+
+/// The smallest `struct_size` of a `kh_hooks_ex` (its members up to `on_drop`).
+pub(crate) const HOOKS_EX_MIN: usize = offset_of!(kh_hooks_ex, on_state);
+/// The largest `struct_size` taken: far above any real version, far below a stray value.
+pub(crate) const STRUCT_SIZE_MAX: usize = 4096;
+
+impl kh_hooks_ex {
+    /// The same callbacks as an old `kh_hooks`, the new members NULL.
+    pub(crate) fn from_v0(h: &kh_hooks) -> Self {
+        Self {
+            struct_size: size_of::<Self>(),
+            user_data: h.user_data,
+            on_open: h.on_open,
+            on_text: h.on_text,
+            on_binary: h.on_binary,
+            on_ping: h.on_ping,
+            on_pong: h.on_pong,
+            on_close: h.on_close,
+            on_frame: h.on_frame,
+            on_error: h.on_error,
+            on_drop: h.on_drop,
+            on_state: None,
+        }
+    }
+
+    /// Copies the members that fit in the caller's `struct_size`, the rest NULL.
+    ///
+    /// # Safety
+    /// `p` points to a `struct_size` (its first member) followed by at least `struct_size`
+    /// readable bytes in all: a caller's struct may be smaller than ours, so no `&Self` to it
+    /// is ever made.
+    pub(crate) unsafe fn read(p: *const Self) -> Result<Self> {
+        // SAFETY: the first member of every version is the size.
+        let size = unsafe { p.cast::<usize>().read() };
+        check_struct_size("hooks", size, HOOKS_EX_MIN)?;
+        let mut out = Self::from_v0(&kh_hooks::default());
+        let n = size.min(size_of::<Self>());
+        // SAFETY: the caller's struct has `size` readable bytes and ours `size_of::<Self>()`;
+        // every member is a pointer or an `Option` of a function pointer, for which any bytes
+        // the caller wrote (0 for NULL) are what C would read.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p.cast::<u8>(), (&mut out as *mut Self).cast::<u8>(), n);
+        }
+        out.struct_size = n;
+        Ok(out)
+    }
+}
+
+/// The rule of every `struct_size` the library reads.
+pub(crate) fn check_struct_size(what: &str, size: usize, min: usize) -> Result<()> {
+    if size < min || size > STRUCT_SIZE_MAX {
+        return Err(ConnectionError::InvalidArgument(format!(
+            "{what}->struct_size is {size}: it must be between {min} and {STRUCT_SIZE_MAX} \
+             (set it to sizeof of the struct)"
+        )));
+    }
+    Ok(())
+}
+
+impl Default for kh_hooks {
+    fn default() -> Self {
+        Self {
+            user_data: std::ptr::null_mut(),
+            on_open: None,
+            on_text: None,
+            on_binary: None,
+            on_ping: None,
+            on_pong: None,
+            on_close: None,
+            on_frame: None,
+            on_error: None,
+            on_drop: None,
+        }
+    }
+}
+
 /// The copied hooks and the connection's name as a C string, made once per connection so no
 /// callback allocates.
 struct CHooks {
-    hooks: kh_hooks,
+    hooks: kh_hooks_ex,
     name: CString,
 }
 
@@ -127,7 +336,7 @@ unsafe impl Send for CHooks {}
 unsafe impl Sync for CHooks {}
 
 /// Turns C callbacks into Rust hooks; only the members that are set get a Rust closure.
-pub(crate) fn read_hooks(hooks: &kh_hooks, name: &str) -> ReadHooks {
+pub(crate) fn read_hooks(hooks: &kh_hooks_ex, name: &str) -> ReadHooks {
     // Names are checked for NUL before this is reached.
     let name = CString::new(name).unwrap_or_default();
     let c = Arc::new(CHooks {
@@ -209,8 +418,36 @@ pub(crate) fn read_hooks(hooks: &kh_hooks, name: &str) -> ReadHooks {
             }
         });
     }
+    if let Some(f) = h.on_state {
+        let c = c.clone();
+        r = r.on_state(move |_, s| {
+            let (reason, msg) = match &s.reason {
+                Some(e) => (
+                    kh_result::from(e),
+                    CString::new(e.to_string().replace('\0', " ")).unwrap_or_default(),
+                ),
+                None => (kh_result::KH_OK, CString::default()),
+            };
+            let change = state_change(s, reason, &msg);
+            unsafe { f(c.hooks.user_data, c.name.as_ptr(), &change) }
+        });
+    }
     if let Some(f) = h.on_drop {
         r = r.on_drop(move || unsafe { f(c.hooks.user_data) });
     }
     r
+}
+
+/// The C view of a state change; `msg` must outlive it.
+fn state_change(s: &StateChange, reason: kh_result, msg: &CString) -> kh_state_change {
+    kh_state_change {
+        state: s.state.into(),
+        reason,
+        reason_message: msg.as_ptr(),
+        attempts: s.attempts,
+        reserved: 0,
+        down_for_ns: s
+            .down_for
+            .map_or(0, |d| (d.as_nanos().min(u64::MAX as u128) as u64).max(1)),
+    }
 }

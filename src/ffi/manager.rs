@@ -4,13 +4,14 @@
 //! [`WsManager`]: crate::WsManager
 
 use std::ffi::c_char;
+use std::mem::size_of;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::boundary::{Out, arg_bytes, arg_ref, arg_str, guard, guard_void, opt_ref, opt_str};
-use super::hooks::read_hooks;
+use super::hooks::{check_struct_size, kh_hooks_ex, read_hooks};
 use super::runtime::{self, in_callback, kh_manager};
 use super::{kh_config, kh_hooks, kh_result};
 use crate::ConnState;
@@ -64,6 +65,53 @@ pub struct kh_conn_stats {
     /// 0 while none was measured. Pings sent with `kh_manager_send_ping` and text heartbeats
     /// are not measured.
     pub last_rtt_us: u64,
+}
+
+/// Counters and lifecycle of a connection, as written by `kh_manager_stats_ex`: the growable
+/// successor of `kh_conn_stats`.
+///
+/// Versioning: set `struct_size` to `sizeof(kh_conn_stats_ex)` before the call
+/// (`kh_conn_stats_ex s = KH_CONN_STATS_EX_INIT;`). The library writes only the members that
+/// fit in `struct_size` and leaves `struct_size` as it was, so a program built against an older
+/// header keeps working with a newer library, which only appends members. `struct_size` below
+/// `KH_CONN_STATS_EX_MIN_SIZE` (the members up to `last_rtt_us`) or above 4096 is refused with
+/// `KH_INVALID_ARGUMENT` and nothing is written.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct kh_conn_stats_ex {
+    /// `sizeof(kh_conn_stats_ex)` as the caller's build saw it; set by the caller.
+    pub struct_size: usize,
+    /// As in `kh_conn_stats`.
+    pub messages_in: u64,
+    /// As in `kh_conn_stats`.
+    pub bytes_in: u64,
+    /// As in `kh_conn_stats`.
+    pub messages_out: u64,
+    /// As in `kh_conn_stats`.
+    pub bytes_out: u64,
+    /// As in `kh_conn_stats`.
+    pub reconnects: u64,
+    /// As in `kh_conn_stats`.
+    pub last_rtt_us: u64,
+    /// Which URL the connection uses or last used, as `kh_manager_endpoint` writes it.
+    pub endpoint: u64,
+    /// Completed rotations (switches to a fresh socket); 0 until rotation is configured.
+    pub rotations: u64,
+    /// Wall-clock time the current socket opened, in nanoseconds since the Unix epoch
+    /// (compare with `clock_gettime(CLOCK_REALTIME)`); 0 while the connection is not open.
+    pub connected_since_ns: u64,
+    /// Time spent not open after having been open, in nanoseconds, summed over every completed
+    /// outage (the one in progress is not included; the first connect is not an outage).
+    pub down_time_ns: u64,
+    /// Why the connection last dropped (the failure or the peer's close that ended an open
+    /// socket); `KH_OK` when it never did. Closes and restarts the caller asked for do not
+    /// count.
+    pub last_disconnect: kh_result,
+    /// Always 0.
+    pub reserved: u32,
+    /// The message of `last_disconnect`, NUL-terminated, cut to fit (at a UTF-8 character
+    /// boundary); "" when none.
+    pub last_disconnect_message: [c_char; 128],
 }
 
 pub(super) unsafe fn manager<'a>(mgr: *const kh_manager) -> Result<&'a kh_manager> {
@@ -138,7 +186,37 @@ pub unsafe extern "C" fn kh_manager_add(
         let (m, name, cfg) =
             unsafe { (manager(mgr)?, arg_str(name, "name")?, arg_ref(cfg, "cfg")?) };
         // SAFETY: NULL or a valid kh_hooks, per the header.
-        let hooks = unsafe { opt_ref(hooks) };
+        let hooks = unsafe { opt_ref(hooks) }.map(kh_hooks_ex::from_v0);
+        add(m, name, cfg, hooks.as_ref())
+    })
+}
+
+/// Adds a connection like `kh_manager_add`, with the growable `kh_hooks_ex` (NULL for no
+/// callbacks). `hooks->struct_size` out of range gives `KH_INVALID_ARGUMENT` and adds nothing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_add_ex(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    cfg: *const kh_config,
+    hooks: *const kh_hooks_ex,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, name, cfg) =
+            unsafe { (manager(mgr)?, arg_str(name, "name")?, arg_ref(cfg, "cfg")?) };
+        // SAFETY: NULL or a kh_hooks_ex of at least its struct_size bytes, per the header;
+        // only its first member is borrowed here.
+        let hooks = match unsafe { opt_ref(hooks.cast::<usize>()) } {
+            Some(size) => Some(unsafe { kh_hooks_ex::read((size as *const usize).cast()) }?),
+            None => None,
+        };
+        add(m, name, cfg, hooks.as_ref())
+    })
+}
+
+/// What both `kh_manager_add` and `kh_manager_add_ex` do once the hooks are read.
+fn add(m: &kh_manager, name: &str, cfg: &kh_config, hooks: Option<&kh_hooks_ex>) -> Result<()> {
+    {
         let config = cfg.build()?;
         let rust_hooks = match hooks {
             Some(h) => read_hooks(h, name),
@@ -150,7 +228,7 @@ pub unsafe extern "C" fn kh_manager_add(
                 h.forget_on_drop();
                 e
             })
-    })
+    }
 }
 
 /// Queues a text message (`len` bytes of UTF-8; no NUL needed; copied). Returns at once:
@@ -328,6 +406,76 @@ pub unsafe extern "C" fn kh_manager_stats(
         Ok(())
     })
 }
+
+/// Writes the connection's counters and lifecycle figures into `*out`, up to
+/// `out->struct_size` bytes (see `kh_conn_stats_ex`). Nothing is written on failure.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_stats_ex(
+    mgr: *const kh_manager,
+    name: *const c_char,
+    out: *mut kh_conn_stats_ex,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header; `out` has `struct_size` writable
+        // bytes, of which only the first member is borrowed here.
+        let (m, name, size) = unsafe {
+            (
+                manager(mgr)?,
+                arg_str(name, "name")?,
+                *arg_ref(out.cast::<usize>().cast_const(), "out")?,
+            )
+        };
+        check_struct_size("out", size, STATS_EX_MIN)?;
+        let s = m.manager.stats(name)?;
+        let last = m.manager.last_disconnect(name)?;
+        let mut stats = kh_conn_stats_ex {
+            struct_size: size,
+            messages_in: s.messages_in,
+            bytes_in: s.bytes_in,
+            messages_out: s.messages_out,
+            bytes_out: s.bytes_out,
+            reconnects: s.reconnects,
+            last_rtt_us: s.last_rtt.map_or(0, |d| (d.as_micros() as u64).max(1)),
+            endpoint: s.endpoint as u64,
+            rotations: s.rotations,
+            connected_since_ns: s.connected_since.map_or(0, |t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| (d.as_nanos() as u64).max(1))
+            }),
+            down_time_ns: s.down_time.as_nanos().min(u64::MAX as u128) as u64,
+            last_disconnect: last.as_ref().map_or(kh_result::KH_OK, kh_result::from),
+            reserved: 0,
+            last_disconnect_message: [0; 128],
+        };
+        if let Some(e) = &last {
+            let msg = e.to_string().replace('\0', " ");
+            let mut cut = msg.len().min(stats.last_disconnect_message.len() - 1);
+            while !msg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            for (d, b) in stats
+                .last_disconnect_message
+                .iter_mut()
+                .zip(&msg.as_bytes()[..cut])
+            {
+                *d = *b as c_char;
+            }
+        }
+        let n = size.min(size_of::<kh_conn_stats_ex>());
+        // SAFETY: `out` has `size` writable bytes, per the header; `n` fits in both.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&stats as *const kh_conn_stats_ex).cast::<u8>(),
+                out.cast::<u8>(),
+                n,
+            )
+        };
+        Ok(())
+    })
+}
+
+/// The smallest `struct_size` of a `kh_conn_stats_ex` (the members of `kh_conn_stats`).
+const STATS_EX_MIN: usize = std::mem::offset_of!(kh_conn_stats_ex, endpoint);
 
 /// Writes to `*out` which URL the connection uses, or last used: 0 for the URL of
 /// `kh_config_new`, `i` for the `i`-th `kh_config_add_fallback_url` (0 before it ever opened).

@@ -117,6 +117,8 @@ impl Lent {
                 let msg = self.messages.last().map_or(&[][..], |m| m.as_bytes());
                 (kh_event_kind::KH_EVENT_ERROR, msg)
             }
+            // Never queued: state changes go through `ReadHooks::state`, which skips the queue.
+            Event::State(_) => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
         };
         out.kind = kind;
         out.data = data.as_ptr();

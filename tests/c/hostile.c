@@ -215,6 +215,8 @@ static void after_free_calls(ctx *c) {
   kh_conn_stats ss;
   EXPECT_RC(kh_manager_state(c->mgr, c->name, &st), KH_SHUTTING_DOWN);
   EXPECT_RC(kh_manager_stats(c->mgr, c->name, &ss), KH_SHUTTING_DOWN);
+  kh_conn_stats_ex sx = KH_CONN_STATS_EX_INIT;
+  EXPECT_RC(kh_manager_stats_ex(c->mgr, c->name, &sx), KH_SHUTTING_DOWN);
 }
 
 static void on_text(void *ud, const char *conn, const char *data, size_t len) {
@@ -1940,6 +1942,190 @@ static void test_poll_free_with_unpolled_events(void) {
         (long long)dt);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Growable structs (issue 11 item 7): kh_hooks_ex and kh_conn_stats_ex                        */
+
+/* kh_hooks_ex as a program built against its first version declares it: the members up to
+ * on_drop, nothing after. The library must read only these. */
+typedef struct {
+  size_t struct_size;
+  void *user_data;
+  void (*on_open)(void *, const char *);
+  void (*on_text)(void *, const char *, const char *, size_t);
+  void (*on_binary)(void *, const char *, const uint8_t *, size_t);
+  void (*on_ping)(void *, const char *, const uint8_t *, size_t);
+  void (*on_pong)(void *, const char *, const uint8_t *, size_t);
+  void (*on_close)(void *, const char *, uint16_t, const char *, size_t);
+  void (*on_frame)(void *, const char *, uint8_t, const uint8_t *, size_t);
+  void (*on_error)(void *, const char *, kh_result, const char *);
+  void (*on_drop)(void *);
+} hooks_ex_v1;
+
+typedef struct {
+  atomic_int opens, texts, drops, states, closed;
+  atomic_int seen[5];         /* state changes by kh_conn_state */
+  atomic_uint reopen_attempts; /* attempts of the last KH_STATE_OPEN with a gap */
+  atomic_ullong reopen_down_ns;
+  atomic_int bad; /* a change that broke the header's promises */
+} gx_ctx;
+
+static void gx_open(void *ud, const char *conn) {
+  (void)conn;
+  atomic_fetch_add(&((gx_ctx *)ud)->opens, 1);
+}
+static void gx_text(void *ud, const char *conn, const char *data, size_t len) {
+  (void)conn, (void)data, (void)len;
+  atomic_fetch_add(&((gx_ctx *)ud)->texts, 1);
+}
+static void gx_drop(void *ud) { atomic_fetch_add(&((gx_ctx *)ud)->drops, 1); }
+static void gx_state(void *ud, const char *conn, const kh_state_change *ch) {
+  gx_ctx *g = ud;
+  if (!conn || !ch || !ch->reason_message || (unsigned)ch->state > 4) {
+    atomic_fetch_add(&g->bad, 1);
+    return;
+  }
+  /* A reason has a message; no reason, an empty one. */
+  if ((ch->reason == KH_OK) != (ch->reason_message[0] == 0)) atomic_fetch_add(&g->bad, 1);
+  atomic_fetch_add(&g->seen[ch->state], 1);
+  if (ch->state == KH_STATE_OPEN && ch->attempts > 0) {
+    if (ch->down_for_ns == 0) atomic_fetch_add(&g->bad, 1);
+    atomic_store(&g->reopen_attempts, ch->attempts);
+    atomic_store(&g->reopen_down_ns, ch->down_for_ns);
+  }
+  atomic_fetch_add(&g->states, 1);
+}
+
+static int wait_int(atomic_int *v, int want, int ms) {
+  int64_t end = now_ms() + (int64_t)ms * g_scale;
+  while (atomic_load(v) < want && now_ms() < end) sleep_ms(5);
+  return atomic_load(v) >= want;
+}
+
+static uint64_t realtime_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void test_growable_structs(void) {
+  kh_config *cfg = new_config(g_url);
+  EXPECT_RC(kh_config_set_reconnect_backoff_ms(cfg, 20, 200), KH_OK);
+  kh_manager *m = new_manager(2);
+  gx_ctx g;
+  memset(&g, 0, sizeof g);
+
+  /* NULL arguments and struct sizes out of range: refused, nothing added, no on_drop. */
+  kh_hooks_ex h = KH_HOOKS_EX_INIT;
+  CHECK(h.struct_size == sizeof(kh_hooks_ex) && h.on_state == NULL, "KH_HOOKS_EX_INIT");
+  h.user_data = &g;
+  h.on_drop = gx_drop;
+  EXPECT_RC(kh_manager_add_ex(NULL, "gx", cfg, &h), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_add_ex(m, NULL, cfg, &h), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_add_ex(m, "gx", NULL, &h), KH_INVALID_ARGUMENT);
+  size_t bad_sizes[] = {0, 1, sizeof(size_t), KH_HOOKS_EX_MIN_SIZE - 1, 4097, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad_sizes / sizeof bad_sizes[0]; i++) {
+    h.struct_size = bad_sizes[i];
+    EXPECT_RC(kh_manager_add_ex(m, "gx", cfg, &h), KH_INVALID_ARGUMENT);
+    CHECK(strstr(last_err(), "struct_size") != NULL, "error names struct_size: %s", last_err());
+  }
+  kh_conn_state st;
+  EXPECT_RC(kh_manager_state(m, "gx", &st), KH_CONNECTION_NOT_FOUND);
+  CHECK(atomic_load(&g.drops) == 0, "on_drop ran for a refused add");
+  /* NULL hooks: no callbacks, like kh_manager_add. */
+  EXPECT_RC(kh_manager_add_ex(m, "gx-none", cfg, NULL), KH_OK);
+  EXPECT_RC(kh_manager_add_ex(m, "gx-none", cfg, NULL), KH_ALREADY_EXISTS);
+  EXPECT_RC(kh_manager_close(m, "gx-none", 1000, NULL), KH_OK);
+
+  /* A first-version struct (smaller struct_size): works, the missing members count as NULL.
+   * The bytes after it are poisoned: reading them would call garbage. */
+  struct {
+    hooks_ex_v1 v1;
+    unsigned char poison[64];
+  } old;
+  memset(&old, 0xA5, sizeof old);
+  memset(&old.v1, 0, sizeof old.v1);
+  old.v1.struct_size = sizeof old.v1;
+  old.v1.user_data = &g;
+  old.v1.on_open = gx_open;
+  old.v1.on_text = gx_text;
+  old.v1.on_drop = gx_drop;
+  CHECK(sizeof old.v1 == KH_HOOKS_EX_MIN_SIZE, "v1 size %zu", sizeof old.v1);
+  EXPECT_RC(kh_manager_add_ex(m, "gx-v1", cfg, (const kh_hooks_ex *)&old.v1), KH_OK);
+  EXPECT_RC(kh_manager_wait_open(m, "gx-v1", 5000 * g_scale), KH_OK);
+  EXPECT_RC(kh_manager_send_text(m, "gx-v1", "push 3", 6), KH_OK);
+  CHECK(wait_int(&g.texts, 3, 5000), "v1 hooks got %d texts", atomic_load(&g.texts));
+  EXPECT_RC(kh_manager_close(m, "gx-v1", 1000, NULL), KH_OK);
+  CHECK(atomic_load(&g.drops) == 1, "v1 on_drop ran %d times", atomic_load(&g.drops));
+  CHECK(atomic_load(&g.states) == 0, "a v1 struct got state changes");
+
+  /* The current struct with on_state: connect, a drop by the server, the re-open's gap. */
+  memset(&g, 0, sizeof g);
+  kh_hooks_ex full = KH_HOOKS_EX_INIT;
+  full.user_data = &g;
+  full.on_open = gx_open;
+  full.on_drop = gx_drop;
+  full.on_state = gx_state;
+  uint64_t wall0 = realtime_ns();
+  EXPECT_RC(kh_manager_add_ex(m, "gx-full", cfg, &full), KH_OK);
+  EXPECT_RC(kh_manager_wait_open(m, "gx-full", 5000 * g_scale), KH_OK);
+  CHECK(wait_int(&g.seen[KH_STATE_OPEN], 1, 5000), "first KH_STATE_OPEN");
+  CHECK(atomic_load(&g.seen[KH_STATE_CONNECTING]) == 1, "one KH_STATE_CONNECTING");
+  EXPECT_RC(kh_manager_send_text(m, "gx-full", "drop", 4), KH_OK);
+  CHECK(wait_int(&g.seen[KH_STATE_OPEN], 2, 5000), "the re-open");
+  CHECK(wait_int(&g.opens, 2, 5000), "two on_open");
+  CHECK(atomic_load(&g.seen[KH_STATE_RECONNECTING]) == 1, "one KH_STATE_RECONNECTING, got %d",
+        atomic_load(&g.seen[KH_STATE_RECONNECTING]));
+  CHECK(atomic_load(&g.reopen_attempts) >= 1, "re-open attempts %u",
+        atomic_load(&g.reopen_attempts));
+  CHECK(atomic_load(&g.reopen_down_ns) > 0, "re-open down time");
+
+  /* kh_conn_stats_ex: bad input writes nothing. */
+  kh_conn_stats_ex sx;
+  memset(&sx, 0xCD, sizeof sx);
+  sx.struct_size = sizeof sx;
+  EXPECT_RC(kh_manager_stats_ex(NULL, "gx-full", &sx), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_stats_ex(m, NULL, &sx), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_stats_ex(m, "gx-full", NULL), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_stats_ex(m, "no-such-connection", &sx), KH_CONNECTION_NOT_FOUND);
+  sx.struct_size = KH_CONN_STATS_EX_MIN_SIZE - 1;
+  EXPECT_RC(kh_manager_stats_ex(m, "gx-full", &sx), KH_INVALID_ARGUMENT);
+  sx.struct_size = 4097;
+  EXPECT_RC(kh_manager_stats_ex(m, "gx-full", &sx), KH_INVALID_ARGUMENT);
+  CHECK(sx.messages_in == 0xCDCDCDCDCDCDCDCDull, "stats_ex wrote on failure");
+  /* The first-version size: only the kh_conn_stats members are written. */
+  sx.struct_size = KH_CONN_STATS_EX_MIN_SIZE;
+  EXPECT_RC(kh_manager_stats_ex(m, "gx-full", &sx), KH_OK);
+  CHECK(sx.struct_size == KH_CONN_STATS_EX_MIN_SIZE, "struct_size changed");
+  CHECK(sx.reconnects == 1, "reconnects %llu", (unsigned long long)sx.reconnects);
+  CHECK(sx.endpoint == 0xCDCDCDCDCDCDCDCDull && sx.last_disconnect_message[0] == (char)0xCD,
+        "stats_ex wrote past struct_size");
+  /* The current size: every member. */
+  kh_conn_stats_ex full_sx = KH_CONN_STATS_EX_INIT;
+  EXPECT_RC(kh_manager_stats_ex(m, "gx-full", &full_sx), KH_OK);
+  uint64_t wall1 = realtime_ns();
+  CHECK(full_sx.reconnects == 1 && full_sx.endpoint == 0 && full_sx.rotations == 0,
+        "stats_ex counters");
+  CHECK(full_sx.connected_since_ns >= wall0 && full_sx.connected_since_ns <= wall1,
+        "connected_since %llu not in [%llu, %llu]",
+        (unsigned long long)full_sx.connected_since_ns, (unsigned long long)wall0,
+        (unsigned long long)wall1);
+  CHECK(full_sx.down_time_ns == atomic_load(&g.reopen_down_ns), "down time %llu vs %llu",
+        (unsigned long long)full_sx.down_time_ns,
+        (unsigned long long)atomic_load(&g.reopen_down_ns));
+  CHECK(full_sx.last_disconnect != KH_OK && full_sx.last_disconnect_message[0] != 0 &&
+            memchr(full_sx.last_disconnect_message, 0, sizeof full_sx.last_disconnect_message),
+        "last disconnect %s", rname(full_sx.last_disconnect));
+
+  EXPECT_RC(kh_manager_close(m, "gx-full", 1000, NULL), KH_OK);
+  CHECK(atomic_load(&g.seen[KH_STATE_CLOSING]) == 1 && atomic_load(&g.seen[KH_STATE_CLOSED]) == 1,
+        "closing %d closed %d", atomic_load(&g.seen[KH_STATE_CLOSING]),
+        atomic_load(&g.seen[KH_STATE_CLOSED]));
+  CHECK(atomic_load(&g.drops) == 1, "on_drop once");
+  CHECK(atomic_load(&g.bad) == 0, "%d state changes broke the header", atomic_load(&g.bad));
+  kh_manager_free(m);
+  kh_config_free(cfg);
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   g_url = argc > 1 ? argv[1] : getenv("KH_URL");
@@ -1971,6 +2157,7 @@ int main(int argc, char **argv) {
       {"event queue: bad input, timeouts, wake-up, poll in a hook", test_poll_bad_input, 1},
       {"event queue: a numbered feed through a slow poller", test_poll_numbered_feed, 1},
       {"event queue: free with unpolled events", test_poll_free_with_unpolled_events, 1},
+      {"growable structs: kh_hooks_ex, kh_conn_stats_ex", test_growable_structs, 1},
   };
   const char *only = getenv("HOSTILE_ONLY");
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
