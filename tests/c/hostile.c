@@ -691,15 +691,15 @@ static void test_static_functions(void) {
       "KH_CONNECTION_DROPPED", "KH_CONNECTION_NOT_FOUND", "KH_CONNECT_FAILED",
       "KH_INVALID_ARGUMENT", "KH_ALREADY_EXISTS", "KH_QUEUE_FULL", "KH_SHUTTING_DOWN",
       "KH_TIMEOUT", "KH_PANIC", "KH_RETRIES_EXHAUSTED", "KH_MESSAGE_TOO_LARGE",
-      "KH_SYSTEM_ERROR"};
-  for (uint32_t i = 0; i < 17; i++) {
+      "KH_SYSTEM_ERROR", "KH_IDLE_TIMEOUT", "KH_INFLATE_FAILED"};
+  for (uint32_t i = 0; i < 19; i++) {
     const char *s = kh_result_str(i);
     CHECK(s != NULL && strncmp(s, names[i], strlen(names[i])) == 0, "kh_result_str(%u) = %s", i,
           s ? s : "(null)");
     CHECK(s && (s[strlen(names[i])] == ':' || s[strlen(names[i])] == 0),
           "kh_result_str(%u) = %s is not the code's name", i, s ? s : "(null)");
   }
-  uint32_t bad[] = {17, 18, 100, 255, 256, 0x7fffffffu, 0x80000000u, UINT32_MAX};
+  uint32_t bad[] = {19, 100, 255, 256, 0x7fffffffu, 0x80000000u, UINT32_MAX};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     const char *s = kh_result_str(bad[i]);
     CHECK(s && strcmp(s, "KH_UNKNOWN") == 0, "kh_result_str(%u) = %s", bad[i], s ? s : "(null)");
