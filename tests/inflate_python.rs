@@ -182,8 +182,8 @@ async fn gzip_zlib_and_deflate_from_python_arrive_inflated_in_order_and_bad_ones
             .filter(|e| !matches!(e, Ev::Open | Ev::Pong(_) | Ev::Ping(_)))
             .collect();
         assert_eq!(seen.len(), 11, "{fmt}: {} events", seen.len());
-        for i in 0..6 {
-            assert_eq!(seen[i], Ev::Binary(payload(fmt, i)), "{fmt}: message {i}");
+        for (i, e) in seen[..6].iter().enumerate() {
+            assert_eq!(*e, Ev::Binary(payload(fmt, i)), "{fmt}: message {i}");
         }
         let corrupt = inflate_failed(&seen[6]).unwrap_or_else(|| panic!("{fmt}: {:?}", seen[6]));
         assert!(!corrupt.contains("maximum"), "{fmt}: {corrupt}");

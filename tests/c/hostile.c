@@ -766,6 +766,8 @@ static void test_null_arguments(void) {
   EXPECT_RC(kh_config_set_close_timeout_ms(NULL, 1000), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_reconnect_backoff_ms(NULL, 10, 100), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_max_reconnect_attempts(NULL, 3), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_idle_timeout_ms(NULL, 1000), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_inflate(NULL, KH_INFLATE_GZIP), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_add_header(NULL, "X-A", "b"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_add_header(cfg, NULL, "b"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_add_header(cfg, "X-A", NULL), KH_INVALID_ARGUMENT);
@@ -959,6 +961,15 @@ static void test_bad_values(void) {
   EXPECT_RC(kh_config_set_read_buffer_size(cfg, (64u << 20) + 1), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_read_buffer_size(cfg, SIZE_MAX), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_read_buffer_size(cfg, 256), KH_OK);
+  EXPECT_RC(kh_config_set_idle_timeout_ms(cfg, 0), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_idle_timeout_ms(cfg, UINT64_MAX), KH_INVALID_ARGUMENT);
+  /* kh_inflate: every value is accepted, anything else is refused */
+  for (uint32_t v = KH_INFLATE_NONE; v <= KH_INFLATE_AUTO; v++)
+    EXPECT_RC(kh_config_set_inflate(cfg, v), KH_OK);
+  EXPECT_RC(kh_config_set_inflate(cfg, KH_INFLATE_AUTO + 1), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_inflate(cfg, 0x80000000u), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_inflate(cfg, UINT32_MAX), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_inflate(cfg, KH_INFLATE_NONE), KH_OK);
 
   /* huge lengths with a valid (short) pointer: refused without reading */
   const char two[2] = {'h', 'i'};
@@ -1068,12 +1079,14 @@ static void set_max_timeouts(kh_config *cfg) {
   EXPECT_RC2(kh_config_set_ping_interval_ms(cfg, UINT64_MAX), KH_OK, KH_INVALID_ARGUMENT);
   EXPECT_RC2(kh_config_set_pong_timeout_ms(cfg, UINT64_MAX), KH_OK, KH_INVALID_ARGUMENT);
   EXPECT_RC2(kh_config_set_connect_timeout_ms(cfg, UINT64_MAX), KH_OK, KH_INVALID_ARGUMENT);
+  EXPECT_RC2(kh_config_set_idle_timeout_ms(cfg, UINT64_MAX), KH_OK, KH_INVALID_ARGUMENT);
 }
 static void set_year_timeouts(kh_config *cfg) {
   const uint64_t year = 31536000ull * 1000;
   EXPECT_RC(kh_config_set_ping_interval_ms(cfg, year), KH_OK);
   EXPECT_RC(kh_config_set_pong_timeout_ms(cfg, year), KH_OK);
   EXPECT_RC(kh_config_set_connect_timeout_ms(cfg, year), KH_OK);
+  EXPECT_RC(kh_config_set_idle_timeout_ms(cfg, year), KH_OK);
 }
 static void set_max_backoff(kh_config *cfg) {
   EXPECT_RC2(kh_config_set_reconnect_backoff_ms(cfg, 1, UINT64_MAX), KH_OK, KH_INVALID_ARGUMENT);
