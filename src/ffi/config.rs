@@ -551,4 +551,39 @@ mod tests {
             kh_config_free(cfg);
         }
     }
+
+    #[test]
+    fn the_watchdog_and_inflate_setters_default_off_and_refuse_bad_values() {
+        use crate::config::Compression;
+        let cfg = new_config(c"ws://h/feed");
+        // SAFETY: a live builder from kh_config_new, freed once at the end.
+        unsafe {
+            let c = (*cfg).build().unwrap();
+            assert_eq!((c.idle_timeout(), c.inflate()), (None, None));
+            assert_eq!(
+                kh_config_set_idle_timeout_ms(cfg, 0),
+                kh_result::KH_INVALID_ARGUMENT
+            );
+            assert_eq!(kh_config_set_idle_timeout_ms(cfg, 250), kh_result::KH_OK);
+            for bad in [5, 99, u32::MAX] {
+                assert_eq!(
+                    kh_config_set_inflate(cfg, bad),
+                    kh_result::KH_INVALID_ARGUMENT
+                );
+            }
+            for (mode, want) in [
+                (kh_inflate::KH_INFLATE_GZIP, Some(Compression::Gzip)),
+                (kh_inflate::KH_INFLATE_ZLIB, Some(Compression::Zlib)),
+                (kh_inflate::KH_INFLATE_DEFLATE, Some(Compression::Deflate)),
+                (kh_inflate::KH_INFLATE_AUTO, Some(Compression::Auto)),
+                (kh_inflate::KH_INFLATE_NONE, None),
+            ] {
+                assert_eq!(kh_config_set_inflate(cfg, mode as u32), kh_result::KH_OK);
+                let c = (*cfg).build().unwrap();
+                assert_eq!(c.inflate(), want, "{mode:?}");
+                assert_eq!(c.idle_timeout(), Some(Duration::from_millis(250)));
+            }
+            kh_config_free(cfg);
+        }
+    }
 }
