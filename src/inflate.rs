@@ -4,6 +4,10 @@
 //! message size: a small message that would inflate to gigabytes (a "zip bomb") is refused at
 //! the limit, having cost at most the limit in memory. The decompressor and the buffer are
 //! reused from message to message; each delivered message costs one allocation, its `Bytes`.
+//!
+//! flate2 runs on zlib-rs (pure Rust, like miniz_oxide): it inflates a 1 KiB JSON message in
+//! about 33,000 instructions where miniz_oxide takes 71,000 (callgrind, two run lengths).
+//! The gzip header and trailer are read here so that gzip reuses the raw inflater.
 
 use bytes::Bytes;
 use flate2::{Crc, Decompress, FlushDecompress, Status};
@@ -149,8 +153,8 @@ impl Inflater {
                 self.out.reserve_exact(room.min(self.out.len().max(STEP)));
             }
             let produced = self.out.len();
-            // Not `Finish`: miniz_oxide then wants the whole output in one buffer, and the
-            // buffer here grows in steps up to the limit.
+            // Not `Finish`: that tells the inflater the whole output fits the buffer (miniz_oxide
+            // fails otherwise), and the buffer here grows in steps up to the limit.
             let status = d
                 .decompress_vec(&input[used..], &mut self.out, FlushDecompress::None)
                 .map_err(|e| failed(format!("corrupt compressed data: {e}")))?;
@@ -231,10 +235,10 @@ mod tests {
 
     #[test]
     fn a_bomb_is_refused_at_the_limit_and_the_buffer_is_given_back() {
-        let bomb = zl(&vec![0u8; 64 << 20]);
-        let mut i = Inflater::new(Compression::Zlib, 4 << 20);
+        let bomb = zl(&vec![0u8; 16 << 20]);
+        let mut i = Inflater::new(Compression::Zlib, 2 << 20);
         let m = message(i.inflate(&bomb));
-        assert!(m.contains("maximum message size of 4194304"), "{m}");
+        assert!(m.contains("maximum message size of 2097152"), "{m}");
         assert_eq!(i.out.capacity(), 0);
         // Exactly at the limit is fine.
         let mut i = Inflater::new(Compression::Gzip, 1000);
