@@ -146,7 +146,8 @@ impl Inflater {
         loop {
             let used = d.total_in() as usize;
             if self.out.len() == self.out.capacity() {
-                let room = self.max + 1 - self.out.len();
+                // Saturating: `max_message_size(usize::MAX)` is a valid setting.
+                let room = self.max.saturating_add(1) - self.out.len();
                 if room == 0 {
                     break;
                 }
@@ -227,6 +228,8 @@ mod tests {
                 );
             }
         }
+        let mut unlimited = Inflater::new(Compression::Zlib, usize::MAX);
+        assert_eq!(unlimited.inflate(&zl(&text)).unwrap(), &text[..]);
         let mut auto = Inflater::new(Compression::Auto, 1 << 20);
         assert_eq!(auto.inflate(&gz(b"gzip")).unwrap(), &b"gzip"[..]);
         assert_eq!(auto.inflate(&zl(b"zlib")).unwrap(), &b"zlib"[..]);
