@@ -151,6 +151,17 @@ enum kh_result
    * The operating system refused a resource (threads for the runtime).
    */
   KH_SYSTEM_ERROR = 16,
+  /**
+   * No data message arrived within the idle timeout (`kh_config_set_idle_timeout_ms`),
+   * though pings may have been answered; the connection reconnects.
+   */
+  KH_IDLE_TIMEOUT = 17,
+  /**
+   * A binary message could not be inflated (`kh_config_set_inflate`): corrupt, truncated
+   * or larger than the maximum message size once inflated. Reported instead of the
+   * message; the connection goes on.
+   */
+  KH_INFLATE_FAILED = 18,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -284,6 +295,45 @@ typedef uint32_t kh_log_level;
 #endif // __cplusplus
 
 /**
+ * How received binary messages are compressed, for `kh_config_set_inflate`. Values are fixed;
+ * new ones are only appended.
+ */
+enum kh_inflate
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Deliver binary messages as they came (the default).
+   */
+  KH_INFLATE_NONE = 0,
+  /**
+   * gzip (RFC 1952); its CRC-32 and length are checked.
+   */
+  KH_INFLATE_GZIP = 1,
+  /**
+   * zlib (RFC 1950); its Adler-32 is checked.
+   */
+  KH_INFLATE_ZLIB = 2,
+  /**
+   * Raw deflate (RFC 1951), no header.
+   */
+  KH_INFLATE_DEFLATE = 3,
+  /**
+   * gzip or zlib, told apart by their headers; a message with neither header is delivered
+   * as it came.
+   */
+  KH_INFLATE_AUTO = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum kh_inflate kh_inflate;
+#else
+typedef uint32_t kh_inflate;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A connection configuration being built. Create with `kh_config_new`, change with the
  * `kh_config_set_*`/`kh_config_add_*` functions, pass to `kh_manager_add` (which copies it; the
  * same builder may be used for several connections) and destroy with `kh_config_free`.
@@ -372,6 +422,8 @@ typedef struct kh_hooks {
    * one the name stays registered in `KH_STATE_CLOSED` (its stats stay readable) until
    * `kh_manager_close` forgets it. A
    * `KH_WRITE_ERROR` here reports messages that were accepted by a send but not written.
+   * `KH_INFLATE_FAILED` reports one binary message that could not be inflated, delivered
+   * in its place; the connection goes on.
    */
   void (*on_error)(void *user_data, const char *conn, kh_result code, const char *message);
   /**
@@ -712,6 +764,29 @@ kh_result kh_config_set_close_timeout_ms(struct kh_config *cfg, uint64_t ms);
 kh_result kh_config_set_reconnect_backoff_ms(struct kh_config *cfg,
                                              uint64_t min_ms,
                                              uint64_t max_ms);
+
+/**
+ * Data watchdog, in milliseconds (1 ms to one year; off by default): when no data message
+ * (text or binary) arrives for this long, the connection reports `KH_IDLE_TIMEOUT` to
+ * `on_error` and reconnects, even while the peer answers pings. Checked once per period
+ * against the count of data messages, so a silence is detected between `ms` and `2 * ms`
+ * after the last data message. Time during which reads wait for room in a polled
+ * connection's event queue does not count: a new period starts when reads resume.
+ */
+kh_result kh_config_set_idle_timeout_ms(struct kh_config *cfg, uint64_t ms);
+
+/**
+ * Inflates every received binary message before it is delivered, `mode` being a
+ * `kh_inflate` value (`KH_INVALID_ARGUMENT` for any other; `KH_INFLATE_NONE`, the default,
+ * turns it off). Text messages are never inflated. The maximum message size applies to the
+ * inflated size, and inflating stops at that limit, so a small message that would inflate
+ * to gigabytes costs at most the limit in memory. A message that cannot be inflated
+ * (corrupt, truncated, or larger than the limit once inflated) is not delivered: an error
+ * event `KH_INFLATE_FAILED` (to `on_error`, or in the event queue) takes its place, and the
+ * connection goes on with the next message. The compressed bytes are not delivered because a
+ * consumer that asked for inflated messages could not tell them from inflated ones.
+ */
+kh_result kh_config_set_inflate(struct kh_config *cfg, uint32_t mode);
 
 /**
  * Consecutive failed connect attempts before the connection gives up (reporting

@@ -148,6 +148,14 @@ public:
               "kh_config_set_max_reconnect_attempts");
         return *this;
     }
+    config &idle_timeout(std::chrono::milliseconds d) {
+        check(kh_config_set_idle_timeout_ms(handle(), ms(d)), "kh_config_set_idle_timeout_ms");
+        return *this;
+    }
+    config &inflate(kh_inflate mode) {
+        check(kh_config_set_inflate(handle(), static_cast<uint32_t>(mode)), "kh_config_set_inflate");
+        return *this;
+    }
     config &header(const std::string &name, const std::string &value) {
         check(kh_config_add_header(handle(), name.c_str(), value.c_str()), "kh_config_add_header");
         return *this;

@@ -199,6 +199,15 @@ impl Config {
         self.inner.endpoints[i.min(self.inner.endpoints.len() - 1)].clone()
     }
 
+    /// The data watchdog's period, if it is on.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.inner.set.idle_timeout
+    }
+    /// How received binary messages are inflated, if at all.
+    pub fn inflate(&self) -> Option<Compression> {
+        self.inner.set.inflate
+    }
+
     /// The proxy connections are tunnelled through, if any.
     pub(crate) fn proxy(&self) -> Option<&Proxy> {
         self.inner.proxy.as_ref()
@@ -235,6 +244,8 @@ impl fmt::Debug for Config {
             .field("send_queue_capacity", &s.send_queue_capacity)
             .field("proxy", &i.proxy)
             .field("fallback_urls", &(i.endpoints.len() - 1))
+            .field("idle_timeout", &s.idle_timeout)
+            .field("inflate", &s.inflate)
             .finish_non_exhaustive()
     }
 }
@@ -266,6 +277,24 @@ pub struct ConfigBuilder {
     client_cert: Option<ClientCert>,
     proxy: Option<String>,
     fallback_urls: Vec<String>,
+    idle_timeout: Option<Duration>,
+    inflate: Option<Compression>,
+}
+
+/// How received binary messages are compressed, for [`ConfigBuilder::inflate`]. Text messages
+/// are never inflated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compression {
+    /// gzip (RFC 1952): header, raw deflate, CRC-32 and size trailer (both checked).
+    Gzip,
+    /// zlib (RFC 1950): two-byte header, deflate, Adler-32 trailer (checked).
+    Zlib,
+    /// Raw deflate (RFC 1951) without header or trailer.
+    Deflate,
+    /// gzip or zlib, told apart by their headers; a binary message that starts with neither
+    /// header is delivered as it came (for feeds that compress only some messages).
+    Auto,
 }
 
 /// Which protocol the proxy speaks.
@@ -384,7 +413,36 @@ impl ConfigBuilder {
             client_cert: None,
             proxy: None,
             fallback_urls: Vec::new(),
+            idle_timeout: None,
+            inflate: None,
         }
+    }
+
+    /// Data watchdog: when no data message (text or binary) arrives for this long, the
+    /// connection fails with [`IdleTimeout`](crate::ConnectionError::IdleTimeout) and
+    /// reconnects, even while the peer answers pings (default off; 1 ms to one year).
+    /// Checked once per period against the count of data messages, not per message, so a
+    /// silence is detected between `d` and `2 * d` after the last data message. Time during
+    /// which reads wait for room in a polled connection's event queue does not count as
+    /// silence: the watch starts a new period when reads resume.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = Some(d);
+        self
+    }
+    /// Inflates every received binary message compressed as `c` before it is delivered
+    /// (default off: binary messages are delivered as they came). The maximum message size
+    /// applies to the inflated size: inflating stops at the limit. A message that cannot be
+    /// inflated (corrupt, truncated, or larger than the limit once inflated) is not delivered;
+    /// it is reported to `on_error` as [`InflateFailed`](crate::ConnectionError::InflateFailed)
+    /// and the connection goes on with the next message.
+    pub fn inflate(mut self, c: Compression) -> Self {
+        self.inflate = Some(c);
+        self
+    }
+    /// Like [`inflate`](Self::inflate); `None` turns inflating off again (for the C setter).
+    pub(crate) fn set_inflate(mut self, c: Option<Compression>) -> Self {
+        self.inflate = c;
+        self
     }
 
     /// Interval between heartbeats (default 15 s; 1 ms to one year).
@@ -569,6 +627,9 @@ impl ConfigBuilder {
         }
         limits::backoff(self.backoff_min, self.backoff_max)?;
         limits::duration(DurationSetting::CloseTimeout, self.close_timeout)?;
+        if let Some(d) = self.idle_timeout {
+            limits::duration(DurationSetting::IdleTimeout, d)?;
+        }
         limits::max_message_size(self.max_message_size)?;
         limits::max_frame_size(self.max_frame_size)?;
         limits::send_queue_capacity(self.send_queue_capacity)?;

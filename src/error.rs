@@ -61,6 +61,14 @@ pub enum ConnectionError {
     /// The operating system refused a resource (a thread, the runtime).
     #[error("system error: {0}")]
     System(String),
+    /// No data message (text or binary) arrived within the idle timeout, although the peer may
+    /// have answered pings: the connection reconnects.
+    #[error("no data message received within {0:?}")]
+    IdleTimeout(Duration),
+    /// A binary message could not be inflated (corrupt, truncated, or inflating past the
+    /// maximum message size). Reported instead of the message; the connection goes on.
+    #[error("inflate failed: {0}")]
+    InflateFailed(String),
 }
 
 impl ConnectionError {
@@ -82,6 +90,8 @@ impl ConnectionError {
             Self::RetriesExhausted(_) => "retries_exhausted",
             Self::MessageTooLarge { .. } => "message_too_large",
             Self::System(_) => "system_error",
+            Self::IdleTimeout(_) => "idle_timeout",
+            Self::InflateFailed(_) => "inflate_failed",
         }
     }
 }

@@ -204,6 +204,11 @@ impl Shared {
         bump(&self.bytes_in, bytes as u64);
     }
 
+    /// Data messages received so far: the data watchdog compares it between its checks.
+    pub(crate) fn messages_in(&self) -> u64 {
+        self.messages_in.load(Relaxed)
+    }
+
     #[inline]
     pub(crate) fn count_out(&self, bytes: usize) {
         bump(&self.messages_out, 1);

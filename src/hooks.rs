@@ -47,7 +47,9 @@ pub enum Event {
     Pong(Bytes),
     /// A close frame from the peer: its code (1005 if none) and reason.
     Close(u16, Utf8Bytes),
-    /// A failure; the connection reconnects unless the caller closed it.
+    /// A failure; the connection reconnects unless the caller closed it. The one exception is
+    /// [`InflateFailed`](ConnectionError::InflateFailed): one message could not be inflated,
+    /// and the connection goes on.
     Error(ConnectionError),
     /// The lifecycle state changed (see [`StateChange`]). Hooks only: a polled connection's
     /// queue does not carry it (yet).

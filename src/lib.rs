@@ -35,7 +35,7 @@
 //! | layer | modules |
 //! | --- | --- |
 //! | vocabulary | `error` ([`ConnectionError`]), `config` ([`Config`]; its rules in `limits`, TLS set-up in `tls`), `events` (the event queue of polled connections: [`ConnEvent`], [`EventStream`]), `hooks` ([`ReadHooks`], [`Event`]), `backoff`, `logging` |
-//! | one socket | `queue` (the send queue and control requests), `handle` ([`Link`], [`ConnState`], [`Stats`]), `heartbeat`, `burst` (batched reads), `wire` (the WebSocket protocol over a stream, polled by the one task that owns it), `transport` (TCP or TLS), `connection` ([`Connection`]: the poll loop, its close and failure paths) |
+//! | one socket | `queue` (the send queue and control requests), `handle` ([`Link`], [`ConnState`], [`Stats`]), `heartbeat`, `watchdog` (the idle timeout), `inflate` (compressed binary messages), `burst` (batched reads), `wire` (the WebSocket protocol over a stream, polled by the one task that owns it), `transport` (TCP or TLS), `connection` ([`Connection`]: the poll loop, its close and failure paths) |
 //! | many sockets | `dial` (TCP, TLS, the HTTP upgrade), `supervisor` (connect, run, reconnect with backoff), `manager` ([`WsManager`]: the registry of names) |
 //! | C ABI | `ffi` (feature `capi`: the `kh_` functions over [`WsManager`]) |
 
@@ -53,6 +53,7 @@ pub mod ffi;
 mod handle;
 mod heartbeat;
 mod hooks;
+mod inflate;
 mod limits;
 mod logging;
 mod manager;
@@ -60,9 +61,10 @@ mod queue;
 mod supervisor;
 mod tls;
 mod transport;
+mod watchdog;
 mod wire;
 
-pub use config::{Config, ConfigBuilder, Heartbeat, InitMessage, defaults};
+pub use config::{Compression, Config, ConfigBuilder, Heartbeat, InitMessage, defaults};
 pub use connection::{Connection, Ended};
 pub use error::{ConnectionError, Result};
 pub use events::{ConnEvent, DEFAULT_EVENT_CAPACITY, EventStream};

@@ -44,6 +44,7 @@ pub(crate) enum DurationSetting {
     CloseTimeout,
     BackoffMin,
     BackoffMax,
+    IdleTimeout,
 }
 
 impl DurationSetting {
@@ -55,6 +56,7 @@ impl DurationSetting {
             Self::CloseTimeout => "close_timeout",
             Self::BackoffMin => "reconnect backoff minimum",
             Self::BackoffMax => "reconnect backoff maximum",
+            Self::IdleTimeout => "idle_timeout",
         }
     }
 }
@@ -668,6 +670,7 @@ mod tests {
             (DurationSetting::PongTimeout, "pong_timeout"),
             (DurationSetting::ConnectTimeout, "connect_timeout"),
             (DurationSetting::CloseTimeout, "close_timeout"),
+            (DurationSetting::IdleTimeout, "idle_timeout"),
         ] {
             assert!(message(duration(setting, Duration::ZERO)).starts_with(name));
         }

@@ -19,7 +19,9 @@ use crate::error::{ConnectionError, Result};
 use crate::handle::{ConnState, Shared};
 use crate::heartbeat::HeartbeatTimer;
 use crate::hooks::{CLOSE_NO_STATUS, Event, ReadHooks};
+use crate::inflate::Inflater;
 use crate::queue::{Control, Receiver};
+use crate::watchdog::IdleWatchdog;
 use crate::wire::Wire;
 
 /// Frames read back to back before the other sources (control, send queue, timers) are polled
@@ -62,6 +64,10 @@ pub(crate) struct Session<S> {
     /// Armed when the peer's close frame arrives: how long the peer may take to end the TCP
     /// connection after the close handshake.
     close_wait: Option<Pin<Box<Sleep>>>,
+    /// The data watchdog, when an idle timeout is configured.
+    idle: Option<IdleWatchdog>,
+    /// Inflates binary messages, when configured; boxed, as most connections have none.
+    inflater: Option<Box<Inflater>>,
 }
 
 impl<S> Session<S>
@@ -75,6 +81,12 @@ where
         Self {
             name: name.into(),
             ws,
+            idle: config
+                .idle_timeout()
+                .map(|d| IdleWatchdog::new(d, shared.messages_in())),
+            inflater: config
+                .inflate()
+                .map(|c| Box::new(Inflater::new(c, config.max_message_size()))),
             shared,
             heartbeat: HeartbeatTimer::new(&config),
             config,
@@ -247,11 +259,20 @@ where
         if self.stalled && hooks.poll_room(cx).is_ready() {
             self.stalled = false;
             self.heartbeat.resumed();
+            if let Some(w) = &mut self.idle {
+                w.resumed(self.shared.messages_in());
+            }
         }
         // A silent peer is logged (and reported) by `fail`, like every other failure. While
         // reads are stalled the peer's frames may wait unread: no ping, no pong deadline.
         if !self.stalled
             && let Err(e) = self.heartbeat.poll(cx)
+        {
+            return Poll::Ready(Step::Failed(e));
+        }
+        if !self.stalled
+            && let Some(w) = &mut self.idle
+            && let Err(e) = w.poll(cx, self.shared.messages_in())
         {
             return Poll::Ready(Step::Failed(e));
         }
@@ -334,6 +355,9 @@ where
             Message::Binary(b) => {
                 self.shared.count_in(b.len());
                 log::trace!("[{name}] binary, {} bytes", b.len());
+                if let Some(inf) = &mut self.inflater {
+                    return inflate(name, inf, &b, hooks);
+                }
                 return hooks.binary(name, b);
             }
             Message::Ping(p) => {
@@ -360,5 +384,23 @@ where
             Message::Frame(_) => return,
         };
         hooks.dispatch(name, event);
+    }
+}
+
+/// Delivers the inflated message, or reports why it could not be inflated: the message is not
+/// delivered then (its compressed bytes mean nothing to a consumer expecting inflated ones),
+/// but the error reaches `on_error` (or the event queue) in its place, and the connection goes
+/// on. Out of line: it is the cold side of the binary branch.
+#[inline(never)]
+fn inflate(name: &str, inf: &mut Inflater, b: &[u8], hooks: &mut ReadHooks) {
+    match inf.inflate(b) {
+        Ok(out) => {
+            log::trace!("[{name}] inflated {} to {} bytes", b.len(), out.len());
+            hooks.binary(name, out);
+        }
+        Err(e) => {
+            log::warn!("[{name}] binary message of {} bytes: {e}", b.len());
+            hooks.dispatch(name, Event::Error(e));
+        }
     }
 }

@@ -169,6 +169,70 @@ pub unsafe extern "C" fn kh_config_set_reconnect_backoff_ms(
     })
 }
 
+/// Data watchdog, in milliseconds (1 ms to one year; off by default): when no data message
+/// (text or binary) arrives for this long, the connection reports `KH_IDLE_TIMEOUT` to
+/// `on_error` and reconnects, even while the peer answers pings. Checked once per period
+/// against the count of data messages, so a silence is detected between `ms` and `2 * ms`
+/// after the last data message. Time during which reads wait for room in a polled
+/// connection's event queue does not count: a new period starts when reads resume.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_idle_timeout_ms(cfg: *mut kh_config, ms: u64) -> kh_result {
+    set_millis(
+        cfg,
+        DurationSetting::IdleTimeout,
+        ms,
+        ConfigBuilder::idle_timeout,
+    )
+}
+
+/// How received binary messages are compressed, for `kh_config_set_inflate`. Values are fixed;
+/// new ones are only appended.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum kh_inflate {
+    /// Deliver binary messages as they came (the default).
+    KH_INFLATE_NONE = 0,
+    /// gzip (RFC 1952); its CRC-32 and length are checked.
+    KH_INFLATE_GZIP = 1,
+    /// zlib (RFC 1950); its Adler-32 is checked.
+    KH_INFLATE_ZLIB = 2,
+    /// Raw deflate (RFC 1951), no header.
+    KH_INFLATE_DEFLATE = 3,
+    /// gzip or zlib, told apart by their headers; a message with neither header is delivered
+    /// as it came.
+    KH_INFLATE_AUTO = 4,
+}
+
+/// Inflates every received binary message before it is delivered, `mode` being a
+/// `kh_inflate` value (`KH_INVALID_ARGUMENT` for any other; `KH_INFLATE_NONE`, the default,
+/// turns it off). Text messages are never inflated. The maximum message size applies to the
+/// inflated size, and inflating stops at that limit, so a small message that would inflate
+/// to gigabytes costs at most the limit in memory. A message that cannot be inflated
+/// (corrupt, truncated, or larger than the limit once inflated) is not delivered: an error
+/// event `KH_INFLATE_FAILED` (to `on_error`, or in the event queue) takes its place, and the
+/// connection goes on with the next message. The compressed bytes are not delivered because a
+/// consumer that asked for inflated messages could not tell them from inflated ones.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_inflate(cfg: *mut kh_config, mode: u32) -> kh_result {
+    set(cfg, |c| {
+        use crate::config::Compression as C;
+        let kind = match mode {
+            m if m == kh_inflate::KH_INFLATE_NONE as u32 => None,
+            m if m == kh_inflate::KH_INFLATE_GZIP as u32 => Some(C::Gzip),
+            m if m == kh_inflate::KH_INFLATE_ZLIB as u32 => Some(C::Zlib),
+            m if m == kh_inflate::KH_INFLATE_DEFLATE as u32 => Some(C::Deflate),
+            m if m == kh_inflate::KH_INFLATE_AUTO as u32 => Some(C::Auto),
+            m => {
+                return Err(invalid(format!(
+                    "inflate mode {m} is not a kh_inflate value"
+                )));
+            }
+        };
+        c.update(|b| b.set_inflate(kind));
+        Ok(())
+    })
+}
+
 /// Consecutive failed connect attempts before the connection gives up (reporting
 /// `KH_RETRIES_EXHAUSTED` to `on_error`); 0 (the default) retries forever.
 #[unsafe(no_mangle)]
@@ -484,6 +548,41 @@ mod tests {
             assert_eq!(c.send_queue_capacity(), 3);
             // The refused setting left the default in place.
             assert_eq!(c.pong_timeout(), crate::config::defaults::PONG_TIMEOUT);
+            kh_config_free(cfg);
+        }
+    }
+
+    #[test]
+    fn the_watchdog_and_inflate_setters_default_off_and_refuse_bad_values() {
+        use crate::config::Compression;
+        let cfg = new_config(c"ws://h/feed");
+        // SAFETY: a live builder from kh_config_new, freed once at the end.
+        unsafe {
+            let c = (*cfg).build().unwrap();
+            assert_eq!((c.idle_timeout(), c.inflate()), (None, None));
+            assert_eq!(
+                kh_config_set_idle_timeout_ms(cfg, 0),
+                kh_result::KH_INVALID_ARGUMENT
+            );
+            assert_eq!(kh_config_set_idle_timeout_ms(cfg, 250), kh_result::KH_OK);
+            for bad in [5, 99, u32::MAX] {
+                assert_eq!(
+                    kh_config_set_inflate(cfg, bad),
+                    kh_result::KH_INVALID_ARGUMENT
+                );
+            }
+            for (mode, want) in [
+                (kh_inflate::KH_INFLATE_GZIP, Some(Compression::Gzip)),
+                (kh_inflate::KH_INFLATE_ZLIB, Some(Compression::Zlib)),
+                (kh_inflate::KH_INFLATE_DEFLATE, Some(Compression::Deflate)),
+                (kh_inflate::KH_INFLATE_AUTO, Some(Compression::Auto)),
+                (kh_inflate::KH_INFLATE_NONE, None),
+            ] {
+                assert_eq!(kh_config_set_inflate(cfg, mode as u32), kh_result::KH_OK);
+                let c = (*cfg).build().unwrap();
+                assert_eq!(c.inflate(), want, "{mode:?}");
+                assert_eq!(c.idle_timeout(), Some(Duration::from_millis(250)));
+            }
             kh_config_free(cfg);
         }
     }

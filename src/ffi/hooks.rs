@@ -105,6 +105,8 @@ pub struct kh_hooks {
     /// one the name stays registered in `KH_STATE_CLOSED` (its stats stay readable) until
     /// `kh_manager_close` forgets it. A
     /// `KH_WRITE_ERROR` here reports messages that were accepted by a send but not written.
+    /// `KH_INFLATE_FAILED` reports one binary message that could not be inflated, delivered
+    /// in its place; the connection goes on.
     pub on_error: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,

@@ -46,6 +46,13 @@ pub enum kh_result {
     KH_MESSAGE_TOO_LARGE = 15,
     /// The operating system refused a resource (threads for the runtime).
     KH_SYSTEM_ERROR = 16,
+    /// No data message arrived within the idle timeout (`kh_config_set_idle_timeout_ms`),
+    /// though pings may have been answered; the connection reconnects.
+    KH_IDLE_TIMEOUT = 17,
+    /// A binary message could not be inflated (`kh_config_set_inflate`): corrupt, truncated
+    /// or larger than the maximum message size once inflated. Reported instead of the
+    /// message; the connection goes on.
+    KH_INFLATE_FAILED = 18,
 }
 
 /// Defines `TABLE`: each code with its `kh_result_str` text, `NAME: description`, the name
@@ -88,6 +95,8 @@ result_table! {
     KH_RETRIES_EXHAUSTED: "reconnect attempts exhausted",
     KH_MESSAGE_TOO_LARGE: "message exceeds the maximum size",
     KH_SYSTEM_ERROR: "the operating system refused a resource",
+    KH_IDLE_TIMEOUT: "no data message within the idle timeout",
+    KH_INFLATE_FAILED: "a binary message could not be inflated",
 }
 
 // Entry i describes value i, so a lookup by value is an index.
@@ -121,6 +130,8 @@ impl From<&ConnectionError> for kh_result {
             E::RetriesExhausted(_) => Self::KH_RETRIES_EXHAUSTED,
             E::MessageTooLarge { .. } => Self::KH_MESSAGE_TOO_LARGE,
             E::System(_) => Self::KH_SYSTEM_ERROR,
+            E::IdleTimeout(_) => Self::KH_IDLE_TIMEOUT,
+            E::InflateFailed(_) => Self::KH_INFLATE_FAILED,
         }
     }
 }

@@ -693,15 +693,15 @@ static void test_static_functions(void) {
       "KH_CONNECTION_DROPPED", "KH_CONNECTION_NOT_FOUND", "KH_CONNECT_FAILED",
       "KH_INVALID_ARGUMENT", "KH_ALREADY_EXISTS", "KH_QUEUE_FULL", "KH_SHUTTING_DOWN",
       "KH_TIMEOUT", "KH_PANIC", "KH_RETRIES_EXHAUSTED", "KH_MESSAGE_TOO_LARGE",
-      "KH_SYSTEM_ERROR"};
-  for (uint32_t i = 0; i < 17; i++) {
+      "KH_SYSTEM_ERROR", "KH_IDLE_TIMEOUT", "KH_INFLATE_FAILED"};
+  for (uint32_t i = 0; i < 19; i++) {
     const char *s = kh_result_str(i);
     CHECK(s != NULL && strncmp(s, names[i], strlen(names[i])) == 0, "kh_result_str(%u) = %s", i,
           s ? s : "(null)");
     CHECK(s && (s[strlen(names[i])] == ':' || s[strlen(names[i])] == 0),
           "kh_result_str(%u) = %s is not the code's name", i, s ? s : "(null)");
   }
-  uint32_t bad[] = {17, 18, 100, 255, 256, 0x7fffffffu, 0x80000000u, UINT32_MAX};
+  uint32_t bad[] = {19, 100, 255, 256, 0x7fffffffu, 0x80000000u, UINT32_MAX};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     const char *s = kh_result_str(bad[i]);
     CHECK(s && strcmp(s, "KH_UNKNOWN") == 0, "kh_result_str(%u) = %s", bad[i], s ? s : "(null)");
@@ -768,6 +768,8 @@ static void test_null_arguments(void) {
   EXPECT_RC(kh_config_set_close_timeout_ms(NULL, 1000), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_reconnect_backoff_ms(NULL, 10, 100), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_max_reconnect_attempts(NULL, 3), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_idle_timeout_ms(NULL, 1000), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_inflate(NULL, KH_INFLATE_GZIP), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_add_header(NULL, "X-A", "b"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_add_header(cfg, NULL, "b"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_add_header(cfg, "X-A", NULL), KH_INVALID_ARGUMENT);
@@ -961,6 +963,15 @@ static void test_bad_values(void) {
   EXPECT_RC(kh_config_set_read_buffer_size(cfg, (64u << 20) + 1), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_read_buffer_size(cfg, SIZE_MAX), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_read_buffer_size(cfg, 256), KH_OK);
+  EXPECT_RC(kh_config_set_idle_timeout_ms(cfg, 0), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_idle_timeout_ms(cfg, UINT64_MAX), KH_INVALID_ARGUMENT);
+  /* kh_inflate: every value is accepted, anything else is refused */
+  for (uint32_t v = KH_INFLATE_NONE; v <= KH_INFLATE_AUTO; v++)
+    EXPECT_RC(kh_config_set_inflate(cfg, v), KH_OK);
+  EXPECT_RC(kh_config_set_inflate(cfg, KH_INFLATE_AUTO + 1), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_inflate(cfg, 0x80000000u), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_inflate(cfg, UINT32_MAX), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_inflate(cfg, KH_INFLATE_NONE), KH_OK);
 
   /* huge lengths with a valid (short) pointer: refused without reading */
   const char two[2] = {'h', 'i'};
@@ -1070,12 +1081,14 @@ static void set_max_timeouts(kh_config *cfg) {
   EXPECT_RC2(kh_config_set_ping_interval_ms(cfg, UINT64_MAX), KH_OK, KH_INVALID_ARGUMENT);
   EXPECT_RC2(kh_config_set_pong_timeout_ms(cfg, UINT64_MAX), KH_OK, KH_INVALID_ARGUMENT);
   EXPECT_RC2(kh_config_set_connect_timeout_ms(cfg, UINT64_MAX), KH_OK, KH_INVALID_ARGUMENT);
+  EXPECT_RC2(kh_config_set_idle_timeout_ms(cfg, UINT64_MAX), KH_OK, KH_INVALID_ARGUMENT);
 }
 static void set_year_timeouts(kh_config *cfg) {
   const uint64_t year = 31536000ull * 1000;
   EXPECT_RC(kh_config_set_ping_interval_ms(cfg, year), KH_OK);
   EXPECT_RC(kh_config_set_pong_timeout_ms(cfg, year), KH_OK);
   EXPECT_RC(kh_config_set_connect_timeout_ms(cfg, year), KH_OK);
+  EXPECT_RC(kh_config_set_idle_timeout_ms(cfg, year), KH_OK);
 }
 static void set_max_backoff(kh_config *cfg) {
   EXPECT_RC2(kh_config_set_reconnect_backoff_ms(cfg, 1, UINT64_MAX), KH_OK, KH_INVALID_ARGUMENT);
