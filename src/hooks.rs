@@ -48,6 +48,11 @@ pub enum Event {
     Close(u16, Utf8Bytes),
     /// A failure; the connection reconnects unless the caller closed it.
     Error(ConnectionError),
+    /// Delivery switched to the fresh socket of a rotation (see
+    /// [`Link::rotate`](crate::Link::rotate)). Messages before this event may come from either
+    /// socket (each in its own order); after it, from the new one, apart from frames the old one
+    /// delivers during its close handshake.
+    Rotated,
 }
 
 impl Event {
@@ -59,7 +64,7 @@ impl Event {
             Event::Ping(_) => Some(opcode::PING),
             Event::Pong(_) => Some(opcode::PONG),
             Event::Close(..) => Some(opcode::CLOSE),
-            Event::Open | Event::Error(_) => None,
+            Event::Open | Event::Error(_) | Event::Rotated => None,
         }
     }
 
@@ -69,7 +74,7 @@ impl Event {
             Event::Text(t) => t.as_bytes(),
             Event::Binary(b) | Event::Ping(b) | Event::Pong(b) => b,
             Event::Close(_, reason) => reason.as_bytes(),
-            Event::Open | Event::Error(_) => &[],
+            Event::Open | Event::Error(_) | Event::Rotated => &[],
         }
     }
 }
@@ -99,6 +104,7 @@ pub struct ReadHooks {
     on_frame: Option<Box<dyn FnMut(&str, u8, &[u8]) + Send>>,
     on_error: Option<Box<dyn FnMut(&str, &ConnectionError) + Send>>,
     on_drop: Option<Box<dyn FnOnce() + Send>>,
+    on_rotated: Option<Box<dyn FnMut(&str) + Send>>,
     /// Set for a polled connection (and then no hook is): every event goes to the manager's
     /// event queue. Boxed: hook users pay one pointer for it.
     sink: Option<Box<Sink>>,
@@ -126,6 +132,7 @@ impl std::fmt::Debug for ReadHooks {
             .field("on_frame", &self.on_frame.is_some())
             .field("on_error", &self.on_error.is_some())
             .field("on_drop", &self.on_drop.is_some())
+            .field("on_rotated", &self.on_rotated.is_some())
             .field("polled", &self.sink.is_some())
             .finish()
     }
@@ -175,6 +182,13 @@ impl ReadHooks {
     /// Runs for every failure.
     pub fn on_error(mut self, f: impl FnMut(&str, &ConnectionError) + Send + 'static) -> Self {
         self.on_error = Some(Box::new(f));
+        self
+    }
+
+    /// Runs when a rotation switched delivery to its fresh socket ([`Event::Rotated`]); the
+    /// old socket is closed with 1000 right after.
+    pub fn on_rotated(mut self, f: impl FnMut(&str) + Send + 'static) -> Self {
+        self.on_rotated = Some(Box::new(f));
         self
     }
 
@@ -259,6 +273,7 @@ impl ReadHooks {
             Event::Pong(b) => call(&mut self.on_pong, |f| f(name, b)),
             Event::Close(code, reason) => call(&mut self.on_close, |f| f(name, code, &reason)),
             Event::Error(e) => call(&mut self.on_error, |f| f(name, &e)),
+            Event::Rotated => call(&mut self.on_rotated, |f| f(name)),
         }
     }
 }

@@ -44,6 +44,7 @@ pub(crate) enum DurationSetting {
     CloseTimeout,
     BackoffMin,
     BackoffMax,
+    MaxConnectionAge,
 }
 
 impl DurationSetting {
@@ -55,6 +56,7 @@ impl DurationSetting {
             Self::CloseTimeout => "close_timeout",
             Self::BackoffMin => "reconnect backoff minimum",
             Self::BackoffMax => "reconnect backoff maximum",
+            Self::MaxConnectionAge => "max_connection_age",
         }
     }
 }
