@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use kharbranth::{ConnState, ConnectionError, ReadHooks, WsManager};
+use kharbranth::{ConnState, ConnectionError, Event, ReadHooks, WsManager};
 use support::*;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
@@ -35,6 +35,20 @@ type Log = Arc<Mutex<Vec<Seen>>>;
 /// the socket's opening on, optionally a "maintenance" notice after `notice`, and a close
 /// (1001) after [`LIFETIME`].
 async fn feed(tcp: TcpStream, index: usize, start: Instant, notice: Option<Duration>) {
+    feed_recording(tcp, index, start, notice, None).await;
+}
+
+/// What a feed server received from its clients: socket index and text.
+type Got = Arc<Mutex<Vec<(usize, String)>>>;
+
+/// [`feed`], also recording every text the client sends into `got`.
+async fn feed_recording(
+    tcp: TcpStream,
+    index: usize,
+    start: Instant,
+    notice: Option<Duration>,
+    got: Option<Got>,
+) {
     let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
         return;
     };
@@ -67,6 +81,11 @@ async fn feed(tcp: TcpStream, index: usize, start: Instant, notice: Option<Durat
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                     let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
                     return;
+                }
+                Some(Ok(Message::Text(t))) => {
+                    if let Some(g) = &got {
+                        g.lock().unwrap().push((index, t.to_string()));
+                    }
                 }
                 Some(Ok(_)) => {}
             }
@@ -317,4 +336,174 @@ async fn rotate_of_an_unknown_name_a_connecting_one_a_closed_one_or_twice_has_a_
     ));
     let log = log.lock().unwrap().clone();
     check_no_gap(&log, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_during_rotations_reach_the_server_once_each_in_order() {
+    let start = Instant::now();
+    let got: Got = Got::default();
+    let g = got.clone();
+    let server =
+        Server::raw(move |tcp, i| feed_recording(tcp, i, start, None, Some(g.clone()))).await;
+    let log: Log = Log::default();
+    let mgr = WsManager::new();
+    let config = cfg(server.port)
+        .max_connection_age(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    mgr.add("feed", config, logging_hooks(&log, || {})).unwrap();
+    mgr.wait_open("feed", DEADLINE).await.unwrap();
+    let link = mgr.link("feed").unwrap();
+    // A send every 2 ms across at least two switches; every one is accepted.
+    let mut sent = 0u64;
+    let until = Instant::now() + DEADLINE;
+    while link.stats().rotations < 2 {
+        assert!(
+            Instant::now() < until,
+            "no two rotations within {DEADLINE:?}"
+        );
+        link.send(Message::text(format!("c{sent}"))).unwrap();
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // And some for the socket after the second switch.
+    for _ in 0..20 {
+        link.send(Message::text(format!("c{sent}"))).unwrap();
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    mgr.close("feed", 1000, "done").await.unwrap();
+    let got = got.lock().unwrap().clone();
+    let texts: Vec<u64> = got
+        .iter()
+        .map(|(_, t)| t.strip_prefix('c').unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        (0..sent).collect::<Vec<_>>(),
+        "lost, doubled or reordered"
+    );
+    let sockets: std::collections::BTreeSet<usize> = got.iter().map(|(i, _)| *i).collect();
+    assert!(sockets.len() >= 3, "sends reached only sockets {sockets:?}");
+    let log = log.lock().unwrap().clone();
+    check_no_gap(
+        &log,
+        log.iter().filter(|s| **s == Seen::Rotated).count() as u64,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_connection_gets_one_rotated_event_per_switch() {
+    let server = feed_server(None).await;
+    let mgr = WsManager::new();
+    let mut events = mgr.events();
+    mgr.add_polled("feed", cfg(server.port).build().unwrap())
+        .unwrap();
+    mgr.wait_open("feed", DEADLINE).await.unwrap();
+    mgr.rotate("feed").unwrap();
+    let (mut rotated, mut after) = (0, 0);
+    let limit = Instant::now() + DEADLINE;
+    while after < 20 {
+        let e = timeout(limit - Instant::now(), events.recv())
+            .await
+            .expect("events within the deadline")
+            .expect("the stream ended");
+        match e.event() {
+            Event::Rotated => rotated += 1,
+            Event::Text(_) if rotated > 0 => after += 1,
+            Event::Error(err) => panic!("{err}"),
+            _ => {}
+        }
+    }
+    assert_eq!(rotated, 1);
+    assert_eq!(mgr.stats("feed").unwrap().rotations, 1);
+    mgr.shutdown().await;
+}
+
+/// A server whose first socket is a feed and whose later sockets open but never send data.
+async fn silent_second_socket_server() -> Server {
+    let start = Instant::now();
+    Server::raw(move |tcp, i| async move {
+        if i == 0 {
+            feed(tcp, i, start, None).await;
+        } else if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+            hold(ws).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_socket_that_sends_nothing_is_given_up_within_the_connect_timeout() {
+    let server = silent_second_socket_server().await;
+    let log: Log = Log::default();
+    let mgr = WsManager::new();
+    let config = cfg(server.port)
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    mgr.add("feed", config, logging_hooks(&log, || {})).unwrap();
+    mgr.wait_open("feed", DEADLINE).await.unwrap();
+    let asked = Instant::now();
+    mgr.rotate("feed").unwrap();
+    eventually("the failure", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|s| matches!(s, Seen::Error(_)))
+    })
+    .await;
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    let errors: Vec<Seen> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| matches!(s, Seen::Error(_)))
+        .cloned()
+        .collect();
+    assert!(
+        matches!(&errors[..], [Seen::Error(m)] if m.contains("timed out") && m.contains("no message")),
+        "{errors:?}"
+    );
+    let n = log.lock().unwrap().len();
+    eventually("more numbers", || log.lock().unwrap().len() > n + 10).await;
+    assert_eq!(mgr.stats("feed").unwrap().rotations, 0);
+    assert_eq!(mgr.state("feed").unwrap(), ConnState::Open);
+    mgr.close("feed", 1000, "done").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_during_the_overlap_closes_both_sockets_at_once() {
+    let server = silent_second_socket_server().await;
+    let log: Log = Log::default();
+    let mgr = WsManager::new();
+    mgr.add(
+        "feed",
+        cfg(server.port).build().unwrap(),
+        logging_hooks(&log, || {}),
+    )
+    .unwrap();
+    mgr.wait_open("feed", DEADLINE).await.unwrap();
+    mgr.rotate("feed").unwrap();
+    eventually("the second socket", || server.accepted() == 2).await;
+    let link = mgr.link("feed").unwrap();
+    let t0 = Instant::now();
+    within("close", mgr.close("feed", 1000, "done"))
+        .await
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert_eq!(link.state(), ConnState::Closed);
+    assert_eq!(link.stats().rotations, 0);
+    let errors: Vec<Seen> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| matches!(s, Seen::Error(_)))
+        .cloned()
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
 }
