@@ -507,3 +507,20 @@ async fn a_close_during_the_overlap_closes_both_sockets_at_once() {
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+#[test]
+fn the_maximum_age_is_off_by_default_and_checked_by_build() {
+    let plain = cfg(1).build().unwrap();
+    assert_eq!(plain.max_connection_age(), None);
+    let day = Duration::from_secs(23 * 3600 + 50 * 60);
+    let c = cfg(1).max_connection_age(day).build().unwrap();
+    assert_eq!(c.max_connection_age(), Some(day));
+    for bad in [Duration::ZERO, Duration::from_secs(400 * 24 * 3600)] {
+        match cfg(1).max_connection_age(bad).build() {
+            Err(ConnectionError::InvalidArgument(m)) => {
+                assert!(m.contains("max_connection_age"), "{m}")
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}
