@@ -1184,15 +1184,13 @@ static void test_names_and_lifecycle(void) {
   CHECK(WAIT_FOR(atomic_load(&a.opens) >= 2, 5000), "life reopened %d times",
         atomic_load(&a.opens));
   EXPECT_RC(kh_manager_wait_open(m, "life", 5000 * g_scale), KH_OK);
-  /* A rotation: a second socket to the feed, then the switch; messages keep coming and no
-   * on_open runs for the new socket. */
-  int texts_before = atomic_load(&a.texts), opens_before = atomic_load(&a.opens);
+  /* A rotation: a second socket to the feed, then the switch; messages keep coming. */
+  int texts_before = atomic_load(&a.texts);
   EXPECT_RC(kh_manager_rotate(m, "life"), KH_OK);
   EXPECT_RC(kh_manager_rotate(m, "life"), KH_OK); /* while one is pending: ignored */
   /* the new socket's "push 3" answer: its first message, then the switch */
   CHECK(WAIT_FOR(atomic_load(&a.texts) >= texts_before + 3, 5000), "life got %d texts after rotate",
         atomic_load(&a.texts) - texts_before);
-  CHECK(atomic_load(&a.opens) == opens_before, "on_open ran for a rotation's socket");
 
   /* close, then close again and everything else after close */
   int64_t t0 = now_ms();
