@@ -38,6 +38,13 @@ async fn feed(tcp: TcpStream, index: usize, start: Instant, notice: Option<Durat
     feed_recording(tcp, index, start, notice, None).await;
 }
 
+/// Pings the feed's first socket and its later ones received (only the heartbeat test reads
+/// them; it is the one test of this binary with a short ping interval).
+static PINGS: [std::sync::atomic::AtomicUsize; 2] = [
+    std::sync::atomic::AtomicUsize::new(0),
+    std::sync::atomic::AtomicUsize::new(0),
+];
+
 /// What a feed server received from its clients: socket index and text.
 type Got = Arc<Mutex<Vec<(usize, String)>>>;
 
@@ -86,6 +93,9 @@ async fn feed_recording(
                     if let Some(g) = &got {
                         g.lock().unwrap().push((index, t.to_string()));
                     }
+                }
+                Some(Ok(Message::Ping(_))) => {
+                    PINGS[index.min(1)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Some(Ok(_)) => {}
             }
@@ -523,4 +533,61 @@ fn the_maximum_age_is_off_by_default_and_checked_by_build() {
             other => panic!("{bad:?}: {other:?}"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_run_on_both_sockets_during_the_overlap() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let start = Instant::now();
+    let quiet = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let q = quiet.clone();
+    // Socket 0: the feed (its pings counted by `feed`); later sockets: open, silent, their
+    // pings counted here.
+    let server = Server::raw(move |tcp, i| {
+        let q = q.clone();
+        async move {
+            if i == 0 {
+                return feed(tcp, i, start, None).await;
+            }
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                return;
+            };
+            let _ = timeout(Duration::from_secs(10), async {
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_ping() {
+                        q.fetch_add(1, Relaxed);
+                    }
+                }
+            })
+            .await;
+        }
+    })
+    .await;
+    let log: Log = Log::default();
+    let mgr = WsManager::new();
+    let config = cfg(server.port)
+        .ping_interval(Duration::from_millis(100))
+        .pong_timeout(Duration::from_secs(1))
+        .connect_timeout(Duration::from_millis(1200))
+        .build()
+        .unwrap();
+    mgr.add("feed", config, logging_hooks(&log, || {})).unwrap();
+    mgr.wait_open("feed", DEADLINE).await.unwrap();
+    mgr.rotate("feed").unwrap();
+    eventually("the second socket", || server.accepted() == 2).await;
+    let old_before = PINGS[0].load(Relaxed);
+    // The overlap lasts until the silent socket is given up (1.2 s).
+    eventually("the failure", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|s| matches!(s, Seen::Error(_)))
+    })
+    .await;
+    let (old, new) = (PINGS[0].load(Relaxed) - old_before, quiet.load(Relaxed));
+    assert!(
+        old >= 5 && new >= 5,
+        "pings during the overlap: old {old}, new {new}"
+    );
+    mgr.close("feed", 1000, "done").await.unwrap();
 }
