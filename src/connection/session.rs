@@ -216,7 +216,8 @@ where
                 Box::pin(self.close(1000, "restart", None, hooks)).await;
                 Ended::Restart
             }
-            // `run` handles rotations before it ends; one arriving here has nothing to do.
+            // Not reached: `run` and `rotate` take every rotation request before a run ends.
+            // Should one get here, a restart is the nearest end that still gives a fresh socket.
             Step::Control(Control::Rotate) => {
                 Box::pin(self.close(1000, "restart", None, hooks)).await;
                 Ended::Restart
