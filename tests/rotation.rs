@@ -165,6 +165,11 @@ fn check_no_gap(log: &[Seen], switches: u64) {
     }
     for i in 1..=switches as usize {
         let (old_last, new_first) = (last_of[i - 1].unwrap(), first_of[i].unwrap());
+        // The overlap's duplicates: what a consumer drops by sequence number.
+        eprintln!(
+            "switch {i}: old socket's last {old_last}, new socket's first {new_first}, {} duplicate(s)",
+            (old_last + 1).saturating_sub(new_first)
+        );
         assert!(
             new_first <= old_last + 1,
             "gap at switch {i}: old socket ended at {old_last}, new one began at {new_first}"
