@@ -247,6 +247,13 @@ enum kh_event_kind
    * before the NUL). The same failures `on_error` reports, with the same consequences.
    */
   KH_EVENT_ERROR = 7,
+  /**
+   * A rotation (`kh_manager_rotate` or the maximum connection age) switched delivery to its
+   * fresh socket; the old one is closed with 1000 right after. Messages before this event
+   * may come from either socket, each socket's in order, so a feed with sequence numbers
+   * can drop duplicates; none is lost. No data.
+   */
+  KH_EVENT_ROTATED = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -757,6 +764,15 @@ kh_result kh_config_set_connect_timeout_ms(struct kh_config *cfg, uint64_t ms);
 kh_result kh_config_set_close_timeout_ms(struct kh_config *cfg, uint64_t ms);
 
 /**
+ * Rotates every socket once it has been open `ms` milliseconds (0, the default: never; else
+ * 1 ms to one year): like `kh_manager_rotate` at that age, for servers that cut connections
+ * after a fixed time (e.g. 85800000, 23 h 50 min, for a 24 h limit). A failed rotation is
+ * reported (`on_error` / `KH_EVENT_ERROR`) and tried again after the largest reconnect delay;
+ * the old socket keeps running meanwhile.
+ */
+kh_result kh_config_set_max_connection_age_ms(struct kh_config *cfg, uint64_t ms);
+
+/**
  * Reconnect delay bounds in milliseconds: the delay starts near `min_ms`, doubles per failed
  * attempt (with jitter) and never exceeds `max_ms` (1 ms <= min <= max <= one year; defaults
  * 500 and 30000).
@@ -992,6 +1008,26 @@ kh_result kh_manager_send_ping(struct kh_manager *mgr,
  * close it and add it again.
  */
 kh_result kh_manager_restart(struct kh_manager *mgr, const char *name);
+
+/**
+ * Rotates the connection to a fresh socket without a gap in delivery; returns at once and may
+ * be called from inside a callback (e.g. on an exchange's maintenance notice). A second socket
+ * is dialled with the same configuration (the URLs in the same order as a reconnect) and gets
+ * the init messages; once it has delivered its first text or binary message, delivery
+ * switches to it (`KH_EVENT_ROTATED` for a polled connection; the callback for hook
+ * connections comes with the growable hooks struct) and the old socket is closed with 1000.
+ * Until the switch both sockets deliver, one message at a time and each in its own order, so
+ * a message may arrive twice (drop duplicates by the feed's sequence numbers); none is lost.
+ * Sends go to the old socket until the switch, then to the new one: none lost or doubled.
+ * Heartbeats run on both.
+ *
+ * If the new socket fails (connect, upgrade, closes before its first message, or sends none
+ * within the connect timeout) the failure is reported with its code (`on_error` /
+ * `KH_EVENT_ERROR`) and the old socket keeps running. `KH_CONNECTION_DROPPED` while the
+ * connection is not open (connecting, reconnecting, closing or closed); `KH_OK`, and nothing
+ * happens, while a rotation is already in progress or a restart or close is pending.
+ */
+kh_result kh_manager_rotate(struct kh_manager *mgr, const char *name);
 
 /**
  * Restarts every connection of the manager, like `kh_manager_restart`.

@@ -147,6 +147,11 @@ impl Config {
     pub fn max_reconnect_attempts(&self) -> u32 {
         self.inner.set.max_reconnect_attempts
     }
+    /// Age at which a socket is rotated, if any (see
+    /// [`ConfigBuilder::max_connection_age`]).
+    pub fn max_connection_age(&self) -> Option<Duration> {
+        self.inner.set.max_connection_age
+    }
     /// How long a caller-initiated close waits for the peer's close reply.
     pub fn close_timeout(&self) -> Duration {
         self.inner.set.close_timeout
@@ -277,6 +282,7 @@ pub struct ConfigBuilder {
     client_cert: Option<ClientCert>,
     proxy: Option<String>,
     fallback_urls: Vec<String>,
+    max_connection_age: Option<Duration>,
     idle_timeout: Option<Duration>,
     inflate: Option<Compression>,
 }
@@ -413,6 +419,7 @@ impl ConfigBuilder {
             client_cert: None,
             proxy: None,
             fallback_urls: Vec::new(),
+            max_connection_age: None,
             idle_timeout: None,
             inflate: None,
         }
@@ -477,6 +484,19 @@ impl ConfigBuilder {
     /// How long a connection must stay open before its backoff starts anew (default 10 s).
     pub fn backoff_reset_after(mut self, d: Duration) -> Self {
         self.backoff_reset_after = d;
+        self
+    }
+    /// Rotates every socket once it has been open this long (default: never; 1 ms to one
+    /// year): the same as a [`Link::rotate`](crate::Link::rotate) at that age, for servers that
+    /// cut connections after a fixed time (for 24 h, e.g. 23 h 50 min). A failed rotation is
+    /// tried again after the largest reconnect delay, on the old socket, which keeps running.
+    pub fn max_connection_age(mut self, d: Duration) -> Self {
+        self.max_connection_age = Some(d);
+        self
+    }
+    /// Back to the default: no rotation by age (the C setter's 0).
+    pub(crate) fn no_max_connection_age(mut self) -> Self {
+        self.max_connection_age = None;
         self
     }
     /// Consecutive failed connect attempts before giving up; 0 (the default) retries forever.
@@ -629,6 +649,9 @@ impl ConfigBuilder {
         limits::duration(DurationSetting::CloseTimeout, self.close_timeout)?;
         if let Some(d) = self.idle_timeout {
             limits::duration(DurationSetting::IdleTimeout, d)?;
+        }
+        if let Some(d) = self.max_connection_age {
+            limits::duration(DurationSetting::MaxConnectionAge, d)?;
         }
         limits::max_message_size(self.max_message_size)?;
         limits::max_frame_size(self.max_frame_size)?;

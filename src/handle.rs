@@ -116,6 +116,7 @@ pub(crate) struct Shared {
     bytes_out: AtomicU64,
     reconnects: AtomicU64,
     endpoint: AtomicUsize,
+    rotations: AtomicU64,
     /// Micro-seconds + 1; 0 means never measured.
     rtt_us: AtomicU64,
     /// Why the last connect attempt failed, for waiters that would otherwise only learn that
@@ -136,7 +137,7 @@ fn bump(counter: &AtomicU64, by: u64) {
 }
 
 impl Shared {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             state: AtomicU8::new(ConnState::Connecting as u8),
             state_changed: Notify::new(),
@@ -147,6 +148,7 @@ impl Shared {
             bytes_out: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             endpoint: AtomicUsize::new(0),
+            rotations: AtomicU64::new(0),
             rtt_us: AtomicU64::new(0),
             last_failure: Mutex::new(None),
             connected_since_ns: AtomicU64::new(0),
@@ -215,6 +217,23 @@ impl Shared {
         bump(&self.bytes_out, bytes as u64);
     }
 
+    pub(crate) fn count_rotation(&self) {
+        bump(&self.rotations, 1);
+    }
+
+    /// Adds the traffic counters of `other` (a rotation's new socket, counted apart until the
+    /// switch) to these.
+    pub(crate) fn absorb(&self, other: &Shared) {
+        bump(&self.messages_in, other.messages_in.load(Relaxed));
+        bump(&self.bytes_in, other.bytes_in.load(Relaxed));
+        bump(&self.messages_out, other.messages_out.load(Relaxed));
+        bump(&self.bytes_out, other.bytes_out.load(Relaxed));
+        let rtt = other.rtt_us.load(Relaxed);
+        if rtt > 0 {
+            self.rtt_us.store(rtt, Relaxed);
+        }
+    }
+
     /// Records which URL the connection opened on.
     pub(crate) fn set_endpoint(&self, i: usize) {
         self.endpoint.store(i, Relaxed);
@@ -246,8 +265,8 @@ impl Shared {
             bytes_out: self.bytes_out.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             endpoint: self.endpoint.load(Relaxed),
+            rotations: self.rotations.load(Relaxed),
             last_rtt: (rtt > 0).then(|| Duration::from_micros(rtt - 1)),
-            rotations: 0,
             connected_since: match self.connected_since_ns.load(Relaxed) {
                 0 => None,
                 ns => Some(UNIX_EPOCH + Duration::from_nanos(ns)),
@@ -335,6 +354,34 @@ impl Link {
     /// Asks the connection to close cleanly and connect again at once.
     pub fn restart(&self) -> Result<()> {
         self.control(Control::Restart)
+    }
+
+    /// Asks the connection to rotate to a fresh socket without a gap, and returns at once
+    /// (allowed from inside a hook). The connection dials a second socket with the same
+    /// configuration (the URLs in the same order as a reconnect), sends it the init messages,
+    /// and switches delivery to it once it has delivered its first text or binary message;
+    /// then [`Event::Rotated`](crate::Event::Rotated) fires and the old socket is closed with
+    /// 1000. Until the switch both sockets deliver to the same hooks, one message at a time,
+    /// each socket's in order: the same message may come twice (once from each socket), none
+    /// is lost. Sends go to the old socket until the switch and to the new one after it; none
+    /// is lost or sent twice. Heartbeats run on both.
+    ///
+    /// If the new socket fails (connect, upgrade, closes before its first message, or no
+    /// message within the connect timeout), the failure goes to `on_error` and the old socket
+    /// keeps running. Refused with `ConnectionDropped` while the connection is not open
+    /// (connecting, reconnecting, closing, closed). A rotation requested while one is in
+    /// progress, or while another request (restart, close) is pending, is ignored. A
+    /// [`Connection`](crate::Connection) the caller runs over its own stream cannot dial, and
+    /// ignores it (logged).
+    pub fn rotate(&self) -> Result<()> {
+        match self.shared.state() {
+            ConnState::Open => self.control(Control::Rotate),
+            ConnState::Closed | ConnState::Closing => Err(self.closed()),
+            s => Err(ConnectionError::ConnectionDropped(format!(
+                "{} is not open ({s:?})",
+                self.name
+            ))),
+        }
     }
 
     /// Asks the connection to close for good and returns at once; the connection's task ends

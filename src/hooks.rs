@@ -54,6 +54,11 @@ pub enum Event {
     /// The lifecycle state changed (see [`StateChange`]). Hooks only: a polled connection's
     /// queue does not carry it (yet).
     State(StateChange),
+    /// Delivery switched to the fresh socket of a rotation (see
+    /// [`Link::rotate`](crate::Link::rotate)). Messages before this event may come from either
+    /// socket (each in its own order); after it, from the new one, apart from frames the old one
+    /// delivers during its close handshake.
+    Rotated,
 }
 
 impl Event {
@@ -65,7 +70,7 @@ impl Event {
             Event::Ping(_) => Some(opcode::PING),
             Event::Pong(_) => Some(opcode::PONG),
             Event::Close(..) => Some(opcode::CLOSE),
-            Event::Open | Event::Error(_) | Event::State(_) => None,
+            Event::Open | Event::Error(_) | Event::State(_) | Event::Rotated => None,
         }
     }
 
@@ -75,7 +80,7 @@ impl Event {
             Event::Text(t) => t.as_bytes(),
             Event::Binary(b) | Event::Ping(b) | Event::Pong(b) => b,
             Event::Close(_, reason) => reason.as_bytes(),
-            Event::Open | Event::Error(_) | Event::State(_) => &[],
+            Event::Open | Event::Error(_) | Event::State(_) | Event::Rotated => &[],
         }
     }
 }
@@ -106,6 +111,7 @@ pub struct ReadHooks {
     on_error: Option<Box<dyn FnMut(&str, &ConnectionError) + Send>>,
     on_drop: Option<Box<dyn FnOnce() + Send>>,
     on_state: Option<Box<dyn FnMut(&str, &StateChange) + Send>>,
+    on_rotated: Option<Box<dyn FnMut(&str) + Send>>,
     /// Set for a polled connection (and then no hook is): every event goes to the manager's
     /// event queue. Boxed: hook users pay one pointer for it.
     sink: Option<Box<Sink>>,
@@ -134,6 +140,7 @@ impl std::fmt::Debug for ReadHooks {
             .field("on_error", &self.on_error.is_some())
             .field("on_drop", &self.on_drop.is_some())
             .field("on_state", &self.on_state.is_some())
+            .field("on_rotated", &self.on_rotated.is_some())
             .field("polled", &self.sink.is_some())
             .finish()
     }
@@ -193,6 +200,13 @@ impl ReadHooks {
     /// `State(Open)` runs just before [`on_open`](Self::on_open). Never on the per-message path.
     pub fn on_state(mut self, f: impl FnMut(&str, &StateChange) + Send + 'static) -> Self {
         self.on_state = Some(Box::new(f));
+        self
+    }
+
+    /// Runs when a rotation switched delivery to its fresh socket ([`Event::Rotated`]); the
+    /// old socket is closed with 1000 right after.
+    pub fn on_rotated(mut self, f: impl FnMut(&str) + Send + 'static) -> Self {
+        self.on_rotated = Some(Box::new(f));
         self
     }
 
@@ -296,6 +310,7 @@ impl ReadHooks {
             Event::Close(code, reason) => call(&mut self.on_close, |f| f(name, code, &reason)),
             Event::Error(e) => call(&mut self.on_error, |f| f(name, &e)),
             Event::State(c) => call(&mut self.on_state, |f| f(name, &c)),
+            Event::Rotated => call(&mut self.on_rotated, |f| f(name)),
         }
     }
 }

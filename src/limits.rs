@@ -45,6 +45,7 @@ pub(crate) enum DurationSetting {
     BackoffMin,
     BackoffMax,
     IdleTimeout,
+    MaxConnectionAge,
 }
 
 impl DurationSetting {
@@ -57,6 +58,7 @@ impl DurationSetting {
             Self::BackoffMin => "reconnect backoff minimum",
             Self::BackoffMax => "reconnect backoff maximum",
             Self::IdleTimeout => "idle_timeout",
+            Self::MaxConnectionAge => "max_connection_age",
         }
     }
 }

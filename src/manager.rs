@@ -222,6 +222,15 @@ impl WsManager {
         self.with_entry(name, |e| e.link.restart())?
     }
 
+    /// Rotates `name` to a fresh socket without a gap in delivery; see [`Link::rotate`] for
+    /// what happens to messages and sends, the [`Event::Rotated`](crate::Event::Rotated) that
+    /// marks the switch, the failure path and when a request is refused or ignored. Returns at
+    /// once; allowed from inside a hook.
+    pub fn rotate(&self, name: &str) -> Result<()> {
+        self.check_running()?;
+        self.with_entry(name, |e| e.link.rotate())?
+    }
+
     /// Restarts every connection.
     pub fn restart_all(&self) -> Result<()> {
         self.check_running()?;

@@ -20,6 +20,9 @@ pub(crate) enum Control {
     Restart,
     /// Close for good with this code and reason.
     Close { code: u16, reason: String },
+    /// Open a second socket and switch to it once it delivers data (see
+    /// [`Link::rotate`](crate::Link::rotate)). Never replaces another pending request.
+    Rotate,
 }
 
 #[derive(Debug)]
@@ -181,7 +184,13 @@ impl Sender {
             if s.closed {
                 return Err(SendError::Closed);
             }
-            if !matches!(s.control, Some(Control::Close { .. })) {
+            let keep = match (&s.control, &c) {
+                (Some(Control::Close { .. }), _) => true,
+                // A rotation is the weakest request: it yields to any other one pending.
+                (Some(_), Control::Rotate) => true,
+                _ => false,
+            };
+            if !keep {
                 s.control = Some(c);
             }
         }

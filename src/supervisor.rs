@@ -8,7 +8,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::connection::{Ended, Session};
+use crate::connection::{DialFuture, Ended, Session};
 use crate::dial::{connect, describe_target};
 use crate::error::ConnectionError;
 use crate::handle::{ConnState, Shared, StateChange};
@@ -35,17 +35,31 @@ pub(crate) async fn supervise(
     let change = |hooks: &mut ReadHooks, c: StateChange| hooks.state(&name, c);
     change(&mut hooks, StateChange::to(ConnState::Connecting, None));
     let mut gave_up = None;
+    // A rotation's second socket is dialled like a reconnect: same URLs, same order. Its
+    // failures on the way are collected, for the session owns the hooks meanwhile.
+    let dialer = {
+        let (name, config) = (name.clone(), config.clone());
+        move || -> DialFuture<_> {
+            let (name, config) = (name.clone(), config.clone());
+            Box::pin(async move {
+                let mut skipped = Vec::new();
+                let r = dial_round(&name, &config, |e| skipped.push(e)).await;
+                (r, skipped)
+            })
+        }
+    };
     'outer: loop {
         if let Some((_, tries)) = down.as_mut() {
             *tries += 1;
         }
         let attempt = tokio::select! {
             biased;
-            c = mailbox.recv_control() => match c {
-                Some(Control::Restart) => continue 'outer,
+            c = next_control(&mut mailbox) => match c {
+                // `next_control` never yields a rotation.
+                Some(Control::Restart | Control::Rotate) => continue 'outer,
                 Some(Control::Close { .. }) | None => break 'outer,
             },
-            r = dial_round(&name, &config, &mut hooks) => r,
+            r = dial_round(&name, &config, |e| hooks.dispatch(&name, Event::Error(e))) => r,
         };
         match attempt {
             Ok((ws, endpoint)) => {
@@ -75,7 +89,7 @@ pub(crate) async fn supervise(
                 );
                 let opened = Instant::now();
                 let session = Session::new(&name, ws, config.clone(), shared.clone());
-                let ended = session.run(&mut mailbox, &mut hooks).await;
+                let ended = session.run(&mut mailbox, &mut hooks, Some(&dialer)).await;
                 let reason = match &ended {
                     Ended::Closed | Ended::Restart => None,
                     Ended::PeerClosed => Some(ConnectionError::ConnectionDropped(
@@ -122,9 +136,9 @@ pub(crate) async fn supervise(
         let delay = backoff.next_delay();
         log::info!("[{name}] reconnecting in {delay:?}");
         let wake = Instant::now() + delay;
-        match timeout_at(wake, mailbox.recv_control()).await {
+        match timeout_at(wake, next_control(&mut mailbox)).await {
             Err(_) => {}
-            Ok(Some(Control::Restart)) => continue 'outer,
+            Ok(Some(Control::Restart | Control::Rotate)) => continue 'outer,
             Ok(Some(Control::Close { .. }) | None) => break 'outer,
         }
     }
@@ -141,13 +155,23 @@ pub(crate) async fn supervise(
     log::info!("[{name}] stopped");
 }
 
+/// The next request while no socket is open. A rotation needs an open socket: dropped.
+async fn next_control(mailbox: &mut Receiver) -> Option<Control> {
+    loop {
+        match mailbox.recv_control().await {
+            Some(Control::Rotate) => log::debug!("rotation ignored: the connection is not open"),
+            other => return other,
+        }
+    }
+}
+
 /// One attempt: the URLs in order until one opens, giving the socket and the URL's index.
 /// Failures before the last URL are reported here and the next URL is tried at once; the last
 /// one is returned, for the backoff.
 async fn dial_round(
     name: &str,
     config: &Config,
-    hooks: &mut ReadHooks,
+    mut report: impl FnMut(ConnectionError),
 ) -> Result<(Socket, usize), ConnectionError> {
     let last = config.endpoint_count() - 1;
     for i in 0..=last {
@@ -160,7 +184,7 @@ async fn dial_round(
             Ok(ws) => return Ok((ws, i)),
             Err(e) if i < last => {
                 log::warn!("[{name}] {target} failed, trying the next URL: {e}");
-                hooks.dispatch(name, Event::Error(e));
+                report(e);
             }
             Err(e) => return Err(e),
         }

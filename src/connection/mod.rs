@@ -10,6 +10,7 @@
 //! socket it dials, with one send queue that outlives the sockets.
 
 mod ending;
+mod rotate;
 mod session;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,7 +21,7 @@ use crate::handle::{Link, channel};
 use crate::hooks::ReadHooks;
 use crate::queue::Receiver;
 use crate::wire::Wire;
-pub(crate) use session::Session;
+pub(crate) use session::{DialFuture, Session};
 
 /// How a connection's run ended: decides what its supervisor does next.
 #[derive(Debug)]
@@ -86,6 +87,6 @@ where
     /// messages both ways and keeps the heartbeat until a failure, a peer close, or a request
     /// through the [`Link`]. Failures are reported to `on_error` before this returns.
     pub async fn run(mut self, hooks: &mut ReadHooks) -> Ended {
-        self.session.run(&mut self.mailbox, hooks).await
+        self.session.run(&mut self.mailbox, hooks, None).await
     }
 }

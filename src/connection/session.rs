@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Sleep, sleep};
+use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
@@ -32,8 +32,35 @@ const YIELD_AFTER: u32 = 1024;
 /// Messages written per poll before reads get their turn again.
 const WRITE_BURST: usize = 256;
 
+/// Dials the second socket of a rotation: the socket and the index of its URL, plus the
+/// failures of the URLs tried before it (reported by the session, which owns the hooks).
+pub(crate) type DialFuture<S> = Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    std::result::Result<(Wire<S>, usize), ConnectionError>,
+                    Vec<ConnectionError>,
+                ),
+            > + Send,
+    >,
+>;
+
+/// Starts a [`DialFuture`] with the connection's configuration.
+pub(crate) type Dialer<'a, S> = &'a (dyn Fn() -> DialFuture<S> + Send + Sync);
+
+/// How a rotation ended.
+pub(super) enum Rotation {
+    /// Delivery switched to the new socket; the old one is closed.
+    Switched,
+    /// The new socket failed (reported); the old one runs on.
+    Failed,
+    /// The old socket's loop stopped on this step (a close, a restart, or it ended with no
+    /// new socket open to take over).
+    Interrupted(Step),
+}
+
 /// What ends a run of the poll loop.
-enum Step {
+pub(super) enum Step {
     Control(Control),
     Failed(ConnectionError),
     /// A read failed; with the close code that tells the peer why, if it broke the protocol.
@@ -56,7 +83,7 @@ pub(crate) struct Session<S> {
     pub(super) unflushed: usize,
     in_burst: bool,
     burst: u32,
-    peer_closed: bool,
+    pub(super) peer_closed: bool,
     /// Reads wait for room in the event queue (a polled connection whose poller is behind).
     /// The heartbeat does not count that time as the peer's silence: frames may be waiting
     /// unread in the socket.
@@ -101,24 +128,82 @@ where
         }
     }
 
-    /// See [`Connection::run`](super::Connection::run).
-    pub(crate) async fn run(mut self, mailbox: &mut Receiver, hooks: &mut ReadHooks) -> Ended {
+    /// Queues the init messages: the first things the socket writes.
+    pub(super) fn queue_init_messages(&mut self) {
         for m in self.config.init_messages() {
             self.priority.push_back(match m {
                 InitMessage::Text(t) => Message::text(t.as_str()),
                 InitMessage::Binary(b) => Message::Binary(b.clone()),
             });
         }
+    }
+
+    /// See [`Connection::run`](super::Connection::run). With a `dialer`, the session can rotate
+    /// to a second socket (see [`Link::rotate`](crate::Link::rotate)); without one (a
+    /// caller's own stream) rotation requests are ignored.
+    pub(crate) async fn run(
+        mut self,
+        mailbox: &mut Receiver,
+        hooks: &mut ReadHooks,
+        dialer: Option<Dialer<'_, S>>,
+    ) -> Ended {
+        self.queue_init_messages();
         self.shared.set_state(ConnState::Open);
         hooks.dispatch(&self.name, Event::Open);
-        // Every step but a failure or a request ends the run; frames never leave poll_step.
-        let step = poll_fn(|cx| {
-            let step = self.poll_step(cx, mailbox, hooks);
-            // Whatever the poll read is handed over before the task sleeps or moves on.
-            hooks.flush();
-            step
-        })
-        .await;
+        let max_age = dialer.and(self.config.max_connection_age());
+        let mut rotate_at = max_age.map(|a| Instant::now() + a);
+        loop {
+            // Every step but a failure or a request ends the run; frames never leave poll_step.
+            // Without a maximum age the loop is the bare poll: no timer on the hot path.
+            let step = match rotate_at {
+                None => poll_fn(|cx| self.poll_step(cx, mailbox, hooks)).await,
+                Some(at) => Box::pin(self.step_or_age(at, mailbox, hooks)).await,
+            };
+            if let Step::Control(Control::Rotate) = step {
+                self.shared.control_pending.store(false, Relaxed);
+                let Some(dial) = dialer else {
+                    log::warn!(
+                        "[{}] rotation ignored: this connection cannot dial",
+                        self.name
+                    );
+                    continue;
+                };
+                match Box::pin(self.rotate(dial, mailbox, hooks)).await {
+                    Rotation::Switched => rotate_at = max_age.map(|a| Instant::now() + a),
+                    // Not at once again: the server may refuse new sockets for a while.
+                    Rotation::Failed => {
+                        rotate_at = max_age.map(|_| Instant::now() + self.config.backoff().1)
+                    }
+                    Rotation::Interrupted(step) => {
+                        return Box::pin(self.end(step, mailbox, hooks)).await;
+                    }
+                }
+                continue;
+            }
+            // Boxed: inline, the ending would hold a second session in the task for its whole life.
+            return Box::pin(self.end(step, mailbox, hooks)).await;
+        }
+    }
+
+    /// A step of the loop, or a rotation request once the socket reaches its maximum age.
+    async fn step_or_age(
+        &mut self,
+        at: Instant,
+        mailbox: &mut Receiver,
+        hooks: &mut ReadHooks,
+    ) -> Step {
+        tokio::select! {
+            biased;
+            step = poll_fn(|cx| self.poll_step(cx, mailbox, hooks)) => step,
+            () = sleep_until(at) => {
+                log::info!("[{}] maximum connection age reached", self.name);
+                Step::Control(Control::Rotate)
+            }
+        }
+    }
+
+    /// Ends the run on a step that is not a rotation.
+    async fn end(mut self, step: Step, mailbox: &mut Receiver, hooks: &mut ReadHooks) -> Ended {
         match step {
             Step::ReadEnded => {
                 if self.peer_closed {
@@ -143,12 +228,30 @@ where
                 Box::pin(self.close(1000, "restart", None, hooks)).await;
                 Ended::Restart
             }
+            // Not reached: `run` and `rotate` take every rotation request before a run ends.
+            // Should one get here, a restart is the nearest end that still gives a fresh socket.
+            Step::Control(Control::Rotate) => {
+                Box::pin(self.close(1000, "restart", None, hooks)).await;
+                Ended::Restart
+            }
         }
     }
 
     /// Moves the connection forward until something needs the run loop: frames are handed to
     /// the hooks right here, so the per-message path is one poll of the socket and one call.
-    fn poll_step(
+    pub(super) fn poll_step(
+        &mut self,
+        cx: &mut Context<'_>,
+        mailbox: &mut Receiver,
+        hooks: &mut ReadHooks,
+    ) -> Poll<Step> {
+        let step = self.poll_frames(cx, mailbox, hooks);
+        // Whatever this poll read is handed over before the task sleeps or moves on.
+        hooks.flush();
+        step
+    }
+
+    fn poll_frames(
         &mut self,
         cx: &mut Context<'_>,
         mailbox: &mut Receiver,

@@ -152,6 +152,27 @@ pub unsafe extern "C" fn kh_config_set_close_timeout_ms(cfg: *mut kh_config, ms:
     )
 }
 
+/// Rotates every socket once it has been open `ms` milliseconds (0, the default: never; else
+/// 1 ms to one year): like `kh_manager_rotate` at that age, for servers that cut connections
+/// after a fixed time (e.g. 85800000, 23 h 50 min, for a 24 h limit). A failed rotation is
+/// reported (`on_error` / `KH_EVENT_ERROR`) and tried again after the largest reconnect delay;
+/// the old socket keeps running meanwhile.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_max_connection_age_ms(
+    cfg: *mut kh_config,
+    ms: u64,
+) -> kh_result {
+    set(cfg, |c| {
+        if ms == 0 {
+            c.update(ConfigBuilder::no_max_connection_age);
+        } else {
+            let d = millis(DurationSetting::MaxConnectionAge, ms)?;
+            c.update(|b| b.max_connection_age(d));
+        }
+        Ok(())
+    })
+}
+
 /// Reconnect delay bounds in milliseconds: the delay starts near `min_ms`, doubles per failed
 /// attempt (with jitter) and never exceeds `max_ms` (1 ms <= min <= max <= one year; defaults
 /// 500 and 30000).

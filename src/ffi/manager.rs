@@ -319,6 +319,31 @@ pub unsafe extern "C" fn kh_manager_restart(
     })
 }
 
+/// Rotates the connection to a fresh socket without a gap in delivery; returns at once and may
+/// be called from inside a callback (e.g. on an exchange's maintenance notice). A second socket
+/// is dialled with the same configuration (the URLs in the same order as a reconnect) and gets
+/// the init messages; once it has delivered its first text or binary message, delivery
+/// switches to it (`KH_EVENT_ROTATED` for a polled connection; the callback for hook
+/// connections comes with the growable hooks struct) and the old socket is closed with 1000.
+/// Until the switch both sockets deliver, one message at a time and each in its own order, so
+/// a message may arrive twice (drop duplicates by the feed's sequence numbers); none is lost.
+/// Sends go to the old socket until the switch, then to the new one: none lost or doubled.
+/// Heartbeats run on both.
+///
+/// If the new socket fails (connect, upgrade, closes before its first message, or sends none
+/// within the connect timeout) the failure is reported with its code (`on_error` /
+/// `KH_EVENT_ERROR`) and the old socket keeps running. `KH_CONNECTION_DROPPED` while the
+/// connection is not open (connecting, reconnecting, closing or closed); `KH_OK`, and nothing
+/// happens, while a rotation is already in progress or a restart or close is pending.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_rotate(mgr: *mut kh_manager, name: *const c_char) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, name) = unsafe { (manager(mgr)?, arg_str(name, "name")?) };
+        m.manager.rotate(name)
+    })
+}
+
 /// Restarts every connection of the manager, like `kh_manager_restart`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_manager_restart_all(mgr: *mut kh_manager) -> kh_result {

@@ -39,6 +39,11 @@ pub enum kh_event_kind {
     /// A failure: its code in `error` and a NUL-terminated message in `data` (`len` bytes
     /// before the NUL). The same failures `on_error` reports, with the same consequences.
     KH_EVENT_ERROR = 7,
+    /// A rotation (`kh_manager_rotate` or the maximum connection age) switched delivery to its
+    /// fresh socket; the old one is closed with 1000 right after. Messages before this event
+    /// may come from either socket, each socket's in order, so a feed with sequence numbers
+    /// can drop duplicates; none is lost. No data.
+    KH_EVENT_ROTATED = 9,
 }
 
 /// One event of a connection added with `kh_manager_add_polled`, as written by
@@ -119,6 +124,7 @@ impl Lent {
             }
             // Never queued: state changes go through `ReadHooks::state`, which skips the queue.
             Event::State(_) => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
+            Event::Rotated => (kh_event_kind::KH_EVENT_ROTATED, &EMPTY),
         };
         out.kind = kind;
         out.data = data.as_ptr();

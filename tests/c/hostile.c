@@ -206,6 +206,7 @@ static void after_free_calls(ctx *c) {
   if (atomic_fetch_add(&g_after_free_calls, 1) >= 5) return;
   EXPECT_RC(kh_manager_send_text(c->mgr, c->name, "x", 1), KH_SHUTTING_DOWN);
   EXPECT_RC(kh_manager_restart(c->mgr, c->name), KH_SHUTTING_DOWN);
+  EXPECT_RC(kh_manager_rotate(c->mgr, c->name), KH_SHUTTING_DOWN);
   EXPECT_RC(kh_manager_close(c->mgr, c->name, 1000, NULL), KH_SHUTTING_DOWN);
   EXPECT_RC(kh_manager_restart_all(c->mgr), KH_SHUTTING_DOWN);
   EXPECT_RC(kh_manager_send_text(c->mgr, "never-existed", "x", 1), KH_SHUTTING_DOWN);
@@ -376,6 +377,11 @@ static void hook_calls(ctx *c, int kind) {
   EXPECT_RC(kh_manager_close(m, c->name, 999, NULL), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_state(m, c->name, NULL), KH_INVALID_ARGUMENT);
   if (n == 0) {
+    /* A rotation from a hook only posts a request; the restart after it replaces it. */
+    r = kh_manager_rotate(m, c->name);
+    CHECK(r == KH_OK || r == KH_CONNECTION_DROPPED, "%s: rotate in %s: %s", c->name, k,
+          rname(r));
+    EXPECT_RC(kh_manager_rotate(m, "never-existed"), KH_CONNECTION_NOT_FOUND);
     r = kh_manager_restart(m, c->name);
     /* Inside on_close/on_error the connection is already on its way down. */
     CHECK(r == KH_OK || r == KH_CONNECTION_DROPPED, "%s: restart in %s: %s", c->name, k,
@@ -393,6 +399,8 @@ static void hook_calls(ctx *c, int kind) {
     EXPECT_RC(kh_manager_close(m, c->name, 1000, NULL), KH_CONNECTION_NOT_FOUND);
     EXPECT_RC(kh_manager_send_text(m, c->name, "x", 1), KH_CONNECTION_NOT_FOUND);
     EXPECT_RC(kh_manager_state(m, c->name, &st), KH_CONNECTION_NOT_FOUND);
+    /* Rotation during the close: the name is gone. */
+    EXPECT_RC(kh_manager_rotate(m, c->name), KH_CONNECTION_NOT_FOUND);
   }
 }
 
@@ -766,6 +774,7 @@ static void test_null_arguments(void) {
   EXPECT_RC(kh_config_set_pong_timeout_ms(NULL, 1000), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_connect_timeout_ms(NULL, 1000), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_close_timeout_ms(NULL, 1000), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_max_connection_age_ms(NULL, 1000), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_reconnect_backoff_ms(NULL, 10, 100), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_max_reconnect_attempts(NULL, 3), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_idle_timeout_ms(NULL, 1000), KH_INVALID_ARGUMENT);
@@ -811,6 +820,8 @@ static void test_null_arguments(void) {
   EXPECT_RC(kh_manager_send_ping(m, NULL, b, 1), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_restart(NULL, "nullconn"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_restart(m, NULL), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_rotate(NULL, "nullconn"), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_rotate(m, NULL), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_restart_all(NULL), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_close(NULL, "nullconn", 1000, NULL), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_close(m, NULL, 1000, NULL), KH_INVALID_ARGUMENT);
@@ -951,6 +962,9 @@ static void test_bad_values(void) {
   EXPECT_RC(kh_config_set_pong_timeout_ms(cfg, 0), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_connect_timeout_ms(cfg, 0), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_close_timeout_ms(cfg, 0), KH_INVALID_ARGUMENT);
+  /* 0 is "off", not out of range; above one year is */
+  EXPECT_RC(kh_config_set_max_connection_age_ms(cfg, 0), KH_OK);
+  EXPECT_RC(kh_config_set_max_connection_age_ms(cfg, UINT64_MAX), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_reconnect_backoff_ms(cfg, 0, 100), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_reconnect_backoff_ms(cfg, 100, 0), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_reconnect_backoff_ms(cfg, 200, 100), KH_INVALID_ARGUMENT);
@@ -1119,6 +1133,8 @@ static void test_names_and_lifecycle(void) {
   kh_manager *m = new_manager(2);
   kh_config *cfg = new_config(g_url);
   EXPECT_RC(kh_config_set_close_timeout_ms(cfg, 1000), KH_OK);
+  /* Every socket gets data of its own: the first message a rotation's new socket waits for. */
+  EXPECT_RC(kh_config_add_init_text(cfg, "push 3", 6), KH_OK);
   ctx bad, empty, a, dup, c2;
   ctx_init(&bad, "\xff\xfe", m, M_PLAIN);
   ctx_init(&empty, "", m, M_PLAIN);
@@ -1146,6 +1162,7 @@ static void test_names_and_lifecycle(void) {
   /* the empty name cannot exist: not found (or refused) */
   EXPECT_RC2(kh_manager_send_text(m, "", "x", 1), KH_CONNECTION_NOT_FOUND, KH_INVALID_ARGUMENT);
   EXPECT_RC2(kh_manager_restart(m, ""), KH_CONNECTION_NOT_FOUND, KH_INVALID_ARGUMENT);
+  EXPECT_RC2(kh_manager_rotate(m, ""), KH_CONNECTION_NOT_FOUND, KH_INVALID_ARGUMENT);
   EXPECT_RC2(kh_manager_close(m, "", 1000, NULL), KH_CONNECTION_NOT_FOUND, KH_INVALID_ARGUMENT);
   EXPECT_RC2(kh_manager_state(m, "", &st), KH_CONNECTION_NOT_FOUND, KH_INVALID_ARGUMENT);
   EXPECT_RC2(kh_manager_wait_open(m, "", 10), KH_CONNECTION_NOT_FOUND, KH_INVALID_ARGUMENT);
@@ -1156,6 +1173,7 @@ static void test_names_and_lifecycle(void) {
   EXPECT_RC(kh_manager_send_binary(m, n, (const uint8_t *)"x", 1), KH_CONNECTION_NOT_FOUND);
   EXPECT_RC(kh_manager_send_ping(m, n, (const uint8_t *)"x", 1), KH_CONNECTION_NOT_FOUND);
   EXPECT_RC(kh_manager_restart(m, n), KH_CONNECTION_NOT_FOUND);
+  EXPECT_RC(kh_manager_rotate(m, n), KH_CONNECTION_NOT_FOUND);
   EXPECT_RC(kh_manager_close(m, n, 1000, NULL), KH_CONNECTION_NOT_FOUND);
   EXPECT_RC(kh_manager_state(m, n, &st), KH_CONNECTION_NOT_FOUND);
   EXPECT_RC(kh_manager_stats(m, n, &ss), KH_CONNECTION_NOT_FOUND);
@@ -1181,6 +1199,13 @@ static void test_names_and_lifecycle(void) {
   CHECK(WAIT_FOR(atomic_load(&a.opens) >= 2, 5000), "life reopened %d times",
         atomic_load(&a.opens));
   EXPECT_RC(kh_manager_wait_open(m, "life", 5000 * g_scale), KH_OK);
+  /* A rotation: a second socket to the feed, then the switch; messages keep coming. */
+  int texts_before = atomic_load(&a.texts);
+  EXPECT_RC(kh_manager_rotate(m, "life"), KH_OK);
+  EXPECT_RC(kh_manager_rotate(m, "life"), KH_OK); /* while one is pending: ignored */
+  /* the new socket's "push 3" answer: its first message, then the switch */
+  CHECK(WAIT_FOR(atomic_load(&a.texts) >= texts_before + 3, 5000), "life got %d texts after rotate",
+        atomic_load(&a.texts) - texts_before);
 
   /* close, then close again and everything else after close */
   int64_t t0 = now_ms();
@@ -1194,6 +1219,7 @@ static void test_names_and_lifecycle(void) {
   EXPECT_RC(kh_manager_send_binary(m, "life", (const uint8_t *)"x", 1), KH_CONNECTION_NOT_FOUND);
   EXPECT_RC(kh_manager_send_ping(m, "life", (const uint8_t *)"x", 1), KH_CONNECTION_NOT_FOUND);
   EXPECT_RC(kh_manager_restart(m, "life"), KH_CONNECTION_NOT_FOUND);
+  EXPECT_RC(kh_manager_rotate(m, "life"), KH_CONNECTION_NOT_FOUND);
   EXPECT_RC(kh_manager_state(m, "life", &st), KH_CONNECTION_NOT_FOUND);
   EXPECT_RC(kh_manager_stats(m, "life", &ss), KH_CONNECTION_NOT_FOUND);
   EXPECT_RC(kh_manager_wait_open(m, "life", 10), KH_CONNECTION_NOT_FOUND);
