@@ -61,6 +61,12 @@ pub enum ConnectionError {
     /// The operating system refused a resource (a thread, the runtime).
     #[error("system error: {0}")]
     System(String),
+    /// The connection has no subscription with this key (`unsubscribe`).
+    #[error("no subscription with key {0:?}")]
+    SubscriptionNotFound(String),
+    /// The connection has a subscription with this key already (`subscribe`); nothing changed.
+    #[error("a subscription with key {0:?} exists already")]
+    SubscriptionExists(String),
 }
 
 impl ConnectionError {
@@ -82,6 +88,8 @@ impl ConnectionError {
             Self::RetriesExhausted(_) => "retries_exhausted",
             Self::MessageTooLarge { .. } => "message_too_large",
             Self::System(_) => "system_error",
+            Self::SubscriptionNotFound(_) => "subscription_not_found",
+            Self::SubscriptionExists(_) => "subscription_exists",
         }
     }
 }

@@ -28,6 +28,16 @@ struct State {
     control: Option<Control>,
     senders: usize,
     closed: bool,
+    /// The live subscriptions, by key, in the order added: replayed on every socket.
+    subs: Vec<(Box<str>, Message)>,
+    /// Subscribe and unsubscribe messages for the socket that is open now (`live`), written
+    /// before `writes`. Kept apart from `writes` because they belong to one socket: a socket
+    /// that ends drops them, and the next one gets the set itself from the replay.
+    sub_writes: VecDeque<Message>,
+    /// A socket took its snapshot of `subs` and has not ended yet. Taking the snapshot and
+    /// setting this happen under the lock, and so does every change of `subs`: each change
+    /// lands either in a snapshot or in `sub_writes` of the socket after it, never both.
+    live: bool,
 }
 
 #[derive(Debug)]
@@ -126,6 +136,15 @@ pub(crate) enum SendError {
     Closed,
 }
 
+/// Why a subscription was not added or removed; nothing changed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SubError {
+    Full,
+    Closed,
+    Exists,
+    NotFound,
+}
+
 /// The sending side; cloneable. When the last sender is dropped the receiver sees `None`.
 #[derive(Debug)]
 pub(crate) struct Sender {
@@ -146,6 +165,9 @@ pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
             control: None,
             senders: 1,
             closed: false,
+            subs: Vec::new(),
+            sub_writes: VecDeque::new(),
+            live: false,
         }),
         waker: AtomicWaker::new(),
         capacity,
@@ -187,6 +209,78 @@ impl Sender {
         }
         self.shared.wake(false);
         Ok(())
+    }
+}
+
+impl Sender {
+    /// Adds a subscription under `key`; an open socket gets its message now (after what it was
+    /// given before), later sockets in their replay. Counts against the queue's bound while a
+    /// socket is open, as a send does.
+    pub(crate) fn subscribe(&self, key: &str, msg: Message) -> Result<(), SubError> {
+        let live = {
+            let mut s = self.shared.lock();
+            if s.closed {
+                return Err(SubError::Closed);
+            }
+            if s.subs.iter().any(|(k, _)| &**k == key) {
+                return Err(SubError::Exists);
+            }
+            if s.live {
+                if s.writes.len() + s.sub_writes.len() >= self.shared.capacity {
+                    return Err(SubError::Full);
+                }
+                s.sub_writes.push_back(msg.clone());
+            }
+            s.subs.push((key.into(), msg));
+            s.live
+        };
+        if live {
+            self.shared.wake(true);
+        }
+        Ok(())
+    }
+
+    /// Removes the subscription `key`. `msg` (an unsubscribe message) goes to the open socket,
+    /// the only one that got the subscription; with no socket open there is nothing to undo
+    /// (the next socket's replay leaves the subscription out) and `msg` is not sent.
+    /// Returns whether `msg` was queued.
+    pub(crate) fn unsubscribe(&self, key: &str, msg: Option<Message>) -> Result<bool, SubError> {
+        let queued = {
+            let mut s = self.shared.lock();
+            if s.closed {
+                return Err(SubError::Closed);
+            }
+            let Some(i) = s.subs.iter().position(|(k, _)| &**k == key) else {
+                return Err(SubError::NotFound);
+            };
+            let queued = match msg {
+                Some(m) if s.live => {
+                    if s.writes.len() + s.sub_writes.len() >= self.shared.capacity {
+                        return Err(SubError::Full);
+                    }
+                    s.sub_writes.push_back(m);
+                    true
+                }
+                _ => false,
+            };
+            // Order matters for the replay: remove, do not swap.
+            s.subs.remove(i);
+            queued
+        };
+        if queued {
+            self.shared.wake(true);
+        }
+        Ok(queued)
+    }
+
+    /// The keys of the subscriptions, in the order added.
+    pub(crate) fn subscriptions(&self) -> Vec<String> {
+        self.shared
+            .lock()
+            .subs
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect()
     }
 }
 
@@ -239,14 +333,37 @@ impl Receiver {
         })
     }
 
-    /// The next queued write; `Pending` when none is queued.
+    /// The next queued write; `Pending` when none is queued. Subscription messages first: they
+    /// belong to this socket only.
     pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Message> {
-        self.poll_with(cx, |s| s.writes.pop_front())
+        self.poll_with(cx, |s| {
+            s.sub_writes.pop_front().or_else(|| s.writes.pop_front())
+        })
+    }
+
+    /// A socket opened: appends the subscription messages to `out` (its replay, in the order
+    /// added) and marks it as the socket later changes go to. See [`State::live`].
+    pub(crate) fn open_socket(&mut self, out: &mut VecDeque<Message>) {
+        let mut s = self.shared.lock();
+        s.sub_writes.clear();
+        out.extend(s.subs.iter().map(|(_, m)| m.clone()));
+        s.live = true;
+    }
+
+    /// The socket ended: subscription messages it did not write are dropped, as the next
+    /// socket's replay carries the set as it is then.
+    pub(crate) fn end_socket(&mut self) {
+        let mut s = self.shared.lock();
+        s.live = false;
+        s.sub_writes = VecDeque::new();
     }
 
     /// A queued write, without waiting.
     pub(crate) fn try_write(&mut self) -> Option<Message> {
         let mut s = self.shared.lock();
+        if let Some(m) = s.sub_writes.pop_front() {
+            return Some(m);
+        }
         let m = s.writes.pop_front();
         if s.writes.is_empty() && s.writes.capacity() > 64 {
             // A burst is over: do not keep its memory for the rest of the connection's life.
@@ -264,8 +381,12 @@ impl Receiver {
     pub(crate) fn close(&mut self) -> usize {
         let mut s = self.shared.lock();
         s.closed = true;
-        let n = s.writes.len();
+        let n = s.writes.len() + s.sub_writes.len();
         s.writes = VecDeque::new();
+        // The subscriptions end with the connection.
+        s.sub_writes = VecDeque::new();
+        s.subs = Vec::new();
+        s.live = false;
         n
     }
 
@@ -301,6 +422,52 @@ mod tests {
         tx.try_send(Message::text("c")).unwrap();
         assert_eq!(rx.close(), 2);
         assert_eq!(tx.try_send(Message::text("d")), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn a_subscription_reaches_each_socket_once_by_replay_or_by_its_own_write() {
+        let (tx, mut rx) = queue(2);
+        // No socket: kept for the replay only, and the queue's bound does not apply.
+        for k in ["a", "b", "c"] {
+            tx.subscribe(k, Message::text(k)).unwrap();
+        }
+        assert_eq!(rx.try_write(), None);
+        assert_eq!(tx.subscribe("a", Message::text("x")), Err(SubError::Exists));
+        let mut replay = VecDeque::new();
+        rx.open_socket(&mut replay);
+        assert_eq!(Vec::from(replay), ["a", "b", "c"].map(Message::text));
+        // Open: written once, before earlier sends, within the queue's bound.
+        tx.try_send(Message::text("sent")).unwrap();
+        tx.subscribe("d", Message::text("d")).unwrap();
+        assert_eq!(tx.subscribe("e", Message::text("e")), Err(SubError::Full));
+        assert_eq!(
+            tx.unsubscribe("a", Some(Message::text("un-a"))),
+            Err(SubError::Full)
+        );
+        assert_eq!(
+            tx.subscriptions(),
+            ["a", "b", "c", "d"],
+            "a refusal changed the set"
+        );
+        assert_eq!(rx.try_write(), Some(Message::text("d")));
+        assert_eq!(tx.unsubscribe("b", Some(Message::text("un-b"))), Ok(true));
+        assert_eq!(rx.try_write(), Some(Message::text("un-b")));
+        assert_eq!(rx.try_write(), Some(Message::text("sent")));
+        // The socket ends with a subscribe message unwritten: the next replay carries it.
+        tx.subscribe("e", Message::text("e")).unwrap();
+        rx.end_socket();
+        assert_eq!(tx.unsubscribe("c", Some(Message::text("un-c"))), Ok(false));
+        assert_eq!(tx.unsubscribe("c", None), Err(SubError::NotFound));
+        assert_eq!(rx.try_write(), None);
+        let mut replay = VecDeque::new();
+        rx.open_socket(&mut replay);
+        assert_eq!(Vec::from(replay), ["a", "d", "e"].map(Message::text));
+        assert_eq!(rx.try_write(), None, "written twice on one socket");
+        // Closing drops the set with the connection.
+        rx.close();
+        assert_eq!(tx.subscribe("f", Message::text("f")), Err(SubError::Closed));
+        assert_eq!(tx.unsubscribe("a", None), Err(SubError::Closed));
+        assert!(tx.subscriptions().is_empty());
     }
 
     #[tokio::test]

@@ -97,10 +97,15 @@ where
                 InitMessage::Binary(b) => Message::Binary(b.clone()),
             });
         }
+        // The live subscriptions, after the init messages (which typically log in). Taken
+        // before the state says Open, so every later change reaches this socket exactly once.
+        mailbox.open_socket(&mut self.priority);
         self.shared.set_state(ConnState::Open);
         hooks.dispatch(&self.name, Event::Open);
         // Every step but a failure or a request ends the run; frames never leave poll_step.
         let step = poll_fn(|cx| self.poll_step(cx, mailbox, hooks)).await;
+        // From here on subscription changes wait for the next socket's replay.
+        mailbox.end_socket();
         match step {
             Step::ReadEnded => {
                 if self.peer_closed {

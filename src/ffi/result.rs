@@ -46,6 +46,10 @@ pub enum kh_result {
     KH_MESSAGE_TOO_LARGE = 15,
     /// The operating system refused a resource (threads for the runtime).
     KH_SYSTEM_ERROR = 16,
+    /// The connection has no subscription with this key (`kh_manager_unsubscribe_*`).
+    KH_SUBSCRIPTION_NOT_FOUND = 19,
+    /// The connection has a subscription with this key already; nothing changed.
+    KH_SUBSCRIPTION_EXISTS = 20,
 }
 
 /// Defines `TABLE`: each code with its `kh_result_str` text, `NAME: description`, the name
@@ -88,14 +92,17 @@ result_table! {
     KH_RETRIES_EXHAUSTED: "reconnect attempts exhausted",
     KH_MESSAGE_TOO_LARGE: "message exceeds the maximum size",
     KH_SYSTEM_ERROR: "the operating system refused a resource",
+    KH_SUBSCRIPTION_NOT_FOUND: "no subscription has this key",
+    KH_SUBSCRIPTION_EXISTS: "a subscription with this key exists",
 }
 
-// Entry i describes value i, so a lookup by value is an index.
+// Values ascend through the table. Codes are assigned per feature, so a value may be unused
+// (17 and 18 were reserved for other features when 19 and 20 were added): a lookup searches.
 const _: () = {
-    let mut i = 0;
+    let mut i = 1;
     while i < TABLE.len() {
         assert!(
-            TABLE[i].0 as usize == i,
+            (TABLE[i - 1].0 as usize) < TABLE[i].0 as usize,
             "TABLE is not in the order of the values"
         );
         i += 1;
@@ -121,6 +128,8 @@ impl From<&ConnectionError> for kh_result {
             E::RetriesExhausted(_) => Self::KH_RETRIES_EXHAUSTED,
             E::MessageTooLarge { .. } => Self::KH_MESSAGE_TOO_LARGE,
             E::System(_) => Self::KH_SYSTEM_ERROR,
+            E::SubscriptionNotFound(_) => Self::KH_SUBSCRIPTION_NOT_FOUND,
+            E::SubscriptionExists(_) => Self::KH_SUBSCRIPTION_EXISTS,
         }
     }
 }
@@ -148,7 +157,7 @@ pub extern "C" fn kh_result_str(result: u32) -> *const c_char {
     // be undefined behaviour.
     const UNKNOWN: &CStr = c"KH_UNKNOWN";
     guard_or(UNKNOWN.as_ptr(), || {
-        let entry = usize::try_from(result).ok().and_then(|i| TABLE.get(i));
+        let entry = TABLE.iter().find(|(code, _)| *code as u32 == result);
         entry.map_or(UNKNOWN, |(_, s)| s).as_ptr()
     })
 }
@@ -204,7 +213,11 @@ mod tests {
         for (code, _) in TABLE {
             assert!(text(*code as u32).starts_with(&format!("{code:?}: ")));
         }
-        for v in [TABLE.len() as u32, 99, u32::MAX] {
+        assert_eq!(
+            text(19),
+            "KH_SUBSCRIPTION_NOT_FOUND: no subscription has this key"
+        );
+        for v in [17, 18, 21, 99, u32::MAX] {
             assert_eq!(text(v), "KH_UNKNOWN");
         }
     }
