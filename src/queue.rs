@@ -28,16 +28,31 @@ struct State {
     control: Option<Control>,
     senders: usize,
     closed: bool,
-    /// The live subscriptions, by key, in the order added: replayed on every socket.
-    subs: Vec<(Box<str>, Message)>,
-    /// Subscribe and unsubscribe messages for the socket that is open now (`live`), written
-    /// before `writes`. Kept apart from `writes` because they belong to one socket: a socket
-    /// that ends drops them, and the next one gets the set itself from the replay.
-    sub_writes: VecDeque<Message>,
-    /// A socket took its snapshot of `subs` and has not ended yet. Taking the snapshot and
-    /// setting this happen under the lock, and so does every change of `subs`: each change
-    /// lands either in a snapshot or in `sub_writes` of the socket after it, never both.
+    /// The live subscriptions; boxed on first use, so that a connection without any (most
+    /// of thousands of idle ones) pays one pointer.
+    subs: Option<Box<Subs>>,
+    /// A socket took its snapshot of the subscriptions and has not ended yet. Taking the
+    /// snapshot and setting this happen under the lock, and so does every change of the set:
+    /// each change lands either in a snapshot or in `Subs::writes` of the socket after it,
+    /// never both.
     live: bool,
+}
+
+#[derive(Debug, Default)]
+struct Subs {
+    /// By key, in the order added: replayed on every socket.
+    set: Vec<(Box<str>, Message)>,
+    /// Subscribe and unsubscribe messages for the socket that is open now (`live`), written
+    /// before `State::writes`. Kept apart from those because they belong to one socket: a
+    /// socket that ends drops them, and the next one gets the set itself from the replay.
+    writes: VecDeque<Message>,
+}
+
+impl State {
+    /// Room for one more write while a socket is open.
+    fn full(&self, capacity: usize) -> bool {
+        self.writes.len() + self.subs.as_ref().map_or(0, |b| b.writes.len()) >= capacity
+    }
 }
 
 #[derive(Debug)]
@@ -165,8 +180,7 @@ pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
             control: None,
             senders: 1,
             closed: false,
-            subs: Vec::new(),
-            sub_writes: VecDeque::new(),
+            subs: None,
             live: false,
         }),
         waker: AtomicWaker::new(),
@@ -222,17 +236,22 @@ impl Sender {
             if s.closed {
                 return Err(SubError::Closed);
             }
-            if s.subs.iter().any(|(k, _)| &**k == key) {
+            if s.subs
+                .as_ref()
+                .is_some_and(|b| b.set.iter().any(|(k, _)| &**k == key))
+            {
                 return Err(SubError::Exists);
             }
-            if s.live {
-                if s.writes.len() + s.sub_writes.len() >= self.shared.capacity {
-                    return Err(SubError::Full);
-                }
-                s.sub_writes.push_back(msg.clone());
+            let live = s.live;
+            if live && s.full(self.shared.capacity) {
+                return Err(SubError::Full);
             }
-            s.subs.push((key.into(), msg));
-            s.live
+            let subs = s.subs.get_or_insert_default();
+            if live {
+                subs.writes.push_back(msg.clone());
+            }
+            subs.set.push((key.into(), msg));
+            live
         };
         if live {
             self.shared.wake(true);
@@ -250,21 +269,23 @@ impl Sender {
             if s.closed {
                 return Err(SubError::Closed);
             }
-            let Some(i) = s.subs.iter().position(|(k, _)| &**k == key) else {
+            let found = s
+                .subs
+                .as_ref()
+                .and_then(|b| b.set.iter().position(|(k, _)| &**k == key));
+            let Some(i) = found else {
                 return Err(SubError::NotFound);
             };
-            let queued = match msg {
-                Some(m) if s.live => {
-                    if s.writes.len() + s.sub_writes.len() >= self.shared.capacity {
-                        return Err(SubError::Full);
-                    }
-                    s.sub_writes.push_back(m);
-                    true
-                }
-                _ => false,
-            };
-            // Order matters for the replay: remove, do not swap.
-            s.subs.remove(i);
+            let send = msg.filter(|_| s.live);
+            if send.is_some() && s.full(self.shared.capacity) {
+                return Err(SubError::Full);
+            }
+            let queued = send.is_some();
+            if let Some(subs) = s.subs.as_mut() {
+                subs.writes.extend(send);
+                // Order matters for the replay: remove, do not swap.
+                subs.set.remove(i);
+            }
             queued
         };
         if queued {
@@ -275,12 +296,10 @@ impl Sender {
 
     /// The keys of the subscriptions, in the order added.
     pub(crate) fn subscriptions(&self) -> Vec<String> {
-        self.shared
-            .lock()
-            .subs
-            .iter()
-            .map(|(k, _)| k.to_string())
-            .collect()
+        match &self.shared.lock().subs {
+            Some(b) => b.set.iter().map(|(k, _)| k.to_string()).collect(),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -337,7 +356,8 @@ impl Receiver {
     /// belong to this socket only.
     pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Message> {
         self.poll_with(cx, |s| {
-            s.sub_writes.pop_front().or_else(|| s.writes.pop_front())
+            let sub = s.subs.as_mut().and_then(|b| b.writes.pop_front());
+            sub.or_else(|| s.writes.pop_front())
         })
     }
 
@@ -345,8 +365,10 @@ impl Receiver {
     /// added) and marks it as the socket later changes go to. See [`State::live`].
     pub(crate) fn open_socket(&mut self, out: &mut VecDeque<Message>) {
         let mut s = self.shared.lock();
-        s.sub_writes.clear();
-        out.extend(s.subs.iter().map(|(_, m)| m.clone()));
+        if let Some(b) = s.subs.as_mut() {
+            b.writes = VecDeque::new();
+            out.extend(b.set.iter().map(|(_, m)| m.clone()));
+        }
         s.live = true;
     }
 
@@ -355,13 +377,15 @@ impl Receiver {
     pub(crate) fn end_socket(&mut self) {
         let mut s = self.shared.lock();
         s.live = false;
-        s.sub_writes = VecDeque::new();
+        if let Some(b) = s.subs.as_mut() {
+            b.writes = VecDeque::new();
+        }
     }
 
     /// A queued write, without waiting.
     pub(crate) fn try_write(&mut self) -> Option<Message> {
         let mut s = self.shared.lock();
-        if let Some(m) = s.sub_writes.pop_front() {
+        if let Some(m) = s.subs.as_mut().and_then(|b| b.writes.pop_front()) {
             return Some(m);
         }
         let m = s.writes.pop_front();
@@ -381,11 +405,10 @@ impl Receiver {
     pub(crate) fn close(&mut self) -> usize {
         let mut s = self.shared.lock();
         s.closed = true;
-        let n = s.writes.len() + s.sub_writes.len();
+        let n = s.writes.len() + s.subs.as_ref().map_or(0, |b| b.writes.len());
         s.writes = VecDeque::new();
         // The subscriptions end with the connection.
-        s.sub_writes = VecDeque::new();
-        s.subs = Vec::new();
+        s.subs = None;
         s.live = false;
         n
     }
