@@ -248,7 +248,10 @@ impl Link {
         self.check_data(&msg, "a subscribe message")?;
         self.tx
             .subscribe(key, msg)
-            .map_err(|e| self.sub_error(e, key))
+            .map_err(|e| self.sub_error(e, key))?;
+        // The key only: the message may carry a token.
+        log::debug!("[{}] subscription {key:?} added", self.name);
+        Ok(())
     }
 
     /// Removes the live subscription `key`, sending `msg` if a socket is open (see
@@ -258,9 +261,12 @@ impl Link {
         if let Some(m) = &msg {
             self.check_data(m, "an unsubscribe message")?;
         }
-        self.tx
+        let sent = self
+            .tx
             .unsubscribe(key, msg)
-            .map_err(|e| self.sub_error(e, key))
+            .map_err(|e| self.sub_error(e, key))?;
+        log::debug!("[{}] subscription {key:?} removed", self.name);
+        Ok(sent)
     }
 
     /// The keys of the live subscriptions, in the order added.

@@ -99,7 +99,15 @@ where
         }
         // The live subscriptions, after the init messages (which typically log in). Taken
         // before the state says Open, so every later change reaches this socket exactly once.
+        let init = self.priority.len();
         mailbox.open_socket(&mut self.priority);
+        if self.priority.len() > init {
+            log::debug!(
+                "[{}] replaying {} subscription(s)",
+                self.name,
+                self.priority.len() - init
+            );
+        }
         self.shared.set_state(ConnState::Open);
         hooks.dispatch(&self.name, Event::Open);
         // Every step but a failure or a request ends the run; frames never leave poll_step.
