@@ -1964,6 +1964,11 @@ static void test_subscriptions(void) {
   EXPECT_RC(kh_config_set_max_message_size(cfg, 16), KH_OK);
   const uint8_t b[2] = {1, 2};
   size_t n = 77;
+  CHECK(strncmp(kh_result_str(KH_SUBSCRIPTION_NOT_FOUND), "KH_SUBSCRIPTION_NOT_FOUND:", 26) == 0 &&
+            strncmp(kh_result_str(KH_SUBSCRIPTION_EXISTS), "KH_SUBSCRIPTION_EXISTS:", 23) == 0 &&
+            KH_SUBSCRIPTION_NOT_FOUND == 19 && KH_SUBSCRIPTION_EXISTS == 20,
+        "subscription codes: %s, %s", kh_result_str(KH_SUBSCRIPTION_NOT_FOUND),
+        kh_result_str(KH_SUBSCRIPTION_EXISTS));
   EXPECT_RC(kh_manager_subscribe_text(NULL, "subs", "k", "x", 1), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_subscribe_text(m, NULL, "k", "x", 1), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_subscribe_text(m, "subs", NULL, "x", 1), KH_INVALID_ARGUMENT);
