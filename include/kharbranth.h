@@ -800,7 +800,8 @@ kh_result kh_manager_subscribe_binary(struct kh_manager *mgr,
  * Removes the subscription `key` of connection `name`: later sockets no longer get it.
  * `data`/`len` is an optional unsubscribe text message (NULL or `len` 0: none; copied), sent
  * when a socket is open, after that socket's subscribe message. When no socket is open no
- * socket has the subscription and the message is not sent (nothing needs undoing).
+ * socket has the subscription and the message is not sent (nothing needs undoing); likewise
+ * when the socket ends before writing it, as the next socket never gets the subscription.
  *
  * Fails, changing nothing: `KH_SUBSCRIPTION_NOT_FOUND`, `KH_MESSAGE_TOO_LARGE`,
  * `KH_QUEUE_FULL` (only with a message), `KH_INVALID_ARGUMENT`, `KH_CONNECTION_NOT_FOUND`,

@@ -240,7 +240,8 @@ impl WsManager {
     /// Removes the subscription `key` of `name`: later sockets no longer get it. `msg`, an
     /// unsubscribe message, is sent when a socket is open (after its subscribe message);
     /// when none is open, no socket has the subscription, nothing needs undoing, and `msg` is
-    /// not sent. Returns whether `msg` was queued. Fails, changing nothing, with
+    /// not sent. Returns whether `msg` was queued; a socket that ends before writing it does
+    /// not need it either (the next one never gets the subscription). Fails, changing nothing, with
     /// `SubscriptionNotFound`, `MessageTooLarge`, `InvalidArgument`, `QueueFull` (only with a
     /// message), `ConnectionNotFound` and `ShuttingDown`. Callable from hooks too.
     pub fn unsubscribe(&self, name: &str, key: &str, msg: Option<Message>) -> Result<bool> {
