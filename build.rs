@@ -80,6 +80,8 @@ mod header {
  * close and free only start their work and return at once, and kh_manager_wait_open is refused
  * (see each function). A callback must return normally (no C++ exception, no longjmp). A slow
  * callback slows its own socket (TCP backpressure) and never causes a message to be dropped.
+ * The live subscription functions (kh_manager_subscribe_*, kh_manager_unsubscribe*,
+ * kh_manager_subscription_count) never block and may be called from callbacks too.
  *
  * Lifetime. After kh_manager_close returns (called outside any callback) no callback of that
  * connection runs again. After kh_manager_free returns (called outside any callback) no

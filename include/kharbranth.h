@@ -28,6 +28,8 @@
  * close and free only start their work and return at once, and kh_manager_wait_open is refused
  * (see each function). A callback must return normally (no C++ exception, no longjmp). A slow
  * callback slows its own socket (TCP backpressure) and never causes a message to be dropped.
+ * The live subscription functions (kh_manager_subscribe_*, kh_manager_unsubscribe*,
+ * kh_manager_subscription_count) never block and may be called from callbacks too.
  *
  * Lifetime. After kh_manager_close returns (called outside any callback) no callback of that
  * connection runs again. After kh_manager_free returns (called outside any callback) no
@@ -162,6 +164,14 @@ enum kh_result
    * message; the connection goes on.
    */
   KH_INFLATE_FAILED = 18,
+  /**
+   * The connection has no subscription with this key (`kh_manager_unsubscribe_*`).
+   */
+  KH_SUBSCRIPTION_NOT_FOUND = 19,
+  /**
+   * The connection has a subscription with this key already; nothing changed.
+   */
+  KH_SUBSCRIPTION_EXISTS = 20,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1083,6 +1093,71 @@ kh_result kh_manager_endpoint(const struct kh_manager *mgr, const char *name, si
  * callback (it could wait for the very thread it blocks).
  */
 kh_result kh_manager_wait_open(struct kh_manager *mgr, const char *name, uint32_t timeout_ms);
+
+/**
+ * Adds a live subscription to connection `name` under `key` (UTF-8, 1 to 256 bytes, chosen
+ * by the caller): the text message (`len` bytes of UTF-8, copied) is sent now when the
+ * connection is open, and again on every later socket (reconnect, restart) right after the
+ * init messages, with the other subscriptions in the order they were added. The set lives
+ * as long as the connection; `kh_manager_close` drops it.
+ *
+ * Exactly once per socket: each socket gets every subscription that exists while it is open
+ * exactly once, also when the call races a connect, reconnect or restart. Sent while open, it
+ * goes out before messages of `kh_manager_send_*` still waiting in the queue.
+ *
+ * Fails, changing nothing: `KH_SUBSCRIPTION_EXISTS` (the key is taken),
+ * `KH_MESSAGE_TOO_LARGE`, `KH_QUEUE_FULL` (open, and the send queue is full),
+ * `KH_INVALID_ARGUMENT` (NULL, invalid UTF-8, an empty or over-long key),
+ * `KH_CONNECTION_NOT_FOUND`, `KH_SHUTTING_DOWN`. May be called from any thread and from
+ * inside any callback, the connection's own included (it never blocks).
+ */
+kh_result kh_manager_subscribe_text(struct kh_manager *mgr,
+                                    const char *name,
+                                    const char *key,
+                                    const char *data,
+                                    size_t len);
+
+/**
+ * Like `kh_manager_subscribe_text` with a binary message (copied).
+ */
+kh_result kh_manager_subscribe_binary(struct kh_manager *mgr,
+                                      const char *name,
+                                      const char *key,
+                                      const uint8_t *data,
+                                      size_t len);
+
+/**
+ * Removes the subscription `key` of connection `name`: later sockets no longer get it.
+ * `data`/`len` is an optional unsubscribe text message (NULL or `len` 0: none; copied), sent
+ * when a socket is open, after that socket's subscribe message. When no socket is open no
+ * socket has the subscription and the message is not sent (nothing needs undoing); likewise
+ * when the socket ends before writing it, as the next socket never gets the subscription.
+ *
+ * Fails, changing nothing: `KH_SUBSCRIPTION_NOT_FOUND`, `KH_MESSAGE_TOO_LARGE`,
+ * `KH_QUEUE_FULL` (only with a message), `KH_INVALID_ARGUMENT`, `KH_CONNECTION_NOT_FOUND`,
+ * `KH_SHUTTING_DOWN`. Callable from inside callbacks, like `kh_manager_subscribe_text`.
+ */
+kh_result kh_manager_unsubscribe(struct kh_manager *mgr,
+                                 const char *name,
+                                 const char *key,
+                                 const char *data,
+                                 size_t len);
+
+/**
+ * Like `kh_manager_unsubscribe` with a binary unsubscribe message.
+ */
+kh_result kh_manager_unsubscribe_binary(struct kh_manager *mgr,
+                                        const char *name,
+                                        const char *key,
+                                        const uint8_t *data,
+                                        size_t len);
+
+/**
+ * Writes to `*out` how many live subscriptions connection `name` has.
+ */
+kh_result kh_manager_subscription_count(const struct kh_manager *mgr,
+                                        const char *name,
+                                        size_t *out);
 
 /**
  * Adds a connection like `kh_manager_add`, without callbacks: its events (open, text, binary,

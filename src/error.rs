@@ -69,6 +69,12 @@ pub enum ConnectionError {
     /// maximum message size). Reported instead of the message; the connection goes on.
     #[error("inflate failed: {0}")]
     InflateFailed(String),
+    /// The connection has no subscription with this key (`unsubscribe`).
+    #[error("no subscription with key {0:?}")]
+    SubscriptionNotFound(String),
+    /// The connection has a subscription with this key already (`subscribe`); nothing changed.
+    #[error("a subscription with key {0:?} exists already")]
+    SubscriptionExists(String),
 }
 
 impl ConnectionError {
@@ -92,6 +98,8 @@ impl ConnectionError {
             Self::System(_) => "system_error",
             Self::IdleTimeout(_) => "idle_timeout",
             Self::InflateFailed(_) => "inflate_failed",
+            Self::SubscriptionNotFound(_) => "subscription_not_found",
+            Self::SubscriptionExists(_) => "subscription_exists",
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::config::Config;
 use crate::error::{ConnectionError, Result};
-use crate::queue::{self, Control, SendError};
+use crate::queue::{self, Control, SendError, SubError};
 
 /// Lifecycle state of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -349,6 +349,64 @@ impl Link {
             SendError::Full => ConnectionError::QueueFull(self.name.to_string()),
             SendError::Closed => self.closed(),
         })
+    }
+
+    /// Adds a live subscription under `key` (see
+    /// [`WsManager::subscribe`](crate::WsManager::subscribe)).
+    pub fn subscribe(&self, key: &str, msg: Message) -> Result<()> {
+        crate::limits::subscription_key(key)?;
+        self.check_data(&msg, "a subscribe message")?;
+        self.tx
+            .subscribe(key, msg)
+            .map_err(|e| self.sub_error(e, key))?;
+        // The key only: the message may carry a token.
+        log::debug!("[{}] subscription {key:?} added", self.name);
+        Ok(())
+    }
+
+    /// Removes the live subscription `key`, sending `msg` if a socket is open (see
+    /// [`WsManager::unsubscribe`](crate::WsManager::unsubscribe)). Returns whether `msg` was
+    /// queued.
+    pub fn unsubscribe(&self, key: &str, msg: Option<Message>) -> Result<bool> {
+        if let Some(m) = &msg {
+            self.check_data(m, "an unsubscribe message")?;
+        }
+        let sent = self
+            .tx
+            .unsubscribe(key, msg)
+            .map_err(|e| self.sub_error(e, key))?;
+        log::debug!("[{}] subscription {key:?} removed", self.name);
+        Ok(sent)
+    }
+
+    /// The keys of the live subscriptions, in the order added.
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.tx.subscriptions()
+    }
+
+    fn check_data(&self, msg: &Message, what: &str) -> Result<()> {
+        if !(msg.is_text() || msg.is_binary()) {
+            return Err(ConnectionError::InvalidArgument(format!(
+                "{what} must be text or binary"
+            )));
+        }
+        let size = msg.len();
+        if size > self.max_message_size {
+            return Err(ConnectionError::MessageTooLarge {
+                size,
+                max: self.max_message_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn sub_error(&self, e: SubError, key: &str) -> ConnectionError {
+        match e {
+            SubError::Full => ConnectionError::QueueFull(self.name.to_string()),
+            SubError::Closed => self.closed(),
+            SubError::Exists => ConnectionError::SubscriptionExists(key.to_string()),
+            SubError::NotFound => ConnectionError::SubscriptionNotFound(key.to_string()),
+        }
     }
 
     /// Asks the connection to close cleanly and connect again at once.

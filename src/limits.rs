@@ -338,6 +338,24 @@ pub(crate) fn connection_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The key of a live subscription: not empty, at most 256 bytes. Keys are compared on every
+/// add and remove, so a bound keeps those cheap.
+pub(crate) fn subscription_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(invalid("a subscription key must not be empty".into()));
+    }
+    if key.len() > MAX_SUBSCRIPTION_KEY {
+        return Err(invalid(format!(
+            "a subscription key must be at most {MAX_SUBSCRIPTION_KEY} bytes, not {}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The longest subscription key, in bytes.
+pub(crate) const MAX_SUBSCRIPTION_KEY: usize = 256;
+
 /// A close the caller asks for: a code an endpoint may send (RFC 6455, 7.4: 1000-1003,
 /// 1007-1014 and 3000-4999) and a reason that fits the close frame.
 pub(crate) fn close(code: u16, reason: &str) -> Result<()> {

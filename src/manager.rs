@@ -216,6 +216,43 @@ impl WsManager {
         }
     }
 
+    /// Adds a live subscription to `name` under `key`, a name the caller chooses. `msg` (text
+    /// or binary) is sent now when the connection is open, and on every later socket (after a
+    /// reconnect, a [`restart`](Self::restart)) after the init messages, with the other
+    /// subscriptions in the order they were added. The set lives as long as the connection and
+    /// ends with [`close`](Self::close).
+    ///
+    /// **Exactly once per socket:** every socket gets each subscription that exists while it
+    /// is open exactly once: the socket's replay and the message sent "now" never both reach
+    /// the same socket, whether the add races the connect, a reconnect or a restart. A message
+    /// added while open goes out before messages queued earlier by `send_*` that are still
+    /// waiting.
+    ///
+    /// Fails, changing nothing, with `SubscriptionExists` (the key is taken), `InvalidArgument`
+    /// (an empty key or one over 256 bytes, a message that is not text or binary),
+    /// `MessageTooLarge`, `QueueFull` (open, and the send queue is full), `ConnectionNotFound`
+    /// and `ShuttingDown`. May be called from any thread and from inside a hook, the
+    /// connection's own included.
+    pub fn subscribe(&self, name: &str, key: &str, msg: Message) -> Result<()> {
+        self.with_entry(name, |e| e.link.subscribe(key, msg))?
+    }
+
+    /// Removes the subscription `key` of `name`: later sockets no longer get it. `msg`, an
+    /// unsubscribe message, is sent when a socket is open (after its subscribe message);
+    /// when none is open, no socket has the subscription, nothing needs undoing, and `msg` is
+    /// not sent. Returns whether `msg` was queued; a socket that ends before writing it does
+    /// not need it either (the next one never gets the subscription). Fails, changing nothing, with
+    /// `SubscriptionNotFound`, `MessageTooLarge`, `InvalidArgument`, `QueueFull` (only with a
+    /// message), `ConnectionNotFound` and `ShuttingDown`. Callable from hooks too.
+    pub fn unsubscribe(&self, name: &str, key: &str, msg: Option<Message>) -> Result<bool> {
+        self.with_entry(name, |e| e.link.unsubscribe(key, msg))?
+    }
+
+    /// The keys of the subscriptions of `name`, in the order added (the order of the replay).
+    pub fn subscriptions(&self, name: &str) -> Result<Vec<String>> {
+        self.with_entry(name, |e| e.link.subscriptions())
+    }
+
     /// Closes `name` cleanly and connects it again at once (no backoff).
     pub fn restart(&self, name: &str) -> Result<()> {
         self.check_running()?;

@@ -31,6 +31,37 @@ struct State {
     control: Option<Control>,
     senders: usize,
     closed: bool,
+    /// The live subscriptions; boxed on first use, so that a connection without any (most
+    /// of thousands of idle ones) pays one pointer.
+    subs: Option<Box<Subs>>,
+    /// A socket took its snapshot of the subscriptions and has not ended yet. Taking the
+    /// snapshot and setting this happen under the lock, and so does every change of the set:
+    /// each change lands either in a snapshot or in `Subs::writes` of the socket after it,
+    /// never both.
+    live: bool,
+    /// A rotation's second socket took its snapshot and runs beside the live one: changes go
+    /// to both (`Subs::next` for the second) until the switch or the rotation's end.
+    rotating: bool,
+}
+
+#[derive(Debug, Default)]
+struct Subs {
+    /// By key, in the order added: replayed on every socket.
+    set: Vec<(Box<str>, Message)>,
+    /// Subscribe and unsubscribe messages for the socket that is open now (`live`), written
+    /// before `State::writes`. Kept apart from those because they belong to one socket: a
+    /// socket that ends drops them, and the next one gets the set itself from the replay.
+    writes: VecDeque<Message>,
+    /// The same for a rotation's second socket (`State::rotating`): its `writes` once it takes
+    /// over.
+    next: VecDeque<Message>,
+}
+
+impl State {
+    /// Room for one more write while a socket is open.
+    fn full(&self, capacity: usize) -> bool {
+        self.writes.len() + self.subs.as_ref().map_or(0, |b| b.writes.len()) >= capacity
+    }
 }
 
 #[derive(Debug)]
@@ -129,6 +160,15 @@ pub(crate) enum SendError {
     Closed,
 }
 
+/// Why a subscription was not added or removed; nothing changed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SubError {
+    Full,
+    Closed,
+    Exists,
+    NotFound,
+}
+
 /// The sending side; cloneable. When the last sender is dropped the receiver sees `None`.
 #[derive(Debug)]
 pub(crate) struct Sender {
@@ -149,6 +189,9 @@ pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
             control: None,
             senders: 1,
             closed: false,
+            subs: None,
+            live: false,
+            rotating: false,
         }),
         waker: AtomicWaker::new(),
         capacity,
@@ -196,6 +239,90 @@ impl Sender {
         }
         self.shared.wake(false);
         Ok(())
+    }
+}
+
+impl Sender {
+    /// Adds a subscription under `key`; an open socket gets its message now (after what it was
+    /// given before), later sockets in their replay. Counts against the queue's bound while a
+    /// socket is open, as a send does.
+    pub(crate) fn subscribe(&self, key: &str, msg: Message) -> Result<(), SubError> {
+        let live = {
+            let mut s = self.shared.lock();
+            if s.closed {
+                return Err(SubError::Closed);
+            }
+            if s.subs
+                .as_ref()
+                .is_some_and(|b| b.set.iter().any(|(k, _)| &**k == key))
+            {
+                return Err(SubError::Exists);
+            }
+            let (live, rotating) = (s.live, s.rotating);
+            if live && s.full(self.shared.capacity) {
+                return Err(SubError::Full);
+            }
+            let subs = s.subs.get_or_insert_default();
+            if live {
+                subs.writes.push_back(msg.clone());
+            }
+            if rotating {
+                subs.next.push_back(msg.clone());
+            }
+            subs.set.push((key.into(), msg));
+            live
+        };
+        if live {
+            self.shared.wake(true);
+        }
+        Ok(())
+    }
+
+    /// Removes the subscription `key`. `msg` (an unsubscribe message) goes to the open socket,
+    /// the only one that got the subscription; with no socket open there is nothing to undo
+    /// (the next socket's replay leaves the subscription out) and `msg` is not sent.
+    /// Returns whether `msg` was queued.
+    pub(crate) fn unsubscribe(&self, key: &str, msg: Option<Message>) -> Result<bool, SubError> {
+        let queued = {
+            let mut s = self.shared.lock();
+            if s.closed {
+                return Err(SubError::Closed);
+            }
+            let found = s
+                .subs
+                .as_ref()
+                .and_then(|b| b.set.iter().position(|(k, _)| &**k == key));
+            let Some(i) = found else {
+                return Err(SubError::NotFound);
+            };
+            let send = msg.filter(|_| s.live);
+            if send.is_some() && s.full(self.shared.capacity) {
+                return Err(SubError::Full);
+            }
+            let queued = send.is_some();
+            let rotating = s.rotating;
+            if let Some(subs) = s.subs.as_mut() {
+                if rotating {
+                    subs.next.extend(send.clone());
+                }
+                subs.writes.extend(send);
+                // Order matters for the replay: remove, do not swap.
+                subs.set.remove(i);
+            }
+            queued
+        };
+        if queued {
+            self.shared.wake(true);
+        }
+        Ok(queued)
+    }
+
+    /// The keys of the subscriptions, in the order added.
+    pub(crate) fn subscriptions(&self) -> Vec<String> {
+        match &self.shared.lock().subs {
+            Some(b) => b.set.iter().map(|(k, _)| k.to_string()).collect(),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -248,14 +375,76 @@ impl Receiver {
         })
     }
 
-    /// The next queued write; `Pending` when none is queued.
+    /// The next queued write; `Pending` when none is queued. Subscription messages first: they
+    /// belong to this socket only.
     pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Message> {
-        self.poll_with(cx, |s| s.writes.pop_front())
+        self.poll_with(cx, |s| {
+            let sub = s.subs.as_mut().and_then(|b| b.writes.pop_front());
+            sub.or_else(|| s.writes.pop_front())
+        })
+    }
+
+    /// A socket opened: appends the subscription messages to `out` (its replay, in the order
+    /// added) and marks it as the socket later changes go to. See [`State::live`].
+    pub(crate) fn open_socket(&mut self, out: &mut VecDeque<Message>) {
+        let mut s = self.shared.lock();
+        if let Some(b) = s.subs.as_mut() {
+            b.writes = VecDeque::new();
+            out.extend(b.set.iter().map(|(_, m)| m.clone()));
+        }
+        s.live = true;
+    }
+
+    /// The socket ended: subscription messages it did not write are dropped, as the next
+    /// socket's replay carries the set as it is then.
+    pub(crate) fn end_socket(&mut self) {
+        let mut s = self.shared.lock();
+        s.live = false;
+        s.rotating = false;
+        if let Some(b) = s.subs.as_mut() {
+            b.writes = VecDeque::new();
+            b.next = VecDeque::new();
+        }
+    }
+
+    /// A rotation's second socket opened beside the live one: appends its replay to `out`;
+    /// until [`switch_socket`](Self::switch_socket) or
+    /// [`abandon_next_socket`](Self::abandon_next_socket), every change also goes to it, so
+    /// each change reaches each socket exactly once.
+    pub(crate) fn open_next_socket(&mut self, out: &mut VecDeque<Message>) {
+        let mut s = self.shared.lock();
+        if let Some(b) = s.subs.as_mut() {
+            b.next = VecDeque::new();
+            out.extend(b.set.iter().map(|(_, m)| m.clone()));
+        }
+        s.rotating = true;
+    }
+
+    /// The rotation switched: what the second socket has not been given yet becomes the live
+    /// socket's, and what the old one had not written is dropped (the old one closes).
+    pub(crate) fn switch_socket(&mut self) {
+        let mut s = self.shared.lock();
+        s.rotating = false;
+        if let Some(b) = s.subs.as_mut() {
+            b.writes = std::mem::take(&mut b.next);
+        }
+    }
+
+    /// The rotation failed or was abandoned: the second socket is gone.
+    pub(crate) fn abandon_next_socket(&mut self) {
+        let mut s = self.shared.lock();
+        s.rotating = false;
+        if let Some(b) = s.subs.as_mut() {
+            b.next = VecDeque::new();
+        }
     }
 
     /// A queued write, without waiting.
     pub(crate) fn try_write(&mut self) -> Option<Message> {
         let mut s = self.shared.lock();
+        if let Some(m) = s.subs.as_mut().and_then(|b| b.writes.pop_front()) {
+            return Some(m);
+        }
         let m = s.writes.pop_front();
         if s.writes.is_empty() && s.writes.capacity() > 64 {
             // A burst is over: do not keep its memory for the rest of the connection's life.
@@ -273,8 +462,12 @@ impl Receiver {
     pub(crate) fn close(&mut self) -> usize {
         let mut s = self.shared.lock();
         s.closed = true;
-        let n = s.writes.len();
+        let n = s.writes.len() + s.subs.as_ref().map_or(0, |b| b.writes.len());
         s.writes = VecDeque::new();
+        // The subscriptions end with the connection.
+        s.subs = None;
+        s.live = false;
+        s.rotating = false;
         n
     }
 
@@ -310,6 +503,52 @@ mod tests {
         tx.try_send(Message::text("c")).unwrap();
         assert_eq!(rx.close(), 2);
         assert_eq!(tx.try_send(Message::text("d")), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn a_subscription_reaches_each_socket_once_by_replay_or_by_its_own_write() {
+        let (tx, mut rx) = queue(2);
+        // No socket: kept for the replay only, and the queue's bound does not apply.
+        for k in ["a", "b", "c"] {
+            tx.subscribe(k, Message::text(k)).unwrap();
+        }
+        assert_eq!(rx.try_write(), None);
+        assert_eq!(tx.subscribe("a", Message::text("x")), Err(SubError::Exists));
+        let mut replay = VecDeque::new();
+        rx.open_socket(&mut replay);
+        assert_eq!(Vec::from(replay), ["a", "b", "c"].map(Message::text));
+        // Open: written once, before earlier sends, within the queue's bound.
+        tx.try_send(Message::text("sent")).unwrap();
+        tx.subscribe("d", Message::text("d")).unwrap();
+        assert_eq!(tx.subscribe("e", Message::text("e")), Err(SubError::Full));
+        assert_eq!(
+            tx.unsubscribe("a", Some(Message::text("un-a"))),
+            Err(SubError::Full)
+        );
+        assert_eq!(
+            tx.subscriptions(),
+            ["a", "b", "c", "d"],
+            "a refusal changed the set"
+        );
+        assert_eq!(rx.try_write(), Some(Message::text("d")));
+        assert_eq!(tx.unsubscribe("b", Some(Message::text("un-b"))), Ok(true));
+        assert_eq!(rx.try_write(), Some(Message::text("un-b")));
+        assert_eq!(rx.try_write(), Some(Message::text("sent")));
+        // The socket ends with a subscribe message unwritten: the next replay carries it.
+        tx.subscribe("e", Message::text("e")).unwrap();
+        rx.end_socket();
+        assert_eq!(tx.unsubscribe("c", Some(Message::text("un-c"))), Ok(false));
+        assert_eq!(tx.unsubscribe("c", None), Err(SubError::NotFound));
+        assert_eq!(rx.try_write(), None);
+        let mut replay = VecDeque::new();
+        rx.open_socket(&mut replay);
+        assert_eq!(Vec::from(replay), ["a", "d", "e"].map(Message::text));
+        assert_eq!(rx.try_write(), None, "written twice on one socket");
+        // Closing drops the set with the connection.
+        rx.close();
+        assert_eq!(tx.subscribe("f", Message::text("f")), Err(SubError::Closed));
+        assert_eq!(tx.unsubscribe("a", None), Err(SubError::Closed));
+        assert!(tx.subscriptions().is_empty());
     }
 
     #[tokio::test]

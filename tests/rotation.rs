@@ -596,3 +596,81 @@ async fn heartbeats_run_on_both_sockets_during_the_overlap() {
     );
     mgr.close("feed", 1000, "done").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_changed_across_rotations_reach_every_socket_exactly_once() {
+    let start = Instant::now();
+    let got: Got = Got::default();
+    let g = got.clone();
+    let server =
+        Server::raw(move |tcp, i| feed_recording(tcp, i, start, None, Some(g.clone()))).await;
+    let mgr = WsManager::new();
+    let config = cfg(server.port)
+        .max_connection_age(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    mgr.add("feed", config, ReadHooks::new()).unwrap();
+    mgr.wait_open("feed", DEADLINE).await.unwrap();
+    let link = mgr.link("feed").unwrap();
+    // Adds (and every third one removed again) while the connection rotates, so that changes
+    // land before, during and after overlaps.
+    let mut k = 0u64;
+    let until = Instant::now() + DEADLINE;
+    while link.stats().rotations < 3 {
+        assert!(
+            Instant::now() < until,
+            "no three rotations within {DEADLINE:?}"
+        );
+        mgr.subscribe("feed", &format!("k{k}"), Message::text(format!("sub:k{k}")))
+            .unwrap();
+        if k % 3 == 2 {
+            let key = format!("k{}", k - 1);
+            mgr.unsubscribe("feed", &key, Some(Message::text(format!("unsub:{key}"))))
+                .unwrap();
+        }
+        k += 1;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let want: std::collections::BTreeSet<String> =
+        mgr.subscriptions("feed").unwrap().into_iter().collect();
+    // Let the last socket write what it was given.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let last_socket = {
+        let got = got.lock().unwrap();
+        got.iter().map(|(i, _)| *i).max().unwrap()
+    };
+    mgr.close("feed", 1000, "done").await.unwrap();
+    let got = got.lock().unwrap().clone();
+    let mut per_socket: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+    for (i, t) in got {
+        per_socket.entry(i).or_default().push(t);
+    }
+    assert!(
+        per_socket.len() >= 4,
+        "only sockets {:?}",
+        per_socket.keys()
+    );
+    for (i, texts) in &per_socket {
+        // Per socket and key: subscribe and unsubscribe alternate, starting with subscribe.
+        let mut on = std::collections::BTreeSet::new();
+        for t in texts {
+            if let Some(key) = t.strip_prefix("sub:") {
+                assert!(
+                    on.insert(key.to_string()),
+                    "socket {i}: {key} subscribed twice"
+                );
+            } else if let Some(key) = t.strip_prefix("unsub:") {
+                assert!(
+                    on.remove(key),
+                    "socket {i}: {key} unsubscribed while not subscribed"
+                );
+            }
+        }
+        if *i == last_socket {
+            assert_eq!(
+                on, want,
+                "the last socket's subscriptions differ from the set"
+            );
+        }
+    }
+}

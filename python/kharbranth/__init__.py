@@ -107,6 +107,8 @@ _CODES = [
     "KH_TIMEOUT", "KH_PANIC", "KH_RETRIES_EXHAUSTED", "KH_MESSAGE_TOO_LARGE", "KH_SYSTEM_ERROR",
     "KH_IDLE_TIMEOUT", "KH_INFLATE_FAILED",
 ]
+# Codes past the list above, by value (values may skip: codes are assigned per feature).
+_MORE_CODES = {19: "KH_SUBSCRIPTION_NOT_FOUND", 20: "KH_SUBSCRIPTION_EXISTS"}
 
 
 class KharbranthError(Exception):
@@ -125,7 +127,7 @@ def _class_name(code_name):
 
 
 _ERRORS = {}
-for _value, _name in enumerate(_CODES[1:], start=1):
+for _value, _name in list(enumerate(_CODES[1:], start=1)) + sorted(_MORE_CODES.items()):
     _cls = type(_class_name(_name), (KharbranthError,), {"__doc__": f"{_name}."})
     _ERRORS[_value] = _cls
     globals()[_cls.__name__] = _cls
@@ -165,6 +167,12 @@ def _load(path=None):
         "kh_manager_close": (c_uint32, [p, c_char_p, c_uint16, c_char_p]),
         "kh_manager_wait_open": (c_uint32, [p, c_char_p, c_uint32]),
         "kh_log_set_callback": (c_uint32, [p, p, c_char_p]),
+        "kh_manager_subscribe_text": (c_uint32, [p, c_char_p, c_char_p, c_char_p, c_size_t]),
+        "kh_manager_subscribe_binary": (c_uint32, [p, c_char_p, c_char_p, c_char_p, c_size_t]),
+        "kh_manager_unsubscribe": (c_uint32, [p, c_char_p, c_char_p, c_char_p, c_size_t]),
+        "kh_manager_unsubscribe_binary": (c_uint32, [p, c_char_p, c_char_p, c_char_p,
+                                                     c_size_t]),
+        "kh_manager_subscription_count": (c_uint32, [p, c_char_p, POINTER(c_size_t)]),
     }
     for name, (res, args) in sigs.items():
         f = getattr(lib, name)
@@ -374,6 +382,41 @@ class Manager:
     def send_binary(self, name, data):
         data = bytes(data)
         _check(self._lib.kh_manager_send_binary(self._mgr(), name.encode(), data, len(data)))
+
+    def subscribe(self, name, key, message):
+        """Adds a live subscription to `name` under `key`: `message` (str: text, bytes: binary)
+        is sent now if the connection is open and again after every reconnect or restart,
+        right after the init messages, with the others in the order added; each socket gets
+        it exactly once. Raises SubscriptionExists, MessageTooLarge, QueueFull, ..."""
+        k = key.encode()
+        if isinstance(message, str):
+            b = message.encode()
+            rc = self._lib.kh_manager_subscribe_text(self._mgr(), name.encode(), k, b, len(b))
+        else:
+            b = bytes(message)
+            rc = self._lib.kh_manager_subscribe_binary(self._mgr(), name.encode(), k, b, len(b))
+        _check(rc)
+
+    def unsubscribe(self, name, key, message=None):
+        """Removes the subscription `key` of `name`; `message` (str or bytes, optional) is sent
+        as the unsubscribe message if a socket is open. Raises SubscriptionNotFound, ..."""
+        k = key.encode()
+        if message is None or isinstance(message, str):
+            b = message.encode() if message is not None else None
+            rc = self._lib.kh_manager_unsubscribe(self._mgr(), name.encode(), k, b,
+                                                  len(b) if b else 0)
+        else:
+            b = bytes(message)
+            rc = self._lib.kh_manager_unsubscribe_binary(self._mgr(), name.encode(), k, b,
+                                                         len(b))
+        _check(rc)
+
+    def subscription_count(self, name):
+        """How many live subscriptions `name` has."""
+        n = c_size_t()
+        _check(self._lib.kh_manager_subscription_count(self._mgr(), name.encode(),
+                                                       ctypes.byref(n)))
+        return n.value
 
     def wait_open(self, name, timeout):
         """Blocks until `name` is open; raises Timeout or ConnectionDropped."""

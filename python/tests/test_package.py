@@ -142,3 +142,54 @@ def test_poll_keeps_its_timeout_and_wakeup_ends_it():
         t0 = time.monotonic()
         assert mgr.poll(timeout=None) == []
         assert time.monotonic() - t0 < WAIT
+
+
+def texts_until(mgr, marker):
+    """The texts of the next events up to `marker` (sent by the caller after this starts)."""
+    got = []
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        for e in mgr.poll(timeout=0.1):
+            if e.kind == kharbranth.EventKind.TEXT:
+                if e.text == marker:
+                    return got
+                got.append(e.text)
+    raise AssertionError(f"no {marker!r} within {WAIT} s; got {got}")
+
+
+def test_subscriptions_are_replayed_after_a_drop_in_order_and_once(server):
+    with kharbranth.Manager() as mgr:
+        mgr.add("feed", server, reconnect_backoff=(0.02, 0.2), init_text=["login"])
+        poll_until(mgr, kharbranth.EventKind.OPEN)
+        # The feed server echoes: each subscribe message comes back once per socket.
+        mgr.subscribe("feed", "a", "sub-a")
+        mgr.subscribe("feed", "b", b"sub-b")
+        mgr.subscribe("feed", "c", "sub-c")
+        mgr.unsubscribe("feed", "b", "unsub-b")
+        mgr.unsubscribe("feed", "c")
+        assert mgr.subscription_count("feed") == 1
+        mgr.send_text("feed", "end-1")
+        assert texts_until(mgr, "end-1") == ["login", "sub-a", "sub-c", "unsub-b"]
+        mgr.send_text("feed", "drop")
+        poll_until(mgr, kharbranth.EventKind.OPEN)
+        mgr.send_text("feed", "end-2")
+        assert texts_until(mgr, "end-2") == ["login", "sub-a"]
+
+
+def test_bad_subscription_calls_raise_named_errors(server):
+    with kharbranth.Manager() as mgr:
+        mgr.add("feed", server)
+        mgr.subscribe("feed", "a", "sub-a")
+        with pytest.raises(kharbranth.SubscriptionExists) as e:
+            mgr.subscribe("feed", "a", "again")
+        assert e.value.code == 20
+        with pytest.raises(kharbranth.SubscriptionNotFound) as e:
+            mgr.unsubscribe("feed", "zz")
+        assert e.value.code == 19
+        with pytest.raises(kharbranth.InvalidArgument):
+            mgr.subscribe("feed", "", "x")
+        with pytest.raises(kharbranth.ConnectionNotFound):
+            mgr.subscribe("nobody", "a", "x")
+        assert mgr.subscription_count("feed") == 1
+    with pytest.raises(kharbranth.ShuttingDown):
+        mgr.subscribe("feed", "b", "x")

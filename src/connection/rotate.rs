@@ -77,6 +77,7 @@ where
         let counted = Arc::new(Shared::new());
         let mut next = Session::new(&self.name, ws, self.config.clone(), counted.clone());
         next.queue_init_messages();
+        mailbox.open_next_socket(&mut next.priority);
         // Sends go to the old socket until the switch: the new one polls an empty queue whose
         // sender is kept, so it never reads as "every sender gone".
         let (_keep, mut no_sends) = queue::queue(0);
@@ -102,14 +103,21 @@ where
         })
         .await;
         let failure = match overlap {
-            Overlap::Switch => return self.switch(next, endpoint, None, hooks).await,
+            Overlap::Switch => {
+                mailbox.switch_socket();
+                return self.switch(next, endpoint, None, hooks).await;
+            }
             Overlap::Old(step @ Step::Control(_)) => {
                 // A close or restart wins; the new socket is not needed any more.
+                mailbox.abandon_next_socket();
                 Box::pin(next.close(1000, "rotation abandoned", None, hooks)).await;
                 return Rotation::Interrupted(step);
             }
             // The old socket ended first: the open new one takes over at once.
-            Overlap::Old(step) => return self.switch(next, endpoint, Some(step), hooks).await,
+            Overlap::Old(step) => {
+                mailbox.switch_socket();
+                return self.switch(next, endpoint, Some(step), hooks).await;
+            }
             Overlap::New(Step::ReadFailed(e, _) | Step::Failed(e)) => e,
             Overlap::New(_) => ConnectionError::ConnectionDropped(
                 "the new socket of a rotation closed before its first message".into(),
@@ -122,6 +130,7 @@ where
                 ))
             }
         };
+        mailbox.abandon_next_socket();
         log::warn!(
             "[{}] rotation failed, keeping the old socket: {failure}",
             self.name

@@ -148,6 +148,17 @@ where
         dialer: Option<Dialer<'_, S>>,
     ) -> Ended {
         self.queue_init_messages();
+        // The live subscriptions, after the init messages (which typically log in). Taken
+        // before the state says Open, so every later change reaches this socket exactly once.
+        let init = self.priority.len();
+        mailbox.open_socket(&mut self.priority);
+        if self.priority.len() > init {
+            log::debug!(
+                "[{}] replaying {} subscription(s)",
+                self.name,
+                self.priority.len() - init
+            );
+        }
         self.shared.set_state(ConnState::Open);
         hooks.dispatch(&self.name, Event::Open);
         let max_age = dialer.and(self.config.max_connection_age());
@@ -175,11 +186,14 @@ where
                         rotate_at = max_age.map(|_| Instant::now() + self.config.backoff().1)
                     }
                     Rotation::Interrupted(step) => {
+                        mailbox.end_socket();
                         return Box::pin(self.end(step, mailbox, hooks)).await;
                     }
                 }
                 continue;
             }
+            // From here on subscription changes wait for the next socket's replay.
+            mailbox.end_socket();
             // Boxed: inline, the ending would hold a second session in the task for its whole life.
             return Box::pin(self.end(step, mailbox, hooks)).await;
         }

@@ -8,7 +8,7 @@ use std::mem::size_of;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::boundary::{Out, arg_bytes, arg_ref, arg_str, guard, guard_void, opt_ref, opt_str};
 use super::hooks::{check_struct_size, kh_hooks_ex, read_hooks};
@@ -536,5 +536,137 @@ pub unsafe extern "C" fn kh_manager_wait_open(
         m.wait("kh_manager_wait_open", async move {
             mgr2.wait_open(&name, within).await
         })
+    })
+}
+
+/// Which kind of WebSocket message a subscription call takes; checks and copies the payload.
+fn sub_message(bytes: &[u8], text: bool) -> Result<Message> {
+    if !text {
+        return Ok(Message::Binary(Bytes::copy_from_slice(bytes)));
+    }
+    let t = std::str::from_utf8(bytes)
+        .map_err(|e| ConnectionError::InvalidArgument(format!("text is not valid UTF-8 ({e})")))?;
+    Ok(Message::Text(Utf8Bytes::from(t)))
+}
+
+/// The common body of the subscribe and unsubscribe calls.
+unsafe fn subscription(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    key: *const c_char,
+    data: *const u8,
+    len: usize,
+    add: bool,
+    text: bool,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers with `len` readable bytes, per the header.
+        let (m, name, key, bytes) = unsafe {
+            (
+                manager(mgr)?,
+                arg_str(name, "name")?,
+                arg_str(key, "key")?,
+                arg_bytes(data, len, "data")?,
+            )
+        };
+        if add {
+            m.manager.subscribe(name, key, sub_message(bytes, text)?)
+        } else {
+            // No message (NULL or length 0) means "remove it, send nothing".
+            let msg = (!bytes.is_empty())
+                .then(|| sub_message(bytes, text))
+                .transpose()?;
+            m.manager.unsubscribe(name, key, msg).map(|_| ())
+        }
+    })
+}
+
+/// Adds a live subscription to connection `name` under `key` (UTF-8, 1 to 256 bytes, chosen
+/// by the caller): the text message (`len` bytes of UTF-8, copied) is sent now when the
+/// connection is open, and again on every later socket (reconnect, restart) right after the
+/// init messages, with the other subscriptions in the order they were added. The set lives
+/// as long as the connection; `kh_manager_close` drops it.
+///
+/// Exactly once per socket: each socket gets every subscription that exists while it is open
+/// exactly once, also when the call races a connect, reconnect or restart. Sent while open, it
+/// goes out before messages of `kh_manager_send_*` still waiting in the queue.
+///
+/// Fails, changing nothing: `KH_SUBSCRIPTION_EXISTS` (the key is taken),
+/// `KH_MESSAGE_TOO_LARGE`, `KH_QUEUE_FULL` (open, and the send queue is full),
+/// `KH_INVALID_ARGUMENT` (NULL, invalid UTF-8, an empty or over-long key),
+/// `KH_CONNECTION_NOT_FOUND`, `KH_SHUTTING_DOWN`. May be called from any thread and from
+/// inside any callback, the connection's own included (it never blocks).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_subscribe_text(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    key: *const c_char,
+    data: *const c_char,
+    len: usize,
+) -> kh_result {
+    // SAFETY: forwarded unchanged; the header states what the pointers must be.
+    unsafe { subscription(mgr, name, key, data.cast(), len, true, true) }
+}
+
+/// Like `kh_manager_subscribe_text` with a binary message (copied).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_subscribe_binary(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    key: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> kh_result {
+    // SAFETY: forwarded unchanged; the header states what the pointers must be.
+    unsafe { subscription(mgr, name, key, data, len, true, false) }
+}
+
+/// Removes the subscription `key` of connection `name`: later sockets no longer get it.
+/// `data`/`len` is an optional unsubscribe text message (NULL or `len` 0: none; copied), sent
+/// when a socket is open, after that socket's subscribe message. When no socket is open no
+/// socket has the subscription and the message is not sent (nothing needs undoing); likewise
+/// when the socket ends before writing it, as the next socket never gets the subscription.
+///
+/// Fails, changing nothing: `KH_SUBSCRIPTION_NOT_FOUND`, `KH_MESSAGE_TOO_LARGE`,
+/// `KH_QUEUE_FULL` (only with a message), `KH_INVALID_ARGUMENT`, `KH_CONNECTION_NOT_FOUND`,
+/// `KH_SHUTTING_DOWN`. Callable from inside callbacks, like `kh_manager_subscribe_text`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_unsubscribe(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    key: *const c_char,
+    data: *const c_char,
+    len: usize,
+) -> kh_result {
+    // SAFETY: forwarded unchanged; the header states what the pointers must be.
+    unsafe { subscription(mgr, name, key, data.cast(), len, false, true) }
+}
+
+/// Like `kh_manager_unsubscribe` with a binary unsubscribe message.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_unsubscribe_binary(
+    mgr: *mut kh_manager,
+    name: *const c_char,
+    key: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> kh_result {
+    // SAFETY: forwarded unchanged; the header states what the pointers must be.
+    unsafe { subscription(mgr, name, key, data, len, false, false) }
+}
+
+/// Writes to `*out` how many live subscriptions connection `name` has.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_subscription_count(
+    mgr: *const kh_manager,
+    name: *const c_char,
+    out: *mut usize,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, name, out) =
+            unsafe { (manager(mgr)?, arg_str(name, "name")?, Out::new(out, "out")?) };
+        out.write(m.manager.subscriptions(name)?.len());
+        Ok(())
     })
 }

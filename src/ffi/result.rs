@@ -53,6 +53,10 @@ pub enum kh_result {
     /// or larger than the maximum message size once inflated. Reported instead of the
     /// message; the connection goes on.
     KH_INFLATE_FAILED = 18,
+    /// The connection has no subscription with this key (`kh_manager_unsubscribe_*`).
+    KH_SUBSCRIPTION_NOT_FOUND = 19,
+    /// The connection has a subscription with this key already; nothing changed.
+    KH_SUBSCRIPTION_EXISTS = 20,
 }
 
 /// Defines `TABLE`: each code with its `kh_result_str` text, `NAME: description`, the name
@@ -97,14 +101,17 @@ result_table! {
     KH_SYSTEM_ERROR: "the operating system refused a resource",
     KH_IDLE_TIMEOUT: "no data message within the idle timeout",
     KH_INFLATE_FAILED: "a binary message could not be inflated",
+    KH_SUBSCRIPTION_NOT_FOUND: "no subscription has this key",
+    KH_SUBSCRIPTION_EXISTS: "a subscription with this key exists",
 }
 
-// Entry i describes value i, so a lookup by value is an index.
+// Values ascend through the table. Codes are assigned per feature, so a value may be unused
+// (17 and 18 were reserved for other features when 19 and 20 were added): a lookup searches.
 const _: () = {
-    let mut i = 0;
+    let mut i = 1;
     while i < TABLE.len() {
         assert!(
-            TABLE[i].0 as usize == i,
+            (TABLE[i - 1].0 as usize) < TABLE[i].0 as usize,
             "TABLE is not in the order of the values"
         );
         i += 1;
@@ -132,6 +139,8 @@ impl From<&ConnectionError> for kh_result {
             E::System(_) => Self::KH_SYSTEM_ERROR,
             E::IdleTimeout(_) => Self::KH_IDLE_TIMEOUT,
             E::InflateFailed(_) => Self::KH_INFLATE_FAILED,
+            E::SubscriptionNotFound(_) => Self::KH_SUBSCRIPTION_NOT_FOUND,
+            E::SubscriptionExists(_) => Self::KH_SUBSCRIPTION_EXISTS,
         }
     }
 }
@@ -159,7 +168,7 @@ pub extern "C" fn kh_result_str(result: u32) -> *const c_char {
     // be undefined behaviour.
     const UNKNOWN: &CStr = c"KH_UNKNOWN";
     guard_or(UNKNOWN.as_ptr(), || {
-        let entry = usize::try_from(result).ok().and_then(|i| TABLE.get(i));
+        let entry = TABLE.iter().find(|(code, _)| *code as u32 == result);
         entry.map_or(UNKNOWN, |(_, s)| s).as_ptr()
     })
 }
@@ -215,7 +224,11 @@ mod tests {
         for (code, _) in TABLE {
             assert!(text(*code as u32).starts_with(&format!("{code:?}: ")));
         }
-        for v in [TABLE.len() as u32, 99, u32::MAX] {
+        assert_eq!(
+            text(19),
+            "KH_SUBSCRIPTION_NOT_FOUND: no subscription has this key"
+        );
+        for v in [17, 18, 21, 99, u32::MAX] {
             assert_eq!(text(v), "KH_UNKNOWN");
         }
     }

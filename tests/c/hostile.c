@@ -218,6 +218,10 @@ static void after_free_calls(ctx *c) {
   EXPECT_RC(kh_manager_stats(c->mgr, c->name, &ss), KH_SHUTTING_DOWN);
   kh_conn_stats_ex sx = KH_CONN_STATS_EX_INIT;
   EXPECT_RC(kh_manager_stats_ex(c->mgr, c->name, &sx), KH_SHUTTING_DOWN);
+  size_t subs;
+  EXPECT_RC(kh_manager_subscribe_text(c->mgr, c->name, "k", "x", 1), KH_SHUTTING_DOWN);
+  EXPECT_RC(kh_manager_unsubscribe(c->mgr, c->name, "k", NULL, 0), KH_SHUTTING_DOWN);
+  EXPECT_RC(kh_manager_subscription_count(c->mgr, c->name, &subs), KH_SHUTTING_DOWN);
 }
 
 static void on_text(void *ud, const char *conn, const char *data, size_t len) {
@@ -367,6 +371,17 @@ static void hook_calls(ctx *c, int kind) {
   r = kh_manager_send_ping(m, c->name, (const uint8_t *)"hp", 2);
   CHECK(r == KH_OK || r == KH_CONNECTION_DROPPED, "%s: send_ping in %s: %s", c->name, k,
         rname(r));
+  /* Subscriptions from a hook: never blocks; a second add of the key is refused. */
+  r = kh_manager_subscribe_text(m, c->name, k, "in-hook", 7);
+  CHECK(r == KH_OK || r == KH_SUBSCRIPTION_EXISTS || r == KH_QUEUE_FULL ||
+            r == KH_CONNECTION_DROPPED,
+        "%s: subscribe in %s: %s", c->name, k, rname(r));
+  if (r == KH_OK) {
+    EXPECT_RC(kh_manager_subscribe_text(m, c->name, k, "in-hook", 7), KH_SUBSCRIPTION_EXISTS);
+    r = kh_manager_unsubscribe(m, c->name, k, "un", 2);
+    CHECK(r == KH_OK || r == KH_QUEUE_FULL || r == KH_CONNECTION_DROPPED,
+          "%s: unsubscribe in %s: %s", c->name, k, rname(r));
+  }
   /* Blocking in a hook is refused. */
   r = kh_manager_wait_open(m, c->name, 1000);
   EXPECT_RC(r, KH_INVALID_ARGUMENT);
@@ -701,15 +716,16 @@ static void test_static_functions(void) {
       "KH_CONNECTION_DROPPED", "KH_CONNECTION_NOT_FOUND", "KH_CONNECT_FAILED",
       "KH_INVALID_ARGUMENT", "KH_ALREADY_EXISTS", "KH_QUEUE_FULL", "KH_SHUTTING_DOWN",
       "KH_TIMEOUT", "KH_PANIC", "KH_RETRIES_EXHAUSTED", "KH_MESSAGE_TOO_LARGE",
-      "KH_SYSTEM_ERROR", "KH_IDLE_TIMEOUT", "KH_INFLATE_FAILED"};
-  for (uint32_t i = 0; i < 19; i++) {
+      "KH_SYSTEM_ERROR", "KH_IDLE_TIMEOUT", "KH_INFLATE_FAILED", "KH_SUBSCRIPTION_NOT_FOUND",
+      "KH_SUBSCRIPTION_EXISTS"};
+  for (uint32_t i = 0; i < 21; i++) {
     const char *s = kh_result_str(i);
     CHECK(s != NULL && strncmp(s, names[i], strlen(names[i])) == 0, "kh_result_str(%u) = %s", i,
           s ? s : "(null)");
     CHECK(s && (s[strlen(names[i])] == ':' || s[strlen(names[i])] == 0),
           "kh_result_str(%u) = %s is not the code's name", i, s ? s : "(null)");
   }
-  uint32_t bad[] = {19, 100, 255, 256, 0x7fffffffu, 0x80000000u, UINT32_MAX};
+  uint32_t bad[] = {21, 100, 255, 256, 0x7fffffffu, 0x80000000u, UINT32_MAX};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     const char *s = kh_result_str(bad[i]);
     CHECK(s && strcmp(s, "KH_UNKNOWN") == 0, "kh_result_str(%u) = %s", bad[i], s ? s : "(null)");
@@ -1052,7 +1068,7 @@ static void test_bad_values(void) {
   atomic_store(&c.gone, 1);
   check_ctx(&c, 1);
   ctx *cs[] = {&c};
-  free_manager(m, cs, 0);
+  free_manager(m, cs, 1);
   check_ctx(&c, 1);
   ctx_destroy(&c);
   kh_config_free(cfg);
@@ -2162,6 +2178,76 @@ static void test_growable_structs(void) {
   CHECK(atomic_load(&g.drops) == 1, "on_drop once");
   CHECK(atomic_load(&g.bad) == 0, "%d state changes broke the header", atomic_load(&g.bad));
   kh_manager_free(m);
+/* Live subscriptions: NULL and bad arguments, duplicate and unknown keys, oversize, the replay
+ * after a restart (the feed server answers the subscribe message "push 1" with one text), and
+ * calls after the connection is closed. */
+static void test_subscriptions(void) {
+  kh_manager *m = new_manager(2);
+  kh_config *cfg = new_config(g_url);
+  EXPECT_RC(kh_config_set_max_message_size(cfg, 16), KH_OK);
+  const uint8_t b[2] = {1, 2};
+  size_t n = 77;
+  CHECK(strncmp(kh_result_str(KH_SUBSCRIPTION_NOT_FOUND), "KH_SUBSCRIPTION_NOT_FOUND:", 26) == 0 &&
+            strncmp(kh_result_str(KH_SUBSCRIPTION_EXISTS), "KH_SUBSCRIPTION_EXISTS:", 23) == 0 &&
+            KH_SUBSCRIPTION_NOT_FOUND == 19 && KH_SUBSCRIPTION_EXISTS == 20,
+        "subscription codes: %s, %s", kh_result_str(KH_SUBSCRIPTION_NOT_FOUND),
+        kh_result_str(KH_SUBSCRIPTION_EXISTS));
+  EXPECT_RC(kh_manager_subscribe_text(NULL, "subs", "k", "x", 1), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscribe_text(m, NULL, "k", "x", 1), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscribe_text(m, "subs", NULL, "x", 1), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscribe_binary(NULL, "subs", "k", b, 2), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscribe_binary(m, "subs", NULL, b, 2), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_unsubscribe(NULL, "subs", "k", NULL, 0), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_unsubscribe(m, NULL, "k", NULL, 0), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_unsubscribe(m, "subs", NULL, NULL, 0), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_unsubscribe_binary(NULL, "subs", "k", NULL, 0), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscription_count(NULL, "subs", &n), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscription_count(m, NULL, &n), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscribe_text(m, "subs", "k", "x", 1), KH_CONNECTION_NOT_FOUND);
+  EXPECT_RC(kh_manager_unsubscribe(m, "subs", "k", NULL, 0), KH_CONNECTION_NOT_FOUND);
+  EXPECT_RC(kh_manager_subscription_count(m, "subs", &n), KH_CONNECTION_NOT_FOUND);
+  CHECK(n == 77, "subscription count written on failure");
+
+  ctx c;
+  ctx_init(&c, "subs", m, M_PLAIN);
+  EXPECT_RC(add(m, &c, cfg), KH_OK);
+  /* Added while connecting: sent once when the connection opens. */
+  EXPECT_RC(kh_manager_subscribe_text(m, "subs", "one", "push 1", 6), KH_OK);
+  EXPECT_RC(kh_manager_wait_open(m, "subs", 5000 * g_scale), KH_OK);
+  CHECK(WAIT_FOR(atomic_load(&c.texts) >= 1, 5000), "subs got %d texts", atomic_load(&c.texts));
+  EXPECT_RC(kh_manager_subscribe_text(m, "subs", "one", "push 2", 6), KH_SUBSCRIPTION_EXISTS);
+  EXPECT_RC(kh_manager_subscribe_text(m, "subs", "big", "push 1 ..........", 17),
+            KH_MESSAGE_TOO_LARGE);
+  EXPECT_RC(kh_manager_subscribe_text(m, "subs", "bad", "\xff\xfe", 2), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscribe_text(m, "subs", "\xff", "x", 1), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscribe_text(m, "subs", "", "x", 1), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscribe_text(m, "subs", "nul", NULL, 3), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscribe_binary(m, "subs", "bin", NULL, 3), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscribe_binary(m, "subs", "bin", b, 2), KH_OK);
+  EXPECT_RC(kh_manager_subscription_count(m, "subs", NULL), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_subscription_count(m, "subs", &n), KH_OK);
+  CHECK(n == 2, "%zu subscriptions, not 2", n);
+  EXPECT_RC(kh_manager_unsubscribe(m, "subs", "zz", NULL, 0), KH_SUBSCRIPTION_NOT_FOUND);
+  EXPECT_RC(kh_manager_unsubscribe(m, "subs", "bin", "\xff", 1), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_unsubscribe(m, "subs", "bin", NULL, 4), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_unsubscribe_binary(m, "subs", "bin", NULL, 0), KH_OK);
+  EXPECT_RC(kh_manager_unsubscribe_binary(m, "subs", "bin", NULL, 0), KH_SUBSCRIPTION_NOT_FOUND);
+  EXPECT_RC(kh_manager_subscription_count(m, "subs", &n), KH_OK);
+  CHECK(n == 1, "%zu subscriptions, not 1", n);
+  /* The restart replays "push 1": one more text. */
+  int before = atomic_load(&c.texts);
+  EXPECT_RC(kh_manager_restart(m, "subs"), KH_OK);
+  CHECK(WAIT_FOR(atomic_load(&c.texts) >= before + 1, 5000), "no replay after the restart");
+  EXPECT_RC(kh_manager_unsubscribe(m, "subs", "one", "push 1", 6), KH_OK);
+  CHECK(WAIT_FOR(atomic_load(&c.texts) >= before + 2, 5000), "unsubscribe message not sent");
+  EXPECT_RC(kh_manager_close(m, "subs", 1000, NULL), KH_OK);
+  atomic_store(&c.gone, 1);
+  EXPECT_RC(kh_manager_subscribe_text(m, "subs", "k", "x", 1), KH_CONNECTION_NOT_FOUND);
+  EXPECT_RC(kh_manager_unsubscribe(m, "subs", "one", NULL, 0), KH_CONNECTION_NOT_FOUND);
+  ctx *cs[] = {&c};
+  free_manager(m, cs, 1);
+  check_ctx(&c, 1);
+  ctx_destroy(&c);
   kh_config_free(cfg);
 }
 
@@ -2197,6 +2283,7 @@ int main(int argc, char **argv) {
       {"event queue: a numbered feed through a slow poller", test_poll_numbered_feed, 1},
       {"event queue: free with unpolled events", test_poll_free_with_unpolled_events, 1},
       {"growable structs: kh_hooks_ex, kh_conn_stats_ex", test_growable_structs, 1},
+      {"live subscriptions", test_subscriptions, 1},
   };
   const char *only = getenv("HOSTILE_ONLY");
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
