@@ -1,0 +1,189 @@
+//! The send rate limit, over real sockets: queued sends are written no faster than the rate,
+//! all of them and in order, the queue's bound still applies, and heartbeats take permits when
+//! asked to.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use kharbranth::{ConnectionError, WsManager};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How early a frame may arrive against its GCRA schedule: the first frame, from which the
+/// schedule is counted, may itself be late by up to this (timer and scheduling jitter).
+const TOLERANCE: Duration = Duration::from_millis(15);
+
+/// Reads frames (pings included) until `n` data messages came, with their arrival times.
+/// One deadline for all of them: heartbeats alone must not keep the wait going.
+async fn read_timed(ws: &mut ServerWs, n: usize) -> Vec<(Message, Instant)> {
+    within("the data messages at the server", async {
+        let mut got = Vec::new();
+        let mut data = 0;
+        while data < n {
+            let m = recv(ws).await;
+            if m.is_text() || m.is_binary() {
+                data += 1;
+            }
+            got.push((m, Instant::now()));
+        }
+        got
+    })
+    .await
+}
+
+/// The text messages among `got`, in order.
+fn texts(got: &[(Message, Instant)]) -> Vec<String> {
+    got.iter()
+        .filter(|(m, _)| m.is_text())
+        .map(|(m, _)| m.to_text().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The k-th frame must not arrive before (k + 1 - burst) intervals after the first.
+fn assert_spaced(times: &[Instant], interval: Duration, burst: u32) {
+    let first = times[0];
+    for (k, t) in times.iter().enumerate() {
+        let allowed = interval * (k as u32 + 1).saturating_sub(burst);
+        let at = t.duration_since(first);
+        assert!(
+            at + TOLERANCE >= allowed,
+            "frame {k} arrived {at:?} after the first, before its permit at {allowed:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_sends_arrive_no_faster_than_the_rate_all_in_order_init_first() {
+    let mut server = Server::start().await;
+    let mgr = WsManager::new();
+    // 20 per second: one every 50 ms after a burst of 3.
+    let config = cfg(server.port)
+        .send_rate_limit(20, Duration::from_secs(1), 3)
+        .init_text("login")
+        .build()
+        .unwrap();
+    mgr.add("r", config, kharbranth::ReadHooks::new()).unwrap();
+    let mut ws = server.next().await;
+    mgr.wait_open("r", DEADLINE).await.unwrap();
+    let started = Instant::now();
+    for i in 0..12 {
+        mgr.send_text("r", format!("m{i}")).unwrap();
+    }
+    let got = read_timed(&mut ws, 13).await;
+    let texts = texts(&got);
+    let mut want = vec!["login".to_owned()];
+    want.extend((0..12).map(|i| format!("m{i}")));
+    assert_eq!(
+        texts, want,
+        "every message, in order, the init message first"
+    );
+    let times: Vec<Instant> = got.iter().map(|(_, t)| *t).collect();
+    assert_spaced(&times, Duration::from_millis(50), 3);
+    // Sanity of the whole run: 13 frames, 3 at once, then 10 intervals of 50 ms.
+    let took = times[12].duration_since(started);
+    assert!(
+        took < Duration::from_secs(3),
+        "the limited sends took {took:?}"
+    );
+    mgr.close("r", 1000, "done").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_still_refuses_sends_while_the_rate_holds_them() {
+    let mut server = Server::start().await;
+    let mgr = WsManager::new();
+    let config = cfg(server.port)
+        .send_rate_limit(5, Duration::from_secs(1), 1)
+        .send_queue_capacity(4)
+        .build()
+        .unwrap();
+    mgr.add("q", config, kharbranth::ReadHooks::new()).unwrap();
+    let mut ws = server.next().await;
+    mgr.wait_open("q", DEADLINE).await.unwrap();
+    let (mut accepted, mut full) = (Vec::new(), 0);
+    for i in 0..20 {
+        match mgr.send_text("q", format!("m{i}")) {
+            Ok(()) => accepted.push(format!("m{i}")),
+            Err(ConnectionError::QueueFull(_)) => full += 1,
+            Err(e) => panic!("unexpected send error {e}"),
+        }
+    }
+    assert!(
+        full > 0,
+        "20 sends at once into a queue of 4 at 5/s: none refused"
+    );
+    assert!(accepted.len() <= 6, "accepted {} of 20", accepted.len());
+    // Everything accepted is written, in order.
+    let got = read_timed(&mut ws, accepted.len()).await;
+    let texts = texts(&got);
+    assert_eq!(texts, accepted);
+    let times: Vec<Instant> = got.iter().map(|(_, t)| *t).collect();
+    assert_spaced(&times, Duration::from_millis(200), 1);
+    mgr.close("q", 1000, "done").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_take_permits_when_asked() {
+    let mut server = Server::start().await;
+    let mgr = WsManager::new();
+    // Pings fall due every 20 ms, but the limit allows one frame every 100 ms.
+    let config = cfg(server.port)
+        .ping_interval(Duration::from_millis(20))
+        .send_rate_limit(10, Duration::from_secs(1), 1)
+        .rate_limit_pings(true)
+        .build()
+        .unwrap();
+    mgr.add("p", config, kharbranth::ReadHooks::new()).unwrap();
+    let mut ws = server.next().await;
+    mgr.wait_open("p", DEADLINE).await.unwrap();
+    for i in 0..4 {
+        mgr.send_text("p", format!("m{i}")).unwrap();
+    }
+    let got = read_timed(&mut ws, 4).await;
+    let pings = got.iter().filter(|(m, _)| m.is_ping()).count();
+    assert!(pings > 0, "no heartbeat went out: {got:?}");
+    let texts = texts(&got);
+    assert_eq!(texts, ["m0", "m1", "m2", "m3"]);
+    let times: Vec<Instant> = got.iter().map(|(_, t)| *t).collect();
+    assert_spaced(&times, Duration::from_millis(100), 1);
+    mgr.close("p", 1000, "done").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_counting_pings_heartbeats_pass_the_limit() {
+    let mut server = Server::start().await;
+    let mgr = WsManager::new();
+    let config = cfg(server.port)
+        .ping_interval(Duration::from_millis(20))
+        .send_rate_limit(1, Duration::from_secs(1), 1)
+        .build()
+        .unwrap();
+    mgr.add("n", config, kharbranth::ReadHooks::new()).unwrap();
+    let mut ws = server.next().await;
+    mgr.wait_open("n", DEADLINE).await.unwrap();
+    mgr.send_text("n", "a").unwrap();
+    mgr.send_text("n", "b").unwrap();
+    // "b" waits a second for its permit; the heartbeats meanwhile are not held.
+    let got = read_timed(&mut ws, 2).await;
+    let pings_between = got
+        .iter()
+        .skip_while(|(m, _)| !m.is_text())
+        .filter(|(m, _)| m.is_ping())
+        .count();
+    assert!(
+        pings_between >= 5,
+        "heartbeats were held by the data limit: {pings_between} pings in the wait"
+    );
+    let gap = got[got.len() - 1].1.duration_since(
+        got.iter()
+            .find(|(m, _)| m.is_text())
+            .map(|(_, t)| *t)
+            .unwrap(),
+    );
+    assert!(
+        gap + TOLERANCE >= Duration::from_secs(1),
+        "b came {gap:?} after a"
+    );
+    mgr.close("n", 1000, "done").await.unwrap();
+}
