@@ -146,6 +146,26 @@ pub(crate) fn rate(
     })
 }
 
+/// Largest connect-attempt count per window: the limiter keeps one instant per attempt.
+pub(crate) const MAX_CONNECT_ATTEMPTS: u32 = 1_000_000;
+
+/// The manager's connect-attempt limit: 1 up to [`MAX_CONNECT_ATTEMPTS`] attempts per window
+/// of 1 ms up to [`MAX_DURATION`].
+pub(crate) fn connect_rate(attempts: u32, per: Duration) -> Result<(u32, Duration)> {
+    if !(1..=MAX_CONNECT_ATTEMPTS).contains(&attempts) {
+        return Err(invalid(format!(
+            "connect_rate_limit: attempts must be 1..={MAX_CONNECT_ATTEMPTS}, not {attempts}"
+        )));
+    }
+    if !(MIN_DURATION..=MAX_DURATION).contains(&per) {
+        return Err(invalid(format!(
+            "connect_rate_limit: the window must be 1 ms..=1 year ({} ms), not {per:?}",
+            MAX_DURATION.as_millis()
+        )));
+    }
+    Ok((attempts, per))
+}
+
 /// The buffer settings, each named as in its error message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BufferSetting {

@@ -61,6 +61,61 @@ impl Gcra {
     }
 }
 
+/// A limit on connection attempts shared by every connection of a manager: at most `attempts`
+/// in any window of `per` (a sliding window, not a GCRA, whose burst would let up to twice the
+/// count through one window).
+///
+/// A caller reserves its slot under a short lock (no await inside) and then sleeps until it
+/// outside: slots are handed out in the order callers asked, so no connection starves, and the
+/// log of the last `attempts` slots is the whole state. A caller that stops waiting (close,
+/// restart, shutdown) leaves its slot unused: the limit is never exceeded, at worst a slot is
+/// wasted.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectLimiter {
+    state: std::sync::Mutex<Option<Window>>,
+}
+
+#[derive(Debug)]
+struct Window {
+    attempts: usize,
+    per: Duration,
+    /// The last `attempts` slots handed out, oldest first (never decreasing).
+    slots: std::collections::VecDeque<Instant>,
+}
+
+impl ConnectLimiter {
+    /// Sets the limit (`None`: none). Slots already handed out are kept; the new window counts
+    /// from them, so a change never lets more through than the tighter of the two limits would.
+    pub(crate) fn set(&self, limit: Option<(u32, Duration)>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let old = state.take().map(|w| w.slots).unwrap_or_default();
+        *state = limit.map(|(attempts, per)| {
+            let attempts = attempts as usize;
+            let skip = old.len().saturating_sub(attempts);
+            Window {
+                attempts,
+                per,
+                slots: old.into_iter().skip(skip).collect(),
+            }
+        });
+    }
+
+    /// Reserves the next attempt's slot: `None` to go now, or the instant to wait for.
+    pub(crate) fn reserve(&self) -> Option<Instant> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let w = state.as_mut()?;
+        let now = Instant::now();
+        let slot = if w.slots.len() < w.attempts {
+            now.max(w.slots.back().copied().unwrap_or(now))
+        } else {
+            let oldest = w.slots.pop_front().unwrap_or(now);
+            now.max(oldest + w.per)
+        };
+        w.slots.push_back(slot);
+        (slot > now).then_some(slot)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +168,25 @@ mod tests {
         let t1 = t0 + Duration::from_millis(600);
         assert_eq!(g.try_take(t1), Ok(()));
         assert_eq!(g.try_take(t1), Err(t1 + Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn connect_slots_never_exceed_the_count_in_any_window() {
+        let limiter = ConnectLimiter::default();
+        assert_eq!(limiter.reserve(), None, "no limit: no wait");
+        limiter.set(Some((3, Duration::from_secs(1))));
+        let t0 = Instant::now();
+        let slots: Vec<Instant> = (0..10).map(|_| limiter.reserve().unwrap_or(t0)).collect();
+        for k in 3..slots.len() {
+            assert!(
+                slots[k] >= slots[k - 3] + Duration::from_secs(1),
+                "slot {k} within a window of slot {}",
+                k - 3
+            );
+        }
+        // Asked in order, served in order.
+        assert!(slots.windows(2).all(|w| w[0] <= w[1]));
+        limiter.set(None);
+        assert_eq!(limiter.reserve(), None);
     }
 }

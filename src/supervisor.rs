@@ -14,6 +14,7 @@ use crate::error::ConnectionError;
 use crate::handle::{ConnState, Shared};
 use crate::hooks::{Event, ReadHooks};
 use crate::queue::{Control, Receiver};
+use crate::ratelimit::ConnectLimiter;
 use crate::transport::Socket;
 
 /// Runs one connection for its whole life. The mailbox outlives every socket, so messages
@@ -24,6 +25,7 @@ pub(crate) async fn supervise(
     shared: Arc<Shared>,
     mut mailbox: Receiver,
     mut hooks: ReadHooks,
+    limiter: Arc<ConnectLimiter>,
 ) {
     let (min, max) = config.backoff();
     let mut backoff = Backoff::new(min, max);
@@ -36,7 +38,7 @@ pub(crate) async fn supervise(
                 Some(Control::Restart) => continue 'outer,
                 Some(Control::Close { .. }) | None => break 'outer,
             },
-            r = dial_round(&name, &config, &mut hooks) => r,
+            r = dial_round(&name, &config, &mut hooks, &limiter) => r,
         };
         match attempt {
             Ok((ws, endpoint)) => {
@@ -103,11 +105,19 @@ async fn dial_round(
     name: &str,
     config: &Config,
     hooks: &mut ReadHooks,
+    limiter: &ConnectLimiter,
 ) -> Result<(Socket, usize), ConnectionError> {
     let last = config.endpoint_count() - 1;
     for i in 0..=last {
         let endpoint = config.endpoint(i);
         let target = describe_target(&endpoint);
+        // Each URL tried is one attempt of the manager's limit. The wait is part of this
+        // future, which the supervisor drops on close, restart or shutdown; boxed, since most
+        // attempts do not wait.
+        if let Some(at) = limiter.reserve() {
+            log::debug!("[{name}] waiting for a connect slot of the manager's limit");
+            Box::pin(tokio::time::sleep_until(at)).await;
+        }
         log::info!("[{name}] connecting to {target}");
         // Boxed: the dial future is the largest state of a connection's life, and only a
         // short one.
@@ -141,6 +151,7 @@ mod tests {
             link.shared.clone(),
             mailbox,
             crate::ReadHooks::new(),
+            Default::default(),
         );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2560, "the supervisor future grew to {size} bytes");

@@ -810,6 +810,8 @@ static void test_null_arguments(void) {
   EXPECT_RC(kh_manager_restart(NULL, "nullconn"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_restart(m, NULL), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_restart_all(NULL), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(NULL, 5, 1000), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(NULL, 0, 0), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_close(NULL, "nullconn", 1000, NULL), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_close(m, NULL, 1000, NULL), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_state(NULL, "nullconn", &st), KH_INVALID_ARGUMENT);
@@ -983,6 +985,13 @@ static void test_bad_values(void) {
 
   /* The configuration still works after all the refused calls. */
   kh_manager *m = new_manager(2);
+  /* connect-attempt limit: out of range refused, 0 removes it */
+  EXPECT_RC(kh_manager_set_connect_rate_limit(m, 5, 0), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(m, 5, UINT64_MAX), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(m, 1000001, 1000), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(m, UINT32_MAX, 1000), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(m, 1000, 1), KH_OK);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(m, 0, UINT64_MAX), KH_OK);
   ctx c;
   ctx_init(&c, "afterbad", m, M_PLAIN);
   EXPECT_RC(kh_config_set_max_message_size(cfg, 16), KH_OK);
