@@ -65,11 +65,11 @@ pub(crate) struct Session<S> {
     close_wait: Option<Pin<Box<Sleep>>>,
     /// The send rate limit, when one is configured: boxed, so that a session without one
     /// carries only a null pointer.
-    limiter: Option<Box<SendLimiter>>,
+    pub(super) limiter: Option<Box<SendLimiter>>,
 }
 
 /// A session's send rate limit: the permits and the one timer armed while a write waits.
-struct SendLimiter {
+pub(super) struct SendLimiter {
     gcra: Gcra,
     /// Heartbeats, pings and pongs take permits too.
     count_pings: bool,
@@ -90,6 +90,17 @@ impl SendLimiter {
             last_was_ping: false,
             timer: Box::pin(tokio::time::sleep_until(now)),
         }))
+    }
+
+    /// Whether writing `msg` takes a permit.
+    pub(super) fn counts(&self, msg: &Message) -> bool {
+        msg.is_text() || msg.is_binary() || (self.count_pings && (msg.is_ping() || msg.is_pong()))
+    }
+
+    /// Takes a permit if one is free now; else says when the next one is (the close path,
+    /// which waits for it with its own deadline).
+    pub(super) fn next_permit(&mut self) -> Option<Instant> {
+        self.gcra.try_take(Instant::now()).err()
     }
 
     /// [`permit`](Self::permit) for a message (not a heartbeat).
