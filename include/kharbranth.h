@@ -928,6 +928,31 @@ kh_result kh_config_set_proxy(struct kh_config *cfg, const char *url);
 kh_result kh_config_add_fallback_url(struct kh_config *cfg, const char *url);
 
 /**
+ * Limits the data messages written on the connection's socket to `messages` per `per_ms`
+ * milliseconds, with bursts of up to `burst` at once (a GCRA: after a burst, one message every
+ * `per_ms / messages` ms). Text and binary messages count, the init messages included (they
+ * still go first); heartbeats, pings and pongs count too after
+ * `kh_config_set_rate_limit_pings(cfg, 1)`. A send above the rate is accepted and waits in
+ * the send queue, in order, until the limit allows it; the queue's bound still applies (a
+ * send to a full queue returns `KH_QUEUE_FULL`). Each new socket starts with a full burst.
+ * Default: no limit. `messages` and `burst` positive, `per_ms` 1 ms to one year; otherwise
+ * `KH_INVALID_ARGUMENT`.
+ */
+kh_result kh_config_set_send_rate_limit(struct kh_config *cfg,
+                                        uint32_t messages,
+                                        uint64_t per_ms,
+                                        uint32_t burst);
+
+/**
+ * With a send rate limit (`kh_config_set_send_rate_limit`), heartbeats (pings or the text
+ * heartbeat), pings sent with `kh_manager_send_ping` and pongs take permits too (`count`
+ * nonzero), for exchanges that count them. A due heartbeat then waits for its permit, ahead of
+ * the queued messages but never twice in a row while a message waits. Default 0; without a
+ * limit it does nothing.
+ */
+kh_result kh_config_set_rate_limit_pings(struct kh_config *cfg, int count);
+
+/**
  * Creates a manager with a default number of worker threads (the number of CPUs, at least 2
  * and at most 8) and writes it to `*out`. Free it with `kh_manager_free`.
  */
@@ -1043,6 +1068,21 @@ kh_result kh_manager_rotate(struct kh_manager *mgr, const char *name);
  * Restarts every connection of the manager, like `kh_manager_restart`.
  */
 kh_result kh_manager_restart_all(struct kh_manager *mgr);
+
+/**
+ * Limits the connection attempts of all the manager's connections together to at most
+ * `attempts` in any window of `per_ms` milliseconds (sliding). Each URL dialled counts as one
+ * attempt, reconnects and restarts included; an attempt over the limit waits for its slot, in
+ * the order the attempts asked (no connection starves), so 1,000 connections dropped at once
+ * come back spread over the windows. The wait ends at once on `kh_manager_close`,
+ * `kh_manager_restart` or `kh_manager_free`. May be called at any time: attempts that ask
+ * afterwards follow the new limit, counted from the slots already handed out. `attempts` 0
+ * removes the limit (`per_ms` is then ignored); otherwise `attempts` 1 to 1000000 and `per_ms`
+ * 1 ms to one year, or `KH_INVALID_ARGUMENT`. Default: no limit.
+ */
+kh_result kh_manager_set_connect_rate_limit(struct kh_manager *mgr,
+                                            uint32_t attempts,
+                                            uint64_t per_ms);
 
 /**
  * Closes a connection for good: writes the messages still queued, sends a close frame with

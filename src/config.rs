@@ -214,6 +214,26 @@ impl Config {
     }
 
     /// The proxy connections are tunnelled through, if any.
+    /// The send rate limit: messages, per, burst (see
+    /// [`ConfigBuilder::send_rate_limit`]); `None`: no limit.
+    pub fn send_rate_limit(&self) -> Option<(u32, Duration, u32)> {
+        self.inner.set.send_rate
+    }
+    /// Whether heartbeats take a permit of the send rate limit.
+    pub fn rate_limit_pings(&self) -> bool {
+        self.inner.set.rate_limit_pings
+    }
+    /// The checked send rate limit, for the session.
+    pub(crate) fn send_rate(&self) -> Option<crate::ratelimit::Rate> {
+        self.inner
+            .set
+            .send_rate
+            .map(|(messages, per, burst)| crate::ratelimit::Rate {
+                messages,
+                per,
+                burst,
+            })
+    }
     pub(crate) fn proxy(&self) -> Option<&Proxy> {
         self.inner.proxy.as_ref()
     }
@@ -282,6 +302,8 @@ pub struct ConfigBuilder {
     client_cert: Option<ClientCert>,
     proxy: Option<String>,
     fallback_urls: Vec<String>,
+    send_rate: Option<(u32, Duration, u32)>,
+    rate_limit_pings: bool,
     max_connection_age: Option<Duration>,
     idle_timeout: Option<Duration>,
     inflate: Option<Compression>,
@@ -422,6 +444,8 @@ impl ConfigBuilder {
             max_connection_age: None,
             idle_timeout: None,
             inflate: None,
+            send_rate: None,
+            rate_limit_pings: false,
         }
     }
 
@@ -602,6 +626,32 @@ impl ConfigBuilder {
         self
     }
 
+    /// Limits the data messages written on each socket to `messages` per `per`, with bursts of
+    /// up to `burst` at once (a GCRA: after a burst, one message every `per / messages`), as
+    /// exchanges require (Binance: 5 per second). Text and binary messages count, the init
+    /// messages included (they still go first); heartbeats count too with
+    /// [`rate_limit_pings`](Self::rate_limit_pings). A send above the rate is accepted and
+    /// waits in the send queue, in order, until the limit allows it: the queue's bound still
+    /// applies, so a caller that keeps sending faster than the rate gets
+    /// [`QueueFull`](crate::ConnectionError::QueueFull). Each socket starts with a full burst.
+    /// Default: no limit. `messages` and `burst` positive, `per` 1 ms to one year and at
+    /// most one message per nanosecond, checked by [`build`](Self::build).
+    pub fn send_rate_limit(mut self, messages: u32, per: Duration, burst: u32) -> Self {
+        self.send_rate = Some((messages, per, burst));
+        self
+    }
+
+    /// With a [`send_rate_limit`](Self::send_rate_limit), heartbeats (pings, or the text
+    /// heartbeat) take a permit too, for exchanges that count them (default `false`). A due
+    /// heartbeat then waits for its permit like a message, ahead of the queued messages, but never two heartbeats in a row while a message waits
+    /// (heartbeats due faster than the rate do not starve the data); the pong timeout still
+    /// counts from the moment it fell due. User pings
+    /// ([`WsManager::send_ping`](crate::WsManager::send_ping)) and pongs count then too. Without a limit this does nothing.
+    pub fn rate_limit_pings(mut self, count: bool) -> Self {
+        self.rate_limit_pings = count;
+        self
+    }
+
     /// Connects through a proxy: `http://[user:password@]host:port` (HTTP `CONNECT`) or
     /// `socks5://[user:password@]host:port` (the proxy resolves the target's name). TLS and
     /// the WebSocket upgrade run end to end through the tunnel, certificates checked against
@@ -659,6 +709,9 @@ impl ConfigBuilder {
         limits::buffer_size(BufferSetting::Read, self.read_buffer_size)?;
         limits::buffer_size(BufferSetting::Frame, self.frame_buffer_size)?;
         limits::buffer_size(BufferSetting::Write, self.write_buffer_size)?;
+        if let Some((messages, per, burst)) = self.send_rate {
+            limits::rate("send_rate_limit", messages, per, burst)?;
+        }
         if let Heartbeat::Text(t) = &self.heartbeat {
             limits::heartbeat_text(t)?;
         }

@@ -78,6 +78,11 @@ impl HeartbeatTimer {
         })
     }
 
+    /// Whether a heartbeat is due, without taking it.
+    pub(crate) fn is_due(&self) -> bool {
+        self.ping_due
+    }
+
     /// The heartbeat taken by [`take_due`](Self::take_due) was handed to the socket.
     pub(crate) fn sent(&mut self) {
         self.sent_at = Some(Instant::now());

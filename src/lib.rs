@@ -58,6 +58,7 @@ mod limits;
 mod logging;
 mod manager;
 mod queue;
+mod ratelimit;
 mod supervisor;
 mod tls;
 mod transport;

@@ -113,6 +113,63 @@ pub(crate) fn send_queue_capacity(n: usize) -> Result<usize> {
     Ok(n)
 }
 
+/// A rate limit (`what` names it in the message): `messages` and `burst` positive, `per`
+/// 1 ms up to [`MAX_DURATION`], and at most one permit per nanosecond (`per / messages` must
+/// not round to zero, or the limit would not limit).
+pub(crate) fn rate(
+    what: &str,
+    messages: u32,
+    per: Duration,
+    burst: u32,
+) -> Result<crate::ratelimit::Rate> {
+    if messages == 0 {
+        return Err(invalid(format!(
+            "{what}: a rate of zero messages would never send; leave the limit unset for none"
+        )));
+    }
+    if burst == 0 {
+        return Err(invalid(format!(
+            "{what}: the burst must be at least 1, not 0"
+        )));
+    }
+    if !(MIN_DURATION..=MAX_DURATION).contains(&per) {
+        return Err(invalid(format!(
+            "{what}: the period must be 1 ms..=1 year ({} ms), not {per:?}",
+            MAX_DURATION.as_millis()
+        )));
+    }
+    if (per / messages).is_zero() {
+        return Err(invalid(format!(
+            "{what}: {messages} per {per:?} is more than one per nanosecond"
+        )));
+    }
+    Ok(crate::ratelimit::Rate {
+        messages,
+        per,
+        burst,
+    })
+}
+
+/// Largest connect-attempt count per window: the limiter keeps one instant per attempt.
+pub(crate) const MAX_CONNECT_ATTEMPTS: u32 = 1_000_000;
+
+/// The manager's connect-attempt limit: 1 up to [`MAX_CONNECT_ATTEMPTS`] attempts per window
+/// of 1 ms up to [`MAX_DURATION`].
+pub(crate) fn connect_rate(attempts: u32, per: Duration) -> Result<(u32, Duration)> {
+    if !(1..=MAX_CONNECT_ATTEMPTS).contains(&attempts) {
+        return Err(invalid(format!(
+            "connect_rate_limit: attempts must be 1..={MAX_CONNECT_ATTEMPTS}, not {attempts}"
+        )));
+    }
+    if !(MIN_DURATION..=MAX_DURATION).contains(&per) {
+        return Err(invalid(format!(
+            "connect_rate_limit: the window must be 1 ms..=1 year ({} ms), not {per:?}",
+            MAX_DURATION.as_millis()
+        )));
+    }
+    Ok((attempts, per))
+}
+
 /// The buffer settings, each named as in its error message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BufferSetting {
@@ -518,6 +575,22 @@ mod tests {
                 "write_buffer_size must be 0..=67108864 bytes (64 MiB), not 18446744073709551615",
             ),
             (b().max_message_size(0), "max_message_size must be positive"),
+            (
+                b().send_rate_limit(0, s(1), 1),
+                "send_rate_limit: a rate of zero messages would never send; leave the limit unset for none",
+            ),
+            (
+                b().send_rate_limit(5, s(1), 0),
+                "send_rate_limit: the burst must be at least 1, not 0",
+            ),
+            (
+                b().send_rate_limit(5, Duration::ZERO, 1),
+                "send_rate_limit: the period must be 1 ms..=1 year (31536000000 ms), not 0ns",
+            ),
+            (
+                b().send_rate_limit(u32::MAX, Duration::from_millis(1), 1),
+                "send_rate_limit: 4294967295 per 1ms is more than one per nanosecond",
+            ),
             (b().max_frame_size(0), "max_frame_size must be positive"),
             (
                 b().heartbeat(Heartbeat::Text(String::new())),

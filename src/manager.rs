@@ -50,6 +50,8 @@ struct Inner {
     handle: Handle,
     /// Where the connections added with `add_polled` deliver. Empty, it holds no allocation.
     events: Arc<EventQueue>,
+    /// The connect-attempt limit every connection of this manager shares.
+    connect_limiter: Arc<crate::ratelimit::ConnectLimiter>,
 }
 
 impl Drop for Inner {
@@ -100,6 +102,7 @@ impl WsManager {
             restart_tx,
             handle: handle.clone(),
             events: EventQueue::new(),
+            connect_limiter: Arc::default(),
         });
         handle.spawn(restart_loop(Arc::downgrade(&inner), restart_rx));
         Self { inner }
@@ -178,9 +181,35 @@ impl WsManager {
             link.shared.clone(),
             mailbox,
             hooks,
+            self.inner.connect_limiter.clone(),
         ));
         conns.insert(name, Entry { link, task, config });
         Ok(())
+    }
+
+    /// Limits the connection attempts of all this manager's connections together to at most
+    /// `attempts` in any window of `per` (sliding), as exchanges limit them per IP (Binance:
+    /// 300 per 5 minutes). Each URL dialled counts as one attempt, reconnects and restarts
+    /// included; an attempt over the limit waits for its slot, in the order the attempts
+    /// asked, so 1,000 connections dropped at once come back spread over the windows and none
+    /// starves. The wait ends at once on close, restart or shutdown (the slot stays used).
+    /// Default: no limit. May be called at any time: attempts that ask after the call follow
+    /// the new limit, counted from the slots already handed out; attempts already waiting
+    /// keep their slot. `attempts` 1 to 1,000,000, `per` 1 ms to one year; `ShuttingDown`
+    /// after [`shutdown`](Self::shutdown).
+    pub fn set_connect_rate_limit(&self, attempts: u32, per: Duration) -> Result<()> {
+        self.check_running()?;
+        let limit = limits::connect_rate(attempts, per)?;
+        self.inner.connect_limiter.set(Some(limit));
+        log::info!("connect rate limit: {attempts} attempts per {per:?}");
+        Ok(())
+    }
+
+    /// Removes the connect-attempt limit ([`set_connect_rate_limit`](Self::set_connect_rate_limit)):
+    /// later attempts go at once; attempts already waiting keep their slot.
+    pub fn clear_connect_rate_limit(&self) {
+        self.inner.connect_limiter.set(None);
+        log::info!("connect rate limit removed");
     }
 
     /// A handle for sending to `name` without a look-up per message (the hot path of a

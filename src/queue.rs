@@ -453,6 +453,17 @@ impl Receiver {
         m
     }
 
+    /// Whether a write is queued, without taking it.
+    pub(crate) fn has_write(&self) -> bool {
+        !self.shared.lock().writes.is_empty()
+    }
+
+    /// Puts back a write taken by [`poll_write`](Self::poll_write) that may not be written
+    /// yet (a rate limit): it stays first, and stays counted against the queue's bound.
+    pub(crate) fn put_back(&mut self, msg: Message) {
+        self.shared.lock().writes.push_front(msg);
+    }
+
     /// Waits for the next request (`None`: every sender is gone).
     pub(crate) async fn recv_control(&mut self) -> Option<Control> {
         std::future::poll_fn(|cx| self.poll_control(cx)).await

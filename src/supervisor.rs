@@ -14,6 +14,7 @@ use crate::error::ConnectionError;
 use crate::handle::{ConnState, Shared, StateChange};
 use crate::hooks::{Event, ReadHooks};
 use crate::queue::{Control, Receiver};
+use crate::ratelimit::ConnectLimiter;
 use crate::transport::Socket;
 
 /// Runs one connection for its whole life. The mailbox outlives every socket, so messages
@@ -24,6 +25,7 @@ pub(crate) async fn supervise(
     shared: Arc<Shared>,
     mut mailbox: Receiver,
     mut hooks: ReadHooks,
+    limiter: Arc<ConnectLimiter>,
 ) {
     let (min, max) = config.backoff();
     let mut backoff = Backoff::new(min, max);
@@ -38,12 +40,12 @@ pub(crate) async fn supervise(
     // A rotation's second socket is dialled like a reconnect: same URLs, same order. Its
     // failures on the way are collected, for the session owns the hooks meanwhile.
     let dialer = {
-        let (name, config) = (name.clone(), config.clone());
+        let (name, config, limiter) = (name.clone(), config.clone(), limiter.clone());
         move || -> DialFuture<_> {
-            let (name, config) = (name.clone(), config.clone());
+            let (name, config, limiter) = (name.clone(), config.clone(), limiter.clone());
             Box::pin(async move {
                 let mut skipped = Vec::new();
-                let r = dial_round(&name, &config, |e| skipped.push(e)).await;
+                let r = dial_round(&name, &config, &limiter, |e| skipped.push(e)).await;
                 (r, skipped)
             })
         }
@@ -59,7 +61,7 @@ pub(crate) async fn supervise(
                 Some(Control::Restart | Control::Rotate) => continue 'outer,
                 Some(Control::Close { .. }) | None => break 'outer,
             },
-            r = dial_round(&name, &config, |e| hooks.dispatch(&name, Event::Error(e))) => r,
+            r = dial_round(&name, &config, &limiter, |e| hooks.dispatch(&name, Event::Error(e))) => r,
         };
         match attempt {
             Ok((ws, endpoint)) => {
@@ -171,12 +173,20 @@ async fn next_control(mailbox: &mut Receiver) -> Option<Control> {
 async fn dial_round(
     name: &str,
     config: &Config,
+    limiter: &ConnectLimiter,
     mut report: impl FnMut(ConnectionError),
 ) -> Result<(Socket, usize), ConnectionError> {
     let last = config.endpoint_count() - 1;
     for i in 0..=last {
         let endpoint = config.endpoint(i);
         let target = describe_target(&endpoint);
+        // Each URL tried is one attempt of the manager's limit. The wait is part of this
+        // future, which the supervisor drops on close, restart or shutdown; boxed, since most
+        // attempts do not wait.
+        if let Some(at) = limiter.reserve() {
+            log::debug!("[{name}] waiting for a connect slot of the manager's limit");
+            Box::pin(tokio::time::sleep_until(at)).await;
+        }
         log::info!("[{name}] connecting to {target}");
         // Boxed: the dial future is the largest state of a connection's life, and only a
         // short one.
@@ -210,6 +220,7 @@ mod tests {
             link.shared.clone(),
             mailbox,
             crate::ReadHooks::new(),
+            Default::default(),
         );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2560, "the supervisor future grew to {size} bytes");

@@ -80,6 +80,16 @@ where
         let handshake = async {
             for m in pending {
                 let (data, len) = (m.is_text() || m.is_binary(), m.len());
+                // The send rate limit holds on the way out too; the close timeout bounds the
+                // wait, and what it cuts off is reported like any unwritten message.
+                if let Some(lim) = self.limiter.as_deref_mut()
+                    && lim.counts(&m)
+                {
+                    while let Some(at) = lim.next_permit() {
+                        self.ws.flush().await?;
+                        tokio::time::sleep_until(at).await;
+                    }
+                }
                 self.ws.feed(m).await?;
                 if data {
                     self.shared.count_out(len);

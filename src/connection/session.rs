@@ -21,6 +21,7 @@ use crate::heartbeat::HeartbeatTimer;
 use crate::hooks::{CLOSE_NO_STATUS, Event, ReadHooks};
 use crate::inflate::Inflater;
 use crate::queue::{Control, Receiver};
+use crate::ratelimit::Gcra;
 use crate::watchdog::IdleWatchdog;
 use crate::wire::Wire;
 
@@ -95,6 +96,71 @@ pub(crate) struct Session<S> {
     idle: Option<IdleWatchdog>,
     /// Inflates binary messages, when configured; boxed, as most connections have none.
     inflater: Option<Box<Inflater>>,
+    /// The send rate limit, when one is configured: boxed, so that a session without one
+    /// carries only a null pointer.
+    pub(super) limiter: Option<Box<SendLimiter>>,
+}
+
+/// A session's send rate limit: the permits and the one timer armed while a write waits.
+pub(super) struct SendLimiter {
+    gcra: Gcra,
+    /// Heartbeats, pings and pongs take permits too.
+    count_pings: bool,
+    /// The last permit went to a heartbeat: the next goes to a waiting message, so that
+    /// heartbeats due faster than the rate cannot starve the data.
+    last_was_ping: bool,
+    /// Set to the instant of the next permit while a write waits for it; polled only then.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl SendLimiter {
+    fn new(config: &Config) -> Option<Box<Self>> {
+        let rate = config.send_rate()?;
+        let now = Instant::now();
+        Some(Box::new(Self {
+            gcra: Gcra::new(rate, now),
+            count_pings: config.rate_limit_pings(),
+            last_was_ping: false,
+            timer: Box::pin(tokio::time::sleep_until(now)),
+        }))
+    }
+
+    /// Whether writing `msg` takes a permit.
+    pub(super) fn counts(&self, msg: &Message) -> bool {
+        msg.is_text() || msg.is_binary() || (self.count_pings && (msg.is_ping() || msg.is_pong()))
+    }
+
+    /// Takes a permit if one is free now; else says when the next one is (the close path,
+    /// which waits for it with its own deadline).
+    pub(super) fn next_permit(&mut self) -> Option<Instant> {
+        self.gcra.try_take(Instant::now()).err()
+    }
+
+    /// [`permit`](Self::permit) for a message (not a heartbeat).
+    fn take_for_message(&mut self, cx: &mut Context<'_>, now: &mut Option<Instant>) -> bool {
+        let ok = self.permit(cx, now);
+        if ok {
+            self.last_was_ping = false;
+        }
+        ok
+    }
+
+    /// Takes a permit now, or arms the timer for the next one and says "not yet". `now` is
+    /// read once per write burst, by the first frame that needs a permit.
+    fn permit(&mut self, cx: &mut Context<'_>, now: &mut Option<Instant>) -> bool {
+        let now = *now.get_or_insert_with(Instant::now);
+        match self.gcra.try_take(now) {
+            Ok(()) => true,
+            Err(at) => {
+                self.timer.as_mut().reset(at);
+                if self.timer.as_mut().poll(cx).is_ready() {
+                    // Due between the clock read and the arming: look again at once.
+                    cx.waker().wake_by_ref();
+                }
+                false
+            }
+        }
+    }
 }
 
 impl<S> Session<S>
@@ -116,6 +182,7 @@ where
                 .map(|c| Box::new(Inflater::new(c, config.max_message_size()))),
             shared,
             heartbeat: HeartbeatTimer::new(&config),
+            limiter: SendLimiter::new(&config),
             config,
             priority: VecDeque::new(),
             needs_flush: false,
@@ -400,14 +467,45 @@ where
     }
 
     fn poll_writes(&mut self, cx: &mut Context<'_>, mailbox: &mut Receiver) -> Result<()> {
+        // One look per write burst; the unlimited loop is compiled without the limiter's steps.
+        if self.limiter.is_some() {
+            self.poll_writes_as::<true>(cx, mailbox)
+        } else {
+            self.poll_writes_as::<false>(cx, mailbox)
+        }
+    }
+
+    /// The write loop; `LIMITED`: a send rate limit is configured (`self.limiter` is set). A
+    /// frame the limit does not allow yet goes back where it came from (the init messages or
+    /// the send queue, first in line) and the loop ends with the limiter's timer armed.
+    fn poll_writes_as<const LIMITED: bool>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mailbox: &mut Receiver,
+    ) -> Result<()> {
         let mut written = 0;
+        let mut now = None;
         while written < WRITE_BURST {
             match self.ws.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Err(self.write_error(e)),
                 Poll::Pending => break,
             }
-            if let Some(msg) = self.heartbeat.take_due(self.config.heartbeat()) {
+            let mut ping_turn = true;
+            if LIMITED
+                && self.heartbeat.is_due()
+                && let Some(lim) = self.limiter.as_deref_mut()
+                && lim.count_pings
+            {
+                if lim.last_was_ping && (!self.priority.is_empty() || mailbox.has_write()) {
+                    ping_turn = false;
+                } else if lim.permit(cx, &mut now) {
+                    lim.last_was_ping = true;
+                } else {
+                    break;
+                }
+            }
+            if ping_turn && let Some(msg) = self.heartbeat.take_due(self.config.heartbeat()) {
                 self.ws
                     .start_send(cx, msg)
                     .map_err(|e| ConnectionError::PingFailed(e.to_string()))?;
@@ -416,14 +514,26 @@ where
                 self.needs_flush = true;
                 continue;
             }
-            let msg = match self.priority.pop_front() {
-                Some(m) => m,
+            let (msg, init) = match self.priority.pop_front() {
+                Some(m) => (m, true),
                 None => match mailbox.poll_write(cx) {
-                    Poll::Ready(m) => m,
+                    Poll::Ready(m) => (m, false),
                     Poll::Pending => break,
                 },
             };
             let (data, len) = (msg.is_text() || msg.is_binary(), msg.len());
+            if LIMITED
+                && let Some(lim) = self.limiter.as_deref_mut()
+                && (data || (lim.count_pings && (msg.is_ping() || msg.is_pong())))
+                && !lim.take_for_message(cx, &mut now)
+            {
+                if init {
+                    self.priority.push_front(msg);
+                } else {
+                    mailbox.put_back(msg);
+                }
+                break;
+            }
             self.unflushed += 1;
             if let Err(e) = self.ws.start_send(cx, msg) {
                 return Err(self.write_error(e));

@@ -527,6 +527,46 @@ pub unsafe extern "C" fn kh_config_add_fallback_url(
     })
 }
 
+/// Limits the data messages written on the connection's socket to `messages` per `per_ms`
+/// milliseconds, with bursts of up to `burst` at once (a GCRA: after a burst, one message every
+/// `per_ms / messages` ms). Text and binary messages count, the init messages included (they
+/// still go first); heartbeats, pings and pongs count too after
+/// `kh_config_set_rate_limit_pings(cfg, 1)`. A send above the rate is accepted and waits in
+/// the send queue, in order, until the limit allows it; the queue's bound still applies (a
+/// send to a full queue returns `KH_QUEUE_FULL`). Each new socket starts with a full burst.
+/// Default: no limit. `messages` and `burst` positive, `per_ms` 1 ms to one year; otherwise
+/// `KH_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_send_rate_limit(
+    cfg: *mut kh_config,
+    messages: u32,
+    per_ms: u64,
+    burst: u32,
+) -> kh_result {
+    set(cfg, |c| {
+        let per = Duration::from_millis(per_ms);
+        limits::rate("send_rate_limit", messages, per, burst)?;
+        c.update(|b| b.send_rate_limit(messages, per, burst));
+        Ok(())
+    })
+}
+
+/// With a send rate limit (`kh_config_set_send_rate_limit`), heartbeats (pings or the text
+/// heartbeat), pings sent with `kh_manager_send_ping` and pongs take permits too (`count`
+/// nonzero), for exchanges that count them. A due heartbeat then waits for its permit, ahead of
+/// the queued messages but never twice in a row while a message waits. Default 0; without a
+/// limit it does nothing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_rate_limit_pings(
+    cfg: *mut kh_config,
+    count: std::ffi::c_int,
+) -> kh_result {
+    set(cfg, |c| {
+        c.update(|b| b.rate_limit_pings(count != 0));
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -354,6 +354,33 @@ pub unsafe extern "C" fn kh_manager_restart_all(mgr: *mut kh_manager) -> kh_resu
     })
 }
 
+/// Limits the connection attempts of all the manager's connections together to at most
+/// `attempts` in any window of `per_ms` milliseconds (sliding). Each URL dialled counts as one
+/// attempt, reconnects and restarts included; an attempt over the limit waits for its slot, in
+/// the order the attempts asked (no connection starves), so 1,000 connections dropped at once
+/// come back spread over the windows. The wait ends at once on `kh_manager_close`,
+/// `kh_manager_restart` or `kh_manager_free`. May be called at any time: attempts that ask
+/// afterwards follow the new limit, counted from the slots already handed out. `attempts` 0
+/// removes the limit (`per_ms` is then ignored); otherwise `attempts` 1 to 1000000 and `per_ms`
+/// 1 ms to one year, or `KH_INVALID_ARGUMENT`. Default: no limit.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_set_connect_rate_limit(
+    mgr: *mut kh_manager,
+    attempts: u32,
+    per_ms: u64,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or a valid manager, per the header.
+        let m = unsafe { manager(mgr) }?;
+        if attempts == 0 {
+            m.manager.clear_connect_rate_limit();
+            return Ok(());
+        }
+        m.manager
+            .set_connect_rate_limit(attempts, std::time::Duration::from_millis(per_ms))
+    })
+}
+
 /// Closes a connection for good: writes the messages still queued, sends a close frame with
 /// `code` (1000-1003, 1007-1014 or 3000-4999) and `reason` (NULL for none; at most 123 bytes of
 /// UTF-8), waits for the peer's reply (bounded by the close timeout), then forgets the name.

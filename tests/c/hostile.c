@@ -810,6 +810,8 @@ static void test_null_arguments(void) {
   EXPECT_RC(kh_config_set_max_message_size(NULL, 1000), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_send_queue_capacity(NULL, 10), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_read_buffer_size(NULL, 4096), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_send_rate_limit(NULL, 5, 1000, 5), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_rate_limit_pings(NULL, 1), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_add_ca_file(NULL, "/etc/ssl/certs/ca-certificates.crt"),
             KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_add_ca_file(cfg, NULL), KH_INVALID_ARGUMENT);
@@ -839,6 +841,8 @@ static void test_null_arguments(void) {
   EXPECT_RC(kh_manager_rotate(NULL, "nullconn"), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_rotate(m, NULL), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_restart_all(NULL), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(NULL, 5, 1000), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(NULL, 0, 0), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_close(NULL, "nullconn", 1000, NULL), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_close(m, NULL, 1000, NULL), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_state(NULL, "nullconn", &st), KH_INVALID_ARGUMENT);
@@ -988,6 +992,13 @@ static void test_bad_values(void) {
   EXPECT_RC(kh_config_set_send_queue_capacity(cfg, 0), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_send_queue_capacity(cfg, (1u << 24) + 1), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_send_queue_capacity(cfg, SIZE_MAX), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_send_rate_limit(cfg, 0, 1000, 5), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_send_rate_limit(cfg, 5, 0, 5), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_send_rate_limit(cfg, 5, 1000, 0), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_send_rate_limit(cfg, 5, UINT64_MAX, 5), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_send_rate_limit(cfg, UINT32_MAX, 1, 1), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_rate_limit_pings(cfg, 7), KH_OK);
+  EXPECT_RC(kh_config_set_rate_limit_pings(cfg, 0), KH_OK);
   EXPECT_RC(kh_config_set_read_buffer_size(cfg, 0), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_read_buffer_size(cfg, 255), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_read_buffer_size(cfg, (64u << 20) + 1), KH_INVALID_ARGUMENT);
@@ -1017,6 +1028,13 @@ static void test_bad_values(void) {
 
   /* The configuration still works after all the refused calls. */
   kh_manager *m = new_manager(2);
+  /* connect-attempt limit: out of range refused, 0 removes it */
+  EXPECT_RC(kh_manager_set_connect_rate_limit(m, 5, 0), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(m, 5, UINT64_MAX), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(m, 1000001, 1000), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(m, UINT32_MAX, 1000), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(m, 1000, 1), KH_OK);
+  EXPECT_RC(kh_manager_set_connect_rate_limit(m, 0, UINT64_MAX), KH_OK);
   ctx c;
   ctx_init(&c, "afterbad", m, M_PLAIN);
   EXPECT_RC(kh_config_set_max_message_size(cfg, 16), KH_OK);
