@@ -2196,6 +2196,9 @@ static void test_growable_structs(void) {
   CHECK(atomic_load(&g.drops) == 1, "on_drop once");
   CHECK(atomic_load(&g.bad) == 0, "%d state changes broke the header", atomic_load(&g.bad));
   kh_manager_free(m);
+  kh_config_free(cfg);
+}
+
 /* Live subscriptions: NULL and bad arguments, duplicate and unknown keys, oversize, the replay
  * after a restart (the feed server answers the subscribe message "push 1" with one text), and
  * calls after the connection is closed. */
