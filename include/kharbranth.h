@@ -561,6 +561,13 @@ typedef struct kh_hooks_ex {
    * other callbacks.
    */
   void (*on_state)(void *user_data, const char *conn, const struct kh_state_change *change);
+  /**
+   * A rotation (`kh_manager_rotate`, `kh_config_set_max_connection_age_ms`) switched
+   * delivery to its new socket; the old one is closed with 1000 right after. Messages before
+   * this call may come from either socket (each in its own order), so a consumer drops
+   * duplicates by sequence number around it. Same thread rules as the other callbacks.
+   */
+  void (*on_rotated)(void *user_data, const char *conn);
 } kh_hooks_ex;
 
 /**

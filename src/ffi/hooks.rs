@@ -248,6 +248,11 @@ pub struct kh_hooks_ex {
             change: *const kh_state_change,
         ),
     >,
+    /// A rotation (`kh_manager_rotate`, `kh_config_set_max_connection_age_ms`) switched
+    /// delivery to its new socket; the old one is closed with 1000 right after. Messages before
+    /// this call may come from either socket (each in its own order), so a consumer drops
+    /// duplicates by sequence number around it. Same thread rules as the other callbacks.
+    pub on_rotated: Option<unsafe extern "C" fn(user_data: *mut c_void, conn: *const c_char)>,
 }
 
 /// The smallest `struct_size` of a `kh_hooks_ex` (its members up to `on_drop`).
@@ -271,6 +276,7 @@ impl kh_hooks_ex {
             on_error: h.on_error,
             on_drop: h.on_drop,
             on_state: None,
+            on_rotated: None,
         }
     }
 
@@ -433,6 +439,10 @@ pub(crate) fn read_hooks(hooks: &kh_hooks_ex, name: &str) -> ReadHooks {
             let change = state_change(s, reason, &msg);
             unsafe { f(c.hooks.user_data, c.name.as_ptr(), &change) }
         });
+    }
+    if let Some(f) = h.on_rotated {
+        let c = c.clone();
+        r = r.on_rotated(move |_| unsafe { f(c.hooks.user_data, c.name.as_ptr()) });
     }
     if let Some(f) = h.on_drop {
         r = r.on_drop(move || unsafe { f(c.hooks.user_data) });

@@ -2035,7 +2035,7 @@ typedef struct {
 } hooks_ex_v1;
 
 typedef struct {
-  atomic_int opens, texts, drops, states, closed;
+  atomic_int opens, texts, drops, states, closed, rotated;
   atomic_int seen[5];         /* state changes by kh_conn_state */
   atomic_uint reopen_attempts; /* attempts of the last KH_STATE_OPEN with a gap */
   atomic_ullong reopen_down_ns;
@@ -2051,6 +2051,11 @@ static void gx_text(void *ud, const char *conn, const char *data, size_t len) {
   atomic_fetch_add(&((gx_ctx *)ud)->texts, 1);
 }
 static void gx_drop(void *ud) { atomic_fetch_add(&((gx_ctx *)ud)->drops, 1); }
+static void gx_rotated(void *ud, const char *conn) {
+  gx_ctx *g = ud;
+  if (!conn || strcmp(conn, "gx-rot") != 0) atomic_fetch_add(&g->bad, 1);
+  atomic_fetch_add(&g->rotated, 1);
+}
 static void gx_state(void *ud, const char *conn, const kh_state_change *ch) {
   gx_ctx *g = ud;
   if (!conn || !ch || !ch->reason_message || (unsigned)ch->state > 4) {
@@ -2195,6 +2200,31 @@ static void test_growable_structs(void) {
         atomic_load(&g.seen[KH_STATE_CLOSED]));
   CHECK(atomic_load(&g.drops) == 1, "on_drop once");
   CHECK(atomic_load(&g.bad) == 0, "%d state changes broke the header", atomic_load(&g.bad));
+
+  /* on_rotated: once per switch, and the stats count it. The new socket switches on its first
+   * data message: the init message asks the feed server for some. */
+  memset(&g, 0, sizeof g);
+  kh_config *rcfg = new_config(g_url);
+  EXPECT_RC(kh_config_add_init_text(rcfg, "push 3", 6), KH_OK);
+  kh_hooks_ex rot = KH_HOOKS_EX_INIT;
+  rot.user_data = &g;
+  rot.on_text = gx_text;
+  rot.on_rotated = gx_rotated;
+  EXPECT_RC(kh_manager_add_ex(m, "gx-rot", rcfg, &rot), KH_OK);
+  EXPECT_RC(kh_manager_wait_open(m, "gx-rot", 5000 * g_scale), KH_OK);
+  CHECK(wait_int(&g.texts, 3, 5000), "gx-rot texts %d", atomic_load(&g.texts));
+  EXPECT_RC(kh_manager_rotate(m, "gx-rot"), KH_OK);
+  CHECK(wait_int(&g.rotated, 1, 5000), "on_rotated ran %d times", atomic_load(&g.rotated));
+  CHECK(wait_int(&g.texts, 6, 5000), "gx-rot texts after the rotation %d",
+        atomic_load(&g.texts));
+  kh_conn_stats_ex rsx = KH_CONN_STATS_EX_INIT;
+  EXPECT_RC(kh_manager_stats_ex(m, "gx-rot", &rsx), KH_OK);
+  CHECK(rsx.rotations == 1 && rsx.reconnects == 0, "rotations %llu reconnects %llu",
+        (unsigned long long)rsx.rotations, (unsigned long long)rsx.reconnects);
+  EXPECT_RC(kh_manager_close(m, "gx-rot", 1000, NULL), KH_OK);
+  CHECK(atomic_load(&g.rotated) == 1 && atomic_load(&g.bad) == 0, "rotated %d bad %d",
+        atomic_load(&g.rotated), atomic_load(&g.bad));
+  kh_config_free(rcfg);
   kh_manager_free(m);
   kh_config_free(cfg);
 }
