@@ -88,6 +88,9 @@ pub struct StateChange {
     pub attempts: u32,
     /// On a re-open: how long the connection was not open. `None` otherwise.
     pub down_for: Option<Duration>,
+    /// On every `Open`: which URL it opened on (0 the main URL, `i` the `i`-th
+    /// [`fallback_url`](crate::ConfigBuilder::fallback_url)). 0 otherwise.
+    pub endpoint: usize,
 }
 
 impl StateChange {
@@ -98,6 +101,7 @@ impl StateChange {
             reason,
             attempts: 0,
             down_for: None,
+            endpoint: 0,
         }
     }
 }

@@ -87,6 +87,7 @@ pub(crate) async fn supervise(
                         reason: None,
                         attempts: gap.map_or(0, |(_, t)| t),
                         down_for: gap.map(|(d, _)| d),
+                        endpoint,
                     },
                 );
                 let opened = Instant::now();

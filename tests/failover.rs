@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use kharbranth::{ConnectionError, WsManager};
+use std::sync::{Arc, Mutex};
+
+use kharbranth::{ConnState, ConnectionError, WsManager};
 use support::*;
 
 /// A port on 127.0.0.1 where nobody listens.
@@ -25,11 +27,20 @@ async fn the_first_url_that_opens_is_used_after_two_that_refuse() {
         .fallback_url(good.url("feed"))
         .build()
         .unwrap();
-    mgr.add("f", config, rec.hooks()).unwrap();
+    // The open event says which URL it used, as the stats do.
+    let opened_on: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let o = opened_on.clone();
+    let hooks = rec.hooks().on_state(move |_, c| {
+        if c.state == ConnState::Open {
+            o.lock().unwrap().push(c.endpoint);
+        }
+    });
+    mgr.add("f", config, hooks).unwrap();
     within("wait_open", mgr.wait_open("f", DEADLINE))
         .await
         .unwrap();
     assert_eq!(mgr.stats("f").unwrap().endpoint, 2);
+    assert_eq!(*opened_on.lock().unwrap(), [2]);
     mgr.send_text("f", "via the third").unwrap();
     rec.wait("the echo", |e| {
         e.contains(&Ev::Text("via the third".into()))

@@ -145,6 +145,9 @@ pub struct kh_state_change {
     /// On every `KH_STATE_OPEN` after the first: how long the connection was not open, in
     /// nanoseconds (at least 1). 0 otherwise.
     pub down_for_ns: u64,
+    /// On every `KH_STATE_OPEN`: which URL it opened on (0 the URL of `kh_config_new`, `i` the
+    /// `i`-th `kh_config_add_fallback_url`), as `kh_manager_endpoint` reports. 0 otherwise.
+    pub endpoint: usize,
 }
 
 /// The growable successor of `kh_hooks`, passed by pointer to `kh_manager_add_ex`, which copies
@@ -461,5 +464,6 @@ fn state_change(s: &StateChange, reason: kh_result, msg: &CString) -> kh_state_c
         down_for_ns: s
             .down_for
             .map_or(0, |d| (d.as_nanos().min(u64::MAX as u128) as u64).max(1)),
+        endpoint: s.endpoint,
     }
 }
