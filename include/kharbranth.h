@@ -487,6 +487,11 @@ typedef struct kh_state_change {
    * nanoseconds (at least 1). 0 otherwise.
    */
   uint64_t down_for_ns;
+  /**
+   * On every `KH_STATE_OPEN`: which URL it opened on (0 the URL of `kh_config_new`, `i` the
+   * `i`-th `kh_config_add_fallback_url`), as `kh_manager_endpoint` reports. 0 otherwise.
+   */
+  size_t endpoint;
 } kh_state_change;
 
 /**
