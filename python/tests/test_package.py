@@ -47,12 +47,29 @@ def server():
             proc.wait()
 
 
-def poll_until(mgr, kind):
+# Events a helper polled past the one it looked for, by manager: the next helper gets them
+# first, so a batch that holds the wanted event and what follows it loses nothing.
+_LEFT = {}
+
+
+def _events(mgr):
+    """The manager's events, the ones left by an earlier helper first, until WAIT runs out."""
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        for e in mgr.poll(timeout=0.1):
-            if e.kind == kind:
-                return e
+        # The entry holds the manager itself, so its id cannot be reused while it waits here.
+        _, batch = _LEFT.pop(id(mgr), (mgr, None))
+        batch = batch or mgr.poll(timeout=0.1)
+        for i, e in enumerate(batch):
+            # What follows `e`, kept if the caller stops here.
+            _LEFT[id(mgr)] = (mgr, batch[i + 1:])
+            yield e
+        _LEFT.pop(id(mgr), None)
+
+
+def poll_until(mgr, kind):
+    for e in _events(mgr):
+        if e.kind == kind:
+            return e
     raise AssertionError(f"no {kind.name} event within {WAIT} s")
 
 
@@ -147,13 +164,11 @@ def test_poll_keeps_its_timeout_and_wakeup_ends_it():
 def texts_until(mgr, marker):
     """The texts of the next events up to `marker` (sent by the caller after this starts)."""
     got = []
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        for e in mgr.poll(timeout=0.1):
-            if e.kind == kharbranth.EventKind.TEXT:
-                if e.text == marker:
-                    return got
-                got.append(e.text)
+    for e in _events(mgr):
+        if e.kind == kharbranth.EventKind.TEXT:
+            if e.text == marker:
+                return got
+            got.append(e.text)
     raise AssertionError(f"no {marker!r} within {WAIT} s; got {got}")
 
 
