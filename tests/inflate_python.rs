@@ -5,13 +5,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use kharbranth::{Compression, Config, ConnectionError, WsManager};
 use support::*;
-use tokio::sync::mpsc;
 
 /// Per path (the format): six compressed messages, a corrupt one, one more, a bomb (1 GiB of
 /// zeros compressed to about 1 MiB), one more, then the text "end".
@@ -81,58 +76,6 @@ async def main():
 asyncio.run(main())
 "#;
 
-/// Kills and reaps the child in every case, also when the test fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn python_websockets_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import websockets.asyncio.server"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Starts the server script; its port, from its first line (Python may start slowly on a
-/// loaded machine: 30 s).
-async fn start_server() -> (KillOnDrop, u16) {
-    let mut child = KillOnDrop(
-        Command::new("python3")
-            .args(["-u", "-c", SERVER])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 starts"),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, mut lines) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = match tokio::time::timeout(Duration::from_secs(30), lines.recv()).await {
-        Ok(Some(l)) => l,
-        Ok(None) => panic!("the Python server exited before printing its port"),
-        Err(_) => panic!("timed out waiting for the Python server's port"),
-    };
-    let port = first
-        .strip_prefix("port ")
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
-    (child, port)
-}
-
 /// What the script's `payload(fmt, i)` sends, inflated.
 fn payload(fmt: &str, i: usize) -> Vec<u8> {
     format!("{fmt}-{i}|").repeat(1 + i * 5000).into_bytes()
@@ -147,14 +90,15 @@ fn inflate_failed(e: &Ev) -> Option<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_zlib_and_deflate_from_python_arrive_inflated_in_order_and_bad_ones_are_reported() {
-    if !python_websockets_available() {
-        eprintln!(
-            "SKIPPED gzip_zlib_and_deflate_from_python_arrive_inflated_in_order_and_bad_ones_are_reported: \
-             `python3 -c \"import websockets\"` failed (run scripts/deps.sh)"
-        );
+    let Some(server) = PythonServer::start(
+        "gzip_zlib_and_deflate_from_python_arrive_inflated_in_order_and_bad_ones_are_reported",
+        SERVER,
+    )
+    .await
+    else {
         return;
-    }
-    let (server, port) = start_server().await;
+    };
+    let port = server.port;
     let rss_before = rss_kib();
     let mgr = WsManager::new();
     let mut recs = Vec::new();
@@ -215,14 +159,15 @@ async fn gzip_zlib_and_deflate_from_python_arrive_inflated_in_order_and_bad_ones
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_tells_gzip_from_zlib_and_passes_plain_binary_and_text_through() {
-    if !python_websockets_available() {
-        eprintln!(
-            "SKIPPED auto_tells_gzip_from_zlib_and_passes_plain_binary_and_text_through: \
-             `python3 -c \"import websockets\"` failed (run scripts/deps.sh)"
-        );
+    let Some(server) = PythonServer::start(
+        "auto_tells_gzip_from_zlib_and_passes_plain_binary_and_text_through",
+        SERVER,
+    )
+    .await
+    else {
         return;
-    }
-    let (server, port) = start_server().await;
+    };
+    let port = server.port;
     let mgr = WsManager::new();
     let rec = Recorder::new();
     let config = Config::builder(format!("ws://127.0.0.1:{port}/auto"))

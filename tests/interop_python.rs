@@ -3,13 +3,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kharbranth::{Config, WsManager};
 use support::*;
-use tokio::sync::mpsc;
 
 const SERVER: &str = r#"
 import asyncio
@@ -40,66 +37,14 @@ async def main():
 asyncio.run(main())
 "#;
 
-/// Kills and reaps the child in every case, also when the test fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn python_websockets_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import websockets.asyncio.server"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-async fn next_line(lines: &mut mpsc::UnboundedReceiver<String>, what: &str) -> String {
-    // Python may start slowly on a loaded machine.
-    match tokio::time::timeout(Duration::from_secs(30), lines.recv()).await {
-        Ok(Some(l)) => l,
-        Ok(None) => panic!("the Python server exited while waiting for {what}"),
-        Err(_) => panic!("timed out waiting for {what} from the Python server"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_websockets_server_echo_ping_and_close_codes() {
-    if !python_websockets_available() {
-        eprintln!(
-            "SKIPPED python_websockets_server_echo_ping_and_close_codes: \
-             `python3 -c \"import websockets\"` failed (run scripts/deps.sh)"
-        );
+    let Some(mut server) =
+        PythonServer::start("python_websockets_server_echo_ping_and_close_codes", SERVER).await
+    else {
         return;
-    }
-    let mut child = KillOnDrop(
-        Command::new("python3")
-            .args(["-u", "-c", SERVER])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 starts"),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, mut lines) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = next_line(&mut lines, "the port").await;
-    let port: u16 = first
-        .strip_prefix("port ")
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    };
+    let port = server.port;
 
     let rec = Recorder::new();
     let mgr = WsManager::new();
@@ -144,7 +89,7 @@ async fn python_websockets_server_echo_ping_and_close_codes() {
     })
     .await;
     assert_eq!(
-        next_line(&mut lines, "the first close").await,
+        server.next_line("the first close").await,
         "closed 4321 py-bye"
     );
     rec.wait_count("a reconnect", 2, |e| *e == Ev::Open).await;
@@ -154,10 +99,10 @@ async fn python_websockets_server_echo_ping_and_close_codes() {
         .await
         .unwrap();
     assert_eq!(
-        next_line(&mut lines, "the second close").await,
+        server.next_line("the second close").await,
         "closed 4000 client-bye"
     );
     let unexpected: Vec<_> = rec.errors();
     assert!(unexpected.is_empty(), "{unexpected:?}");
-    drop(child);
+    drop(server);
 }

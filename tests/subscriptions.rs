@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -384,62 +382,17 @@ async def main():
 asyncio.run(main())
 "#;
 
-/// Kills and reaps the child in every case, also when the test fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn next_line(lines: &mut mpsc::UnboundedReceiver<String>, what: &str) -> String {
-    match tokio::time::timeout(Duration::from_secs(30), lines.recv()).await {
-        Ok(Some(l)) => l,
-        Ok(None) => panic!("the Python server exited while waiting for {what}"),
-        Err(_) => panic!("timed out waiting for {what} from the Python server"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_websockets_server_gets_the_replay_after_a_drop() {
-    let available = Command::new("python3")
-        .args(["-c", "import websockets.asyncio.server"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !available {
-        eprintln!(
-            "SKIPPED a_python_websockets_server_gets_the_replay_after_a_drop: \
-             `python3 -c \"import websockets\"` failed (run scripts/deps.sh)"
-        );
+    let Some(mut server) = PythonServer::start(
+        "a_python_websockets_server_gets_the_replay_after_a_drop",
+        PY_SERVER,
+    )
+    .await
+    else {
         return;
-    }
-    let mut child = KillOnDrop(
-        Command::new("python3")
-            .args(["-u", "-c", PY_SERVER])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 starts"),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, mut lines) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = next_line(&mut lines, "the port").await;
-    let port: u16 = first
-        .strip_prefix("port ")
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    };
+    let port = server.port;
     let mgr = WsManager::new();
     let config = cfg(format!("ws://127.0.0.1:{port}/"))
         .init_text("login")
@@ -454,7 +407,7 @@ async fn a_python_websockets_server_gets_the_replay_after_a_drop() {
     mgr.subscribe("py", "c", Message::text("sub-c")).unwrap();
     mgr.send_text("py", "drop-me").unwrap();
     assert_eq!(
-        next_line(&mut lines, "the first socket").await,
+        server.next_line("the first socket").await,
         "socket login|sub-a|sub-b|unsub-a|sub-c|drop-me"
     );
     // The reconnect: the Python server dropped the socket without a close. The marker goes
@@ -466,7 +419,7 @@ async fn a_python_websockets_server_gets_the_replay_after_a_drop() {
     .await;
     mgr.send_text("py", "end").unwrap();
     assert_eq!(
-        next_line(&mut lines, "the second socket").await,
+        server.next_line("the second socket").await,
         "socket login|sub-b|sub-c|end"
     );
     mgr.shutdown().await;

@@ -8,6 +8,7 @@
 mod config;
 mod process;
 mod proxy;
+mod python;
 mod raw;
 mod recorder;
 mod server;
@@ -16,6 +17,7 @@ mod wait;
 pub use config::*;
 pub use process::*;
 pub use proxy::*;
+pub use python::*;
 pub use raw::*;
 pub use recorder::*;
 pub use server::*;
