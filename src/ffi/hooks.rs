@@ -6,6 +6,7 @@ use std::ffi::{CString, c_char, c_void};
 use std::mem::{offset_of, size_of};
 use std::sync::Arc;
 
+use super::result::error_message;
 use super::{kh_conn_state, kh_result};
 use crate::error::{ConnectionError, Result};
 use crate::handle::StateChange;
@@ -418,7 +419,7 @@ pub(crate) fn read_hooks(hooks: &kh_hooks_ex, name: &str) -> ReadHooks {
     if let Some(f) = h.on_error {
         let c = c.clone();
         r = r.on_error(move |_, e| {
-            let msg = CString::new(e.to_string().replace('\0', " ")).unwrap_or_default();
+            let msg = error_message(e);
             unsafe {
                 f(
                     c.hooks.user_data,
@@ -435,7 +436,7 @@ pub(crate) fn read_hooks(hooks: &kh_hooks_ex, name: &str) -> ReadHooks {
             let (reason, msg) = match &s.reason {
                 Some(e) => (
                     kh_result::from(e),
-                    CString::new(e.to_string().replace('\0', " ")).unwrap_or_default(),
+                    error_message(e),
                 ),
                 None => (kh_result::KH_OK, CString::default()),
             };

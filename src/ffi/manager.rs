@@ -445,18 +445,23 @@ pub unsafe extern "C" fn kh_manager_stats(
         let (m, name, out) =
             unsafe { (manager(mgr)?, arg_str(name, "name")?, Out::new(out, "out")?) };
         let s = m.manager.stats(name)?;
-        let rtt = s.last_rtt.map_or(0, |d| (d.as_micros() as u64).max(1));
         let stats = kh_conn_stats {
             messages_in: s.messages_in,
             bytes_in: s.bytes_in,
             messages_out: s.messages_out,
             bytes_out: s.bytes_out,
             reconnects: s.reconnects,
-            last_rtt_us: rtt,
+            last_rtt_us: last_rtt_us(&s),
         };
         out.write(stats);
         Ok(())
     })
+}
+
+/// `Stats::last_rtt` as `last_rtt_us` of the C structs: 0 for none, so a measured one is at
+/// least 1.
+fn last_rtt_us(s: &crate::Stats) -> u64 {
+    s.last_rtt.map_or(0, |d| (d.as_micros() as u64).max(1))
 }
 
 /// Writes the connection's counters and lifecycle figures into `*out`, up to
@@ -487,7 +492,7 @@ pub unsafe extern "C" fn kh_manager_stats_ex(
             messages_out: s.messages_out,
             bytes_out: s.bytes_out,
             reconnects: s.reconnects,
-            last_rtt_us: s.last_rtt.map_or(0, |d| (d.as_micros() as u64).max(1)),
+            last_rtt_us: last_rtt_us(&s),
             endpoint: s.endpoint as u64,
             rotations: s.rotations,
             connected_since_ns: s.connected_since.map_or(0, |t| {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::boundary::{Out, arg_out_array, arg_ref, arg_str, guard};
 use super::manager::manager;
+use super::result::error_message;
 use super::runtime::in_callback;
 use super::{kh_config, kh_result};
 use crate::error::ConnectionError;
@@ -117,7 +118,7 @@ impl Lent {
             }
             Event::Error(err) => {
                 out.error = kh_result::from(err);
-                let msg = CString::new(err.to_string().replace('\0', " ")).unwrap_or_default();
+                let msg = error_message(err);
                 self.messages.push(msg);
                 let msg = self.messages.last().map_or(&[][..], |m| m.as_bytes());
                 (kh_event_kind::KH_EVENT_ERROR, msg)

@@ -150,6 +150,12 @@ thread_local! {
 }
 
 /// Records the message `kh_last_error` gives on this thread.
+/// A failure's message as a C string for a callback or an event: a NUL inside (which a C
+/// string cannot hold) becomes a space.
+pub(crate) fn error_message(e: &ConnectionError) -> std::ffi::CString {
+    std::ffi::CString::new(e.to_string().replace('\0', " ")).unwrap_or_default()
+}
+
 pub(crate) fn set_last_error(msg: String) {
     // try_with: a call from a thread-local destructor after ours was destroyed must not panic.
     let _ = LAST_ERROR.try_with(|e| {
