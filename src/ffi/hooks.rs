@@ -434,10 +434,7 @@ pub(crate) fn read_hooks(hooks: &kh_hooks_ex, name: &str) -> ReadHooks {
         let c = c.clone();
         r = r.on_state(move |_, s| {
             let (reason, msg) = match &s.reason {
-                Some(e) => (
-                    kh_result::from(e),
-                    error_message(e),
-                ),
+                Some(e) => (kh_result::from(e), error_message(e)),
                 None => (kh_result::KH_OK, CString::default()),
             };
             let change = state_change(s, reason, &msg);
