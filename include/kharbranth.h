@@ -258,6 +258,17 @@ enum kh_event_kind
    */
   KH_EVENT_ERROR = 7,
   /**
+   * A lifecycle state change, queued only for a connection added with
+   * `kh_manager_add_polled_ex` and `KH_POLL_STATE_EVENTS`: the same changes `on_state` of
+   * `kh_hooks_ex` gets (see `kh_state_change`), in the same place among the connection's
+   * events (`KH_STATE_OPEN` just before `KH_EVENT_OPEN`). `state` is the `kh_conn_state`
+   * entered; `error` the failure that caused it (`KH_OK` when none did) with its message,
+   * NUL-terminated, in `data` (`len` bytes before the NUL; "" when `error` is `KH_OK`); on
+   * an open after a drop `attempts` and `down_for_ns` carry the gap (0 otherwise). Like
+   * open and error events, never held back while the queue is full.
+   */
+  KH_EVENT_STATE = 8,
+  /**
    * A rotation (`kh_manager_rotate` or the maximum connection age) switched delivery to its
    * fresh socket; the old one is closed with 1000 right after. Messages before this event
    * may come from either socket, each socket's in order, so a feed with sequence numbers
@@ -347,6 +358,28 @@ enum kh_inflate
 typedef enum kh_inflate kh_inflate;
 #else
 typedef uint32_t kh_inflate;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Flags of `kh_manager_add_polled_ex`, or-ed together. A later version may add flags; one this
+ * library does not know is refused.
+ */
+enum kh_poll_flag
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Queue the connection's lifecycle state changes as `KH_EVENT_STATE` events.
+   */
+  KH_POLL_STATE_EVENTS = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum kh_poll_flag kh_poll_flag;
+#else
+typedef uint32_t kh_poll_flag;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -561,7 +594,8 @@ typedef struct kh_hooks_ex {
    * `KH_STATE_OPEN` (just before `on_open`; after a drop it carries the gap: attempts and
    * down time), `KH_STATE_RECONNECTING` (with the failure that caused it; once per outage,
    * later failed attempts go to `on_error` only), `KH_STATE_CLOSING` (when an open socket is
-   * closed or restarted) and `KH_STATE_CLOSED`. Not delivered to polled connections.
+   * closed or restarted) and `KH_STATE_CLOSED`. Polled connections get them as `KH_EVENT_STATE`
+   * events when added with `kh_manager_add_polled_ex` and `KH_POLL_STATE_EVENTS`.
    * `change` and what it points to are valid only during the call. Same thread rules as the
    * other callbacks.
    */
@@ -710,13 +744,14 @@ typedef struct kh_event {
    */
   uint16_t close_code;
   /**
-   * Written as 0.
+   * For `KH_EVENT_STATE` the state entered (a `kh_conn_state` value), otherwise 0.
    */
-  uint16_t reserved16;
+  uint16_t state;
   /**
-   * Written as 0.
+   * For `KH_EVENT_STATE` on an open after a drop: connect attempts since the drop, this
+   * successful one included (at least 1). Otherwise 0.
    */
-  uint32_t reserved32;
+  uint32_t attempts;
   /**
    * The connection's name (NUL-terminated).
    */
@@ -730,9 +765,14 @@ typedef struct kh_event {
    */
   size_t len;
   /**
+   * For `KH_EVENT_STATE` on an open after a drop: how long the connection was not open, in
+   * nanoseconds (at least 1). Otherwise 0.
+   */
+  uint64_t down_for_ns;
+  /**
    * Written as 0.
    */
-  uint64_t reserved[3];
+  uint64_t reserved[2];
 } kh_event;
 
 /**
@@ -1273,6 +1313,17 @@ kh_result kh_manager_event_fd(struct kh_manager *mgr, int *fd_out);
  * thread, callbacks included. Does not make the event descriptor readable.
  */
 kh_result kh_manager_wakeup(struct kh_manager *mgr);
+
+/**
+ * Adds a polled connection like `kh_manager_add_polled` with `flags` (`kh_poll_flag` values
+ * or-ed together; 0 is `kh_manager_add_polled`): `KH_POLL_STATE_EVENTS` queues its lifecycle
+ * state changes as `KH_EVENT_STATE` events. Fails like `kh_manager_add_polled`, and with
+ * `KH_INVALID_ARGUMENT` (adding nothing) for a flag this library does not know.
+ */
+kh_result kh_manager_add_polled_ex(struct kh_manager *mgr,
+                                   const char *name,
+                                   const struct kh_config *cfg,
+                                   uint32_t flags);
 
 /**
  * A static, NUL-terminated description of a `kh_result` value (e.g.

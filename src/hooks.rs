@@ -51,8 +51,9 @@ pub enum Event {
     /// [`InflateFailed`](ConnectionError::InflateFailed): one message could not be inflated,
     /// and the connection goes on.
     Error(ConnectionError),
-    /// The lifecycle state changed (see [`StateChange`]). Hooks only: a polled connection's
-    /// queue does not carry it (yet).
+    /// The lifecycle state changed (see [`StateChange`]). A polled connection's queue carries
+    /// it only when the connection was added with
+    /// [`PollOptions::state_events`](crate::PollOptions::state_events).
     State(StateChange),
     /// Delivery switched to the fresh socket of a rotation (see
     /// [`Link::rotate`](crate::Link::rotate)). Messages before this event may come from either
@@ -115,6 +116,9 @@ pub struct ReadHooks {
     /// Set for a polled connection (and then no hook is): every event goes to the manager's
     /// event queue. Boxed: hook users pay one pointer for it.
     sink: Option<Box<Sink>>,
+    /// A polled connection's state changes go to its queue too (opt-in: existing pollers see
+    /// exactly the events they saw before).
+    sink_states: bool,
 }
 
 impl Drop for ReadHooks {
@@ -142,6 +146,7 @@ impl std::fmt::Debug for ReadHooks {
             .field("on_state", &self.on_state.is_some())
             .field("on_rotated", &self.on_rotated.is_some())
             .field("polled", &self.sink.is_some())
+            .field("polled_states", &self.sink_states)
             .finish()
     }
 }
@@ -217,10 +222,12 @@ impl ReadHooks {
         self
     }
 
-    /// Delivery into an event queue instead of callbacks (a polled connection).
-    pub(crate) fn polled(sink: Sink) -> Self {
+    /// Delivery into an event queue instead of callbacks (a polled connection); with
+    /// `states`, lifecycle state changes are queued too.
+    pub(crate) fn polled(sink: Sink, states: bool) -> Self {
         let mut hooks = Self::default();
         hooks.sink = Some(Box::new(sink));
+        hooks.sink_states = states;
         hooks
     }
 
@@ -274,12 +281,15 @@ impl ReadHooks {
         }
     }
 
-    /// A lifecycle state change: to `on_state`. Not to a polled connection's queue: its
-    /// consumers (C `kh_event`) know no such kind yet. Kept out of [`dispatch`](Self::dispatch)
-    /// so that the frame path has no test for it.
+    /// A lifecycle state change: to `on_state`, or to a polled connection's queue when it
+    /// asked for state events (an existing poller's event sequence stays as it was). Kept out
+    /// of [`dispatch`](Self::dispatch) so that the frame path has no test for it.
     pub(crate) fn state(&mut self, name: &str, change: StateChange) {
-        if self.sink.is_none() {
-            contain(name, || self.dispatch_inner(name, Event::State(change)));
+        match self.sink.as_mut() {
+            None => contain(name, || self.dispatch_inner(name, Event::State(change))),
+            // Like open and error events, never held back for room.
+            Some(s) if self.sink_states => s.push(Event::State(change)),
+            Some(_) => {}
         }
     }
 

@@ -34,7 +34,7 @@
 //!
 //! | layer | modules |
 //! | --- | --- |
-//! | vocabulary | `error` ([`ConnectionError`]), `config` ([`Config`]; its rules in `limits`, TLS set-up in `tls`), `events` (the event queue of polled connections: [`ConnEvent`], [`EventStream`]), `hooks` ([`ReadHooks`], [`Event`]), `backoff`, `logging` |
+//! | vocabulary | `error` ([`ConnectionError`]), `config` ([`Config`]; its rules in `limits`, TLS set-up in `tls`), `events` (the event queue of polled connections: [`ConnEvent`], [`EventStream`]), `poll_options` ([`PollOptions`]: what else a polled connection queues), `hooks` ([`ReadHooks`], [`Event`]), `backoff`, `logging` |
 //! | one socket | `queue` (the send queue and control requests), `handle` ([`Link`], [`ConnState`], [`Stats`]), `heartbeat`, `watchdog` (the idle timeout), `inflate` (compressed binary messages), `burst` (batched reads), `wire` (the WebSocket protocol over a stream, polled by the one task that owns it), `transport` (TCP or TLS), `connection` ([`Connection`]: the poll loop, its close and failure paths) |
 //! | many sockets | `dial` (TCP, TLS, the HTTP upgrade), `supervisor` (connect, run, reconnect with backoff), `manager` ([`WsManager`]: the registry of names) |
 //! | C ABI | `ffi` (feature `capi`: the `kh_` functions over [`WsManager`]) |
@@ -57,6 +57,7 @@ mod inflate;
 mod limits;
 mod logging;
 mod manager;
+mod poll_options;
 mod queue;
 mod ratelimit;
 mod supervisor;
@@ -73,6 +74,7 @@ pub use handle::{ConnState, Link, StateChange, Stats};
 pub use hooks::{CLOSE_NO_STATUS, Event, ReadHooks, opcode};
 pub use logging::init_logging;
 pub use manager::{Restart, WsManager};
+pub use poll_options::PollOptions;
 
 /// Re-exports of the payload types handed to hooks.
 pub use bytes::Bytes;

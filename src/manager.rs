@@ -20,6 +20,7 @@ use crate::events::{EventQueue, EventStream, Sink};
 use crate::handle::{ConnState, Link, Stats, channel};
 use crate::hooks::ReadHooks;
 use crate::limits;
+use crate::poll_options::PollOptions;
 use crate::supervisor::supervise;
 
 /// What to restart, sent through [`WsManager::restart_sender`].
@@ -126,7 +127,14 @@ impl WsManager {
     /// for room its heartbeat does not time out (the answer may wait unread); a close of it
     /// then waits for room too, up to the close timeout.
     pub fn add_polled(&self, name: &str, config: Config) -> Result<()> {
-        let hooks = ReadHooks::polled(Sink::new(self.inner.events.clone(), name));
+        self.add_polled_with(name, config, PollOptions::new())
+    }
+
+    /// Adds a polled connection like [`add_polled`](Self::add_polled), with options on what
+    /// else it queues (see [`PollOptions`]; the default is `add_polled`).
+    pub fn add_polled_with(&self, name: &str, config: Config, options: PollOptions) -> Result<()> {
+        let sink = Sink::new(self.inner.events.clone(), name);
+        let hooks = ReadHooks::polled(sink, options.has_state_events());
         self.add(name, config, hooks)
     }
 

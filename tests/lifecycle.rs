@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures_util::SinkExt;
-use kharbranth::{ConnState, ConnectionError, ReadHooks, StateChange, WsManager};
+use kharbranth::{
+    ConnState, ConnectionError, Event, PollOptions, ReadHooks, StateChange, WsManager,
+};
 use support::*;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -205,4 +207,155 @@ async fn a_restart_reports_closing_then_a_reopen_without_a_disconnect_reason() {
     // A restart the caller asked for is not a disconnect.
     assert_eq!(mgr.last_disconnect("r").unwrap(), None);
     mgr.close("r", 1000, "done").await.unwrap();
+}
+
+/// The events of a polled connection up to and including the first that `stop` accepts.
+async fn polled_until(
+    events: &mut kharbranth::EventStream,
+    mut stop: impl FnMut(&Event) -> bool,
+) -> Vec<Event> {
+    let mut got = Vec::new();
+    loop {
+        let e = within("a polled event", events.recv())
+            .await
+            .expect("the event stream ended")
+            .into_event();
+        let done = stop(&e);
+        got.push(e);
+        if done {
+            return got;
+        }
+    }
+}
+
+/// A short name for each event, for comparing sequences.
+fn kind(e: &Event) -> String {
+    match e {
+        Event::State(c) => format!("state {:?}", c.state),
+        Event::Open => "open".into(),
+        Event::Text(t) => format!("text {}", t.as_str()),
+        Event::Error(_) => "error".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_connection_that_asked_for_state_events_gets_them_in_its_queue() {
+    // As above: open, one message, drop; two refused connects; open and stay.
+    let server = Server::raw(|mut tcp, i| async move {
+        match i {
+            0 => {
+                raw_upgrade(&mut tcp).await;
+                let mut ws = server_ws(tcp).await;
+                let _ = ws.send(Message::text("tick")).await;
+                let _ = ws.flush().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            1 | 2 => refuse_upgrade(tcp, "503 Service Unavailable").await,
+            _ => {
+                raw_upgrade(&mut tcp).await;
+                hold(server_ws(tcp).await).await;
+            }
+        }
+    })
+    .await;
+    let mgr = WsManager::new();
+    let mut events = mgr.events();
+    let opts = PollOptions::new().state_events(true);
+    mgr.add_polled_with("q", cfg(server.port).build().unwrap(), opts)
+        .unwrap();
+    let mut opens = 0;
+    let got = polled_until(&mut events, |e| {
+        opens += matches!(e, Event::Open) as usize;
+        opens == 2
+    })
+    .await;
+    let seq: Vec<String> = got.iter().map(kind).collect();
+    // The state changes sit where on_state would run: State(Open) just before Open, one
+    // Reconnecting per outage (the refused attempts are errors only).
+    let states: Vec<&str> = seq
+        .iter()
+        .filter(|s| s.starts_with("state") || *s == "open")
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "state Connecting",
+            "state Open",
+            "open",
+            "state Reconnecting",
+            "state Open",
+            "open"
+        ],
+        "{seq:?}"
+    );
+    let tick = seq.iter().position(|s| s == "text tick").expect("the tick");
+    let reconnecting = seq.iter().position(|s| s == "state Reconnecting").unwrap();
+    assert!(tick < reconnecting, "{seq:?}");
+    assert_eq!(seq.iter().filter(|s| *s == "error").count(), 3, "{seq:?}");
+    let changes: Vec<&StateChange> = got
+        .iter()
+        .filter_map(|e| match e {
+            Event::State(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(
+            changes[2].reason,
+            Some(ConnectionError::ConnectionDropped(_) | ConnectionError::ReadError(_))
+        ),
+        "{:?}",
+        changes[2].reason
+    );
+    assert_eq!((changes[1].attempts, changes[1].down_for), (0, None));
+    assert_eq!(changes[3].attempts, 3);
+    assert!(changes[3].down_for.expect("the gap") >= Duration::from_millis(20));
+
+    let closer = tokio::spawn({
+        let mgr = mgr.clone();
+        async move { mgr.close("q", 1000, "done").await }
+    });
+    let tail = polled_until(
+        &mut events,
+        |e| matches!(e, Event::State(c) if c.state == ConnState::Closed),
+    )
+    .await;
+    // The server's answer to the close frame comes between the two.
+    let tail: Vec<String> = tail.iter().map(kind).collect();
+    assert_eq!(
+        tail.first().map(|s| s.as_str()),
+        Some("state Closing"),
+        "{tail:?}"
+    );
+    assert!(
+        tail[1..tail.len() - 1]
+            .iter()
+            .all(|s| s.starts_with("Close(")),
+        "{tail:?}"
+    );
+    within("the close", closer).await.unwrap().unwrap();
+    mgr.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_connection_without_the_option_queues_no_state_event() {
+    let server = echo_server().await;
+    let mgr = WsManager::new();
+    let mut events = mgr.events();
+    mgr.add_polled_with("p", cfg(server.port).build().unwrap(), PollOptions::new())
+        .unwrap();
+    mgr.wait_open("p", DEADLINE).await.unwrap();
+    mgr.send_text("p", "one").unwrap();
+    let got = polled_until(&mut events, |e| matches!(e, Event::Text(_))).await;
+    assert_eq!(
+        got.iter().map(kind).collect::<Vec<_>>(),
+        ["open", "text one"]
+    );
+    mgr.close("p", 1000, "done").await.unwrap();
+    mgr.shutdown().await;
+    while let Some(e) = within("the stream's end", events.recv()).await {
+        assert!(!matches!(e.event(), Event::State(_)), "{e:?}");
+    }
 }

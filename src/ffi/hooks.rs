@@ -242,7 +242,8 @@ pub struct kh_hooks_ex {
     /// `KH_STATE_OPEN` (just before `on_open`; after a drop it carries the gap: attempts and
     /// down time), `KH_STATE_RECONNECTING` (with the failure that caused it; once per outage,
     /// later failed attempts go to `on_error` only), `KH_STATE_CLOSING` (when an open socket is
-    /// closed or restarted) and `KH_STATE_CLOSED`. Not delivered to polled connections.
+    /// closed or restarted) and `KH_STATE_CLOSED`. Polled connections get them as `KH_EVENT_STATE`
+    /// events when added with `kh_manager_add_polled_ex` and `KH_POLL_STATE_EVENTS`.
     /// `change` and what it points to are valid only during the call. Same thread rules as the
     /// other callbacks.
     pub on_state: Option<
@@ -459,9 +460,12 @@ fn state_change(s: &StateChange, reason: kh_result, msg: &CString) -> kh_state_c
         reason_message: msg.as_ptr(),
         attempts: s.attempts,
         reserved: 0,
-        down_for_ns: s
-            .down_for
-            .map_or(0, |d| (d.as_nanos().min(u64::MAX as u128) as u64).max(1)),
+        down_for_ns: duration_ns(s.down_for),
         endpoint: s.endpoint,
     }
+}
+
+/// A gap in nanoseconds for C: 0 for none, at least 1 for one (however short).
+pub(super) fn duration_ns(d: Option<std::time::Duration>) -> u64 {
+    d.map_or(0, |d| (d.as_nanos().min(u64::MAX as u128) as u64).max(1))
 }

@@ -14,10 +14,11 @@ use super::boundary::{Out, arg_out_array, arg_ref, arg_str, guard};
 use super::manager::manager;
 use super::result::error_message;
 use super::runtime::in_callback;
-use super::{kh_config, kh_result};
+use super::{kh_config, kh_conn_state, kh_result};
 use crate::error::ConnectionError;
 use crate::events::ConnEvent;
 use crate::hooks::Event;
+use crate::poll_options::PollOptions;
 
 /// What a `kh_event` reports. Values are fixed; a later version may add kinds, so skip an event
 /// whose kind you do not know.
@@ -40,6 +41,15 @@ pub enum kh_event_kind {
     /// A failure: its code in `error` and a NUL-terminated message in `data` (`len` bytes
     /// before the NUL). The same failures `on_error` reports, with the same consequences.
     KH_EVENT_ERROR = 7,
+    /// A lifecycle state change, queued only for a connection added with
+    /// `kh_manager_add_polled_ex` and `KH_POLL_STATE_EVENTS`: the same changes `on_state` of
+    /// `kh_hooks_ex` gets (see `kh_state_change`), in the same place among the connection's
+    /// events (`KH_STATE_OPEN` just before `KH_EVENT_OPEN`). `state` is the `kh_conn_state`
+    /// entered; `error` the failure that caused it (`KH_OK` when none did) with its message,
+    /// NUL-terminated, in `data` (`len` bytes before the NUL; "" when `error` is `KH_OK`); on
+    /// an open after a drop `attempts` and `down_for_ns` carry the gap (0 otherwise). Like
+    /// open and error events, never held back while the queue is full.
+    KH_EVENT_STATE = 8,
     /// A rotation (`kh_manager_rotate` or the maximum connection age) switched delivery to its
     /// fresh socket; the old one is closed with 1000 right after. Messages before this event
     /// may come from either socket, each socket's in order, so a feed with sequence numbers
@@ -68,18 +78,22 @@ pub struct kh_event {
     pub error: kh_result,
     /// For `KH_EVENT_CLOSE` the peer's close code, otherwise 0.
     pub close_code: u16,
-    /// Written as 0.
-    pub reserved16: u16,
-    /// Written as 0.
-    pub reserved32: u32,
+    /// For `KH_EVENT_STATE` the state entered (a `kh_conn_state` value), otherwise 0.
+    pub state: u16,
+    /// For `KH_EVENT_STATE` on an open after a drop: connect attempts since the drop, this
+    /// successful one included (at least 1). Otherwise 0.
+    pub attempts: u32,
     /// The connection's name (NUL-terminated).
     pub conn: *const c_char,
     /// The payload, close reason or error message (see `kind`).
     pub data: *const u8,
     /// Bytes at `data` (for an error message: before its NUL).
     pub len: usize,
+    /// For `KH_EVENT_STATE` on an open after a drop: how long the connection was not open, in
+    /// nanoseconds (at least 1). Otherwise 0.
+    pub down_for_ns: u64,
     /// Written as 0.
-    pub reserved: [u64; 3],
+    pub reserved: [u64; 2],
 }
 
 const _: () = assert!(size_of::<kh_event>() == 64);
@@ -99,12 +113,13 @@ impl Lent {
             kind: kh_event_kind::KH_EVENT_OPEN,
             error: kh_result::KH_OK,
             close_code: 0,
-            reserved16: 0,
-            reserved32: 0,
+            state: 0,
+            attempts: 0,
             conn: e.c_name().as_c_ptr(),
             data: EMPTY.as_ptr(),
             len: 0,
-            reserved: [0; 3],
+            down_for_ns: 0,
+            reserved: [0; 2],
         };
         let (kind, data): (kh_event_kind, &[u8]) = match e.event() {
             Event::Open => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
@@ -118,19 +133,34 @@ impl Lent {
             }
             Event::Error(err) => {
                 out.error = kh_result::from(err);
-                let msg = error_message(err);
-                self.messages.push(msg);
-                let msg = self.messages.last().map_or(&[][..], |m| m.as_bytes());
-                (kh_event_kind::KH_EVENT_ERROR, msg)
+                (kh_event_kind::KH_EVENT_ERROR, self.message(err))
             }
-            // Never queued: state changes go through `ReadHooks::state`, which skips the queue.
-            Event::State(_) => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
+            // Queued only for connections that asked for them (`KH_POLL_STATE_EVENTS`).
+            Event::State(c) => {
+                out.state = kh_conn_state::from(c.state) as u16;
+                out.attempts = c.attempts;
+                out.down_for_ns = super::hooks::duration_ns(c.down_for);
+                let msg = match &c.reason {
+                    Some(err) => {
+                        out.error = kh_result::from(err);
+                        self.message(err)
+                    }
+                    None => &EMPTY,
+                };
+                (kh_event_kind::KH_EVENT_STATE, msg)
+            }
             Event::Rotated => (kh_event_kind::KH_EVENT_ROTATED, &EMPTY),
         };
         out.kind = kind;
         out.data = data.as_ptr();
         out.len = data.len();
         out
+    }
+
+    /// An error's NUL-terminated message, kept until the next poll; the bytes before the NUL.
+    fn message(&mut self, err: &ConnectionError) -> &[u8] {
+        self.messages.push(error_message(err));
+        self.messages.last().map_or(&[][..], |m| m.as_bytes())
     }
 }
 
@@ -277,5 +307,44 @@ pub unsafe extern "C" fn kh_manager_wakeup(mgr: *mut super::kh_manager) -> kh_re
         let m = unsafe { manager(mgr) }?;
         m.manager.event_queue().wakeup();
         Ok(())
+    })
+}
+
+/// Flags of `kh_manager_add_polled_ex`, or-ed together. A later version may add flags; one this
+/// library does not know is refused.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum kh_poll_flag {
+    /// Queue the connection's lifecycle state changes as `KH_EVENT_STATE` events.
+    KH_POLL_STATE_EVENTS = 1,
+}
+
+/// Every flag this version knows.
+const KNOWN_POLL_FLAGS: u32 = kh_poll_flag::KH_POLL_STATE_EVENTS as u32;
+
+/// Adds a polled connection like `kh_manager_add_polled` with `flags` (`kh_poll_flag` values
+/// or-ed together; 0 is `kh_manager_add_polled`): `KH_POLL_STATE_EVENTS` queues its lifecycle
+/// state changes as `KH_EVENT_STATE` events. Fails like `kh_manager_add_polled`, and with
+/// `KH_INVALID_ARGUMENT` (adding nothing) for a flag this library does not know.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_add_polled_ex(
+    mgr: *mut super::kh_manager,
+    name: *const c_char,
+    cfg: *const kh_config,
+    flags: u32,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid pointers, per the header.
+        let (m, name, cfg) =
+            unsafe { (manager(mgr)?, arg_str(name, "name")?, arg_ref(cfg, "cfg")?) };
+        if flags & !KNOWN_POLL_FLAGS != 0 {
+            return Err(ConnectionError::InvalidArgument(format!(
+                "unknown poll flags {:#x}",
+                flags & !KNOWN_POLL_FLAGS
+            )));
+        }
+        let options =
+            PollOptions::new().state_events(flags & kh_poll_flag::KH_POLL_STATE_EVENTS as u32 != 0);
+        m.manager.add_polled_with(name, cfg.build()?, options)
     })
 }

@@ -222,6 +222,11 @@ static void after_free_calls(ctx *c) {
   EXPECT_RC(kh_manager_subscribe_text(c->mgr, c->name, "k", "x", 1), KH_SHUTTING_DOWN);
   EXPECT_RC(kh_manager_unsubscribe(c->mgr, c->name, "k", NULL, 0), KH_SHUTTING_DOWN);
   EXPECT_RC(kh_manager_subscription_count(c->mgr, c->name, &subs), KH_SHUTTING_DOWN);
+  kh_config *late = NULL;
+  EXPECT_RC(kh_config_new(g_url, &late), KH_OK);
+  EXPECT_RC(kh_manager_add_polled_ex(c->mgr, "late", late, KH_POLL_STATE_EVENTS),
+            KH_SHUTTING_DOWN);
+  kh_config_free(late);
 }
 
 static void on_text(void *ud, const char *conn, const char *data, size_t len) {
@@ -1808,6 +1813,16 @@ static void test_poll_bad_input(void) {
   EXPECT_RC(kh_manager_add_polled(m, NULL, cfg), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_add_polled(m, "p", NULL), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_add_polled(m, "", cfg), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_add_polled_ex(NULL, "p", cfg, KH_POLL_STATE_EVENTS), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_add_polled_ex(m, NULL, cfg, KH_POLL_STATE_EVENTS), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_add_polled_ex(m, "p", NULL, KH_POLL_STATE_EVENTS), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_add_polled_ex(m, "", cfg, 0), KH_INVALID_ARGUMENT);
+  /* Flags this library does not know are refused, and nothing is added. */
+  EXPECT_RC(kh_manager_add_polled_ex(m, "p", cfg, 2), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_add_polled_ex(m, "p", cfg, 0x80000000u | KH_POLL_STATE_EVENTS),
+            KH_INVALID_ARGUMENT);
+  kh_conn_state pst;
+  EXPECT_RC(kh_manager_state(m, "p", &pst), KH_CONNECTION_NOT_FOUND);
 
   /* No polled connection: the poll waits its timeout and returns no event. */
   EXPECT_RC(kh_manager_event_fd(m, &fd), KH_OK);
@@ -1877,9 +1892,9 @@ static int poll_until(kh_manager *m, int kind, got_event *out, int64_t ms) {
     while (g_batch_i < g_batch_n) {
       kh_event *e = &g_batch[g_batch_i++];
       CHECK(e->conn && e->data, "event %u with a NULL pointer", (unsigned)e->kind);
-      CHECK(e->reserved16 == 0 && e->reserved32 == 0 && e->reserved[0] == 0 &&
-                e->reserved[1] == 0 && e->reserved[2] == 0,
-            "reserved members are not 0");
+      CHECK(e->kind == KH_EVENT_STATE || (e->state == 0 && e->attempts == 0 && e->down_for_ns == 0),
+            "event %u carries state members", (unsigned)e->kind);
+      CHECK(e->reserved[0] == 0 && e->reserved[1] == 0, "reserved members are not 0");
       if ((int)e->kind == kind) {
         out->ev = *e;
         snprintf(out->conn, sizeof out->conn, "%s", e->conn);
@@ -2013,6 +2028,52 @@ static void test_poll_free_with_unpolled_events(void) {
   watchdog_disarm();
   CHECK(dt < 5000 * g_scale, "kh_manager_free with unpolled events took %lld ms",
         (long long)dt);
+}
+
+/* State events of a polled connection (KH_POLL_STATE_EVENTS): connecting, open (before the
+ * open event), reconnecting with the drop's code and message, the re-open with its gap, and
+ * closing/closed after kh_manager_close. */
+static void test_poll_state_events(void) {
+  g_batch_n = g_batch_i = 0;
+  kh_manager *m = new_manager(2);
+  kh_config *cfg = new_config(g_url);
+  EXPECT_RC(kh_manager_add_polled_ex(m, "st", cfg, KH_POLL_STATE_EVENTS), KH_OK);
+  EXPECT_RC(kh_manager_add_polled_ex(m, "st", cfg, KH_POLL_STATE_EVENTS), KH_ALREADY_EXISTS);
+  kh_config_free(cfg);
+  got_event g;
+  CHECK(poll_until(m, KH_EVENT_STATE, &g, 5000), "no state event");
+  CHECK(g.ev.state == KH_STATE_CONNECTING && g.ev.error == KH_OK && g.ev.len == 0 &&
+            strcmp(g.conn, "st") == 0,
+        "first state event: state %u error %s len %zu on '%s'", (unsigned)g.ev.state,
+        rname(g.ev.error), g.ev.len, g.conn);
+  CHECK(poll_until(m, KH_EVENT_STATE, &g, 5000), "no open state event");
+  CHECK(g.ev.state == KH_STATE_OPEN && g.ev.attempts == 0 && g.ev.down_for_ns == 0,
+        "first open: state %u attempts %u down %llu", (unsigned)g.ev.state,
+        (unsigned)g.ev.attempts, (unsigned long long)g.ev.down_for_ns);
+  CHECK(g_batch_i < g_batch_n ? g_batch[g_batch_i].kind == KH_EVENT_OPEN : 1,
+        "the open event does not follow the open state event");
+  CHECK(poll_until(m, KH_EVENT_OPEN, &g, 5000), "no open event");
+  EXPECT_RC(kh_manager_send_text(m, "st", "drop", 4), KH_OK);
+  CHECK(poll_until(m, KH_EVENT_STATE, &g, 5000), "no reconnecting state event");
+  CHECK(g.ev.state == KH_STATE_RECONNECTING && g.ev.error != KH_OK && g.ev.len > 0 &&
+            strlen(g.data) == g.ev.len,
+        "reconnecting: state %u error %s message '%s' (len %zu)", (unsigned)g.ev.state,
+        rname(g.ev.error), g.data, g.ev.len);
+  CHECK(poll_until(m, KH_EVENT_STATE, &g, 5000), "no re-open state event");
+  CHECK(g.ev.state == KH_STATE_OPEN && g.ev.attempts >= 1 && g.ev.down_for_ns > 0 &&
+            g.ev.error == KH_OK,
+        "re-open: state %u attempts %u down %llu", (unsigned)g.ev.state,
+        (unsigned)g.ev.attempts, (unsigned long long)g.ev.down_for_ns);
+  watchdog_arm(15000 * g_scale, "kh_manager_close of a polled connection with state events");
+  EXPECT_RC(kh_manager_close(m, "st", 1000, "done"), KH_OK);
+  watchdog_disarm();
+  CHECK(poll_until(m, KH_EVENT_STATE, &g, 5000) && g.ev.state == KH_STATE_CLOSING,
+        "no closing state event");
+  CHECK(poll_until(m, KH_EVENT_STATE, &g, 5000) && g.ev.state == KH_STATE_CLOSED,
+        "no closed state event");
+  watchdog_arm(15000 * g_scale, "kh_manager_free");
+  kh_manager_free(m);
+  watchdog_disarm();
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2333,6 +2394,7 @@ int main(int argc, char **argv) {
       {"event queue: bad input, timeouts, wake-up, poll in a hook", test_poll_bad_input, 1},
       {"event queue: a numbered feed through a slow poller", test_poll_numbered_feed, 1},
       {"event queue: free with unpolled events", test_poll_free_with_unpolled_events, 1},
+      {"event queue: state events (KH_POLL_STATE_EVENTS)", test_poll_state_events, 1},
       {"growable structs: kh_hooks_ex, kh_conn_stats_ex", test_growable_structs, 1},
       {"live subscriptions", test_subscriptions, 1},
   };
