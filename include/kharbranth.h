@@ -720,9 +720,11 @@ typedef struct kh_conn_stats_ex {
  * One event of a connection added with `kh_manager_add_polled`, as written by
  * `kh_manager_poll`.
  *
- * Layout: `sizeof(kh_event)` is 64 bytes and stays 64 in every later version. New members take
- * the place of reserved ones, which the library writes as 0 until then, so an array allocated
- * by a program built against this header keeps working with a later library.
+ * Layout: `sizeof(kh_event)` is 64 bytes and stays 64 in every later version. New members took
+ * the place of reserved ones, which older libraries wrote as 0, so an array allocated by a
+ * program built against an older header keeps working with this library. Every byte is used
+ * now: a later version adds what it must say through members that mean something only for
+ * new kinds or options, never by moving one.
  *
  * Lifetime: `conn` and `data` point into the library's memory (a payload is copied at most
  * once, when it is queued, and never for the caller) and stay valid until the next
@@ -770,9 +772,17 @@ typedef struct kh_event {
    */
   uint64_t down_for_ns;
   /**
-   * Written as 0.
+   * For a frame (text, binary, ping, pong, close, and an inflate failure's error) of a
+   * connection with `kh_config_set_receive_timestamps`: when it was received, in
+   * `CLOCK_MONOTONIC` nanoseconds (see that function for which read stamps a message).
+   * Otherwise 0.
    */
-  uint64_t reserved[2];
+  uint64_t recv_mono_ns;
+  /**
+   * The same receive time in wall-clock nanoseconds since the Unix epoch
+   * (`CLOCK_REALTIME`). Otherwise 0.
+   */
+  uint64_t recv_wall_ns;
 } kh_event;
 
 /**
@@ -1003,6 +1013,31 @@ kh_result kh_config_set_send_rate_limit(struct kh_config *cfg,
  * limit it does nothing.
  */
 kh_result kh_config_set_rate_limit_pings(struct kh_config *cfg, int count);
+
+/**
+ * Stamps every received message with its receive time (`on` nonzero; default 0): monotonic
+ * nanoseconds (`CLOCK_MONOTONIC`, comparable with `clock_gettime(CLOCK_MONOTONIC)` in the same
+ * process) and wall-clock nanoseconds since the Unix epoch (`CLOCK_REALTIME`). The clocks are
+ * read once per read of the socket that returned bytes, not once per message: the messages
+ * parsed from one read share its time, and a message that spans two reads gets the time of
+ * the read that completed it (messages that came with the upgrade response get the time the
+ * connection opened). Polled connections carry the times in `recv_mono_ns`/`recv_wall_ns` of
+ * `kh_event`; callbacks ask `kh_receive_time` while they run.
+ */
+kh_result kh_config_set_receive_timestamps(struct kh_config *cfg, int on);
+
+/**
+ * Writes the receive time of the message whose callback is running on this thread (like
+ * `errno`): `*mono_ns` in `CLOCK_MONOTONIC` nanoseconds and `*wall_ns` in wall-clock
+ * nanoseconds since the Unix epoch, both read once for the socket read that completed the
+ * message (see `kh_config_set_receive_timestamps`). Meaningful inside `on_text`, `on_binary`,
+ * `on_frame`, `on_ping`, `on_pong`, `on_close` (and an `on_error` for `KH_INFLATE_FAILED`) of
+ * a connection with receive timestamps on; anywhere else (other callbacks, outside a callback,
+ * the option off) it writes 0 to both and still returns `KH_OK`, so 0 means "no time".
+ * `KH_INVALID_ARGUMENT` (writing nothing) when either pointer is NULL. Never blocks; callable
+ * from any thread at any time, also after `kh_manager_free`.
+ */
+kh_result kh_receive_time(uint64_t *mono_ns, uint64_t *wall_ns);
 
 /**
  * Creates a manager with a default number of worker threads (the number of CPUs, at least 2

@@ -21,6 +21,8 @@ pub(crate) struct BurstReader<S> {
     buf: Vec<u8>,
     pos: usize,
     hot: bool,
+    /// Stamp every read of `inner` that returns bytes (receive timestamps, `crate::clock`).
+    stamps: bool,
 }
 
 impl<S> BurstReader<S> {
@@ -32,7 +34,15 @@ impl<S> BurstReader<S> {
             buf: Vec::new(),
             pos: 0,
             hot: false,
+            stamps: false,
         }
+    }
+
+    /// Stamps every read of the stream that returns bytes with the time (see `crate::clock`):
+    /// once per read, so a burst of messages costs one clock read.
+    pub(crate) fn with_stamps(mut self, on: bool) -> Self {
+        self.stamps = on;
+        self
     }
 }
 
@@ -61,7 +71,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for BurstReader<S> {
                 this.pos = 0;
             }
             ready!(polled)?;
-            this.hot = wanted > 0 && out.filled().len() - before == wanted;
+            let got = out.filled().len() - before;
+            if this.stamps && got > 0 {
+                crate::clock::note_read();
+            }
+            this.hot = wanted > 0 && got == wanted;
             return Poll::Ready(Ok(()));
         }
         // Hot: one large read, then serve from memory.
@@ -84,6 +98,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for BurstReader<S> {
                 let n = rb.filled().len();
                 // SAFETY: `ReadBuf::filled` counts bytes the inner reader initialised.
                 unsafe { this.buf.set_len(n) };
+                if this.stamps && n > 0 {
+                    crate::clock::note_read();
+                }
                 if n < this.burst / 4 {
                     // A short read: the sender is not outrunning us any more.
                     this.hot = false;
@@ -367,6 +384,41 @@ mod tests {
         r.inner.supply(&pattern(CHUNK + 3 * BURST));
         assert_eq!(read_until_dry(&mut r).concat(), pattern(CHUNK + 3 * BURST));
         assert_eq!(r.inner.asked[..4], [CHUNK, BURST, BURST, BURST]);
+    }
+
+    #[test]
+    fn with_stamps_every_read_of_the_socket_that_returns_bytes_is_stamped_once() {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut r = BurstReader::new(Probe::default(), BURST).with_stamps(true);
+        r.inner.supply(&pattern(CHUNK));
+        r.inner.supply(&pattern(2 * CHUNK));
+        crate::clock::clear_read();
+        let mut chunk = [0u8; CHUNK];
+        let mut out = ReadBuf::new(&mut chunk);
+        assert!(Pin::new(&mut r).poll_read(&mut cx, &mut out).is_ready());
+        let first = crate::clock::take_read().expect("a cold read is stamped");
+        // Hot: one burst-sized read of the socket, served in two reads from memory.
+        let mut out = ReadBuf::new(&mut chunk);
+        assert!(Pin::new(&mut r).poll_read(&mut cx, &mut out).is_ready());
+        let second = crate::clock::take_read().expect("a burst read is stamped");
+        assert!(second.monotonic_ns() >= first.monotonic_ns());
+        let mut out = ReadBuf::new(&mut chunk);
+        assert!(Pin::new(&mut r).poll_read(&mut cx, &mut out).is_ready());
+        assert_eq!(
+            crate::clock::take_read(),
+            None,
+            "served from memory: no read"
+        );
+        // A dry socket is no read either.
+        let mut out = ReadBuf::new(&mut chunk);
+        assert!(Pin::new(&mut r).poll_read(&mut cx, &mut out).is_pending());
+        assert_eq!(crate::clock::take_read(), None);
+        // Without the option nothing is stamped.
+        let mut r = BurstReader::new(Probe::default(), BURST);
+        r.inner.supply(&pattern(10));
+        let mut out = ReadBuf::new(&mut chunk);
+        assert!(Pin::new(&mut r).poll_read(&mut cx, &mut out).is_ready());
+        assert_eq!(crate::clock::take_read(), None);
     }
 
     #[tokio::test]

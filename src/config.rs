@@ -223,6 +223,11 @@ impl Config {
     pub fn rate_limit_pings(&self) -> bool {
         self.inner.set.rate_limit_pings
     }
+    /// Whether received messages carry their receive time (see
+    /// [`ConfigBuilder::receive_timestamps`]).
+    pub fn receive_timestamps(&self) -> bool {
+        self.inner.set.receive_timestamps
+    }
     /// The checked send rate limit, for the session.
     pub(crate) fn send_rate(&self) -> Option<crate::ratelimit::Rate> {
         self.inner
@@ -307,6 +312,7 @@ pub struct ConfigBuilder {
     max_connection_age: Option<Duration>,
     idle_timeout: Option<Duration>,
     inflate: Option<Compression>,
+    receive_timestamps: bool,
 }
 
 /// How received binary messages are compressed, for [`ConfigBuilder::inflate`]. Text messages
@@ -446,6 +452,7 @@ impl ConfigBuilder {
             inflate: None,
             send_rate: None,
             rate_limit_pings: false,
+            receive_timestamps: false,
         }
     }
 
@@ -649,6 +656,21 @@ impl ConfigBuilder {
     /// ([`WsManager::send_ping`](crate::WsManager::send_ping)) and pongs count then too. Without a limit this does nothing.
     pub fn rate_limit_pings(mut self, count: bool) -> Self {
         self.rate_limit_pings = count;
+        self
+    }
+
+    /// Stamps every received message with its receive time (default `false`): monotonic
+    /// nanoseconds (`CLOCK_MONOTONIC`, comparable with `clock_gettime` in the same process)
+    /// and wall-clock nanoseconds since the Unix epoch, read once per read of the socket that
+    /// returned bytes, never once per message: the messages parsed from one read share its
+    /// time, and a message that spans two reads gets the time of the read that completed it.
+    /// Messages parsed from bytes read with the upgrade response get the time the connection
+    /// opened. Polled connections carry it in [`ConnEvent::received_at`](crate::ConnEvent::received_at);
+    /// hooks ask [`receive_time`](crate::receive_time) while they run. A
+    /// [`Connection`](crate::Connection) over a caller's own stream reads no socket itself:
+    /// its messages get no time.
+    pub fn receive_timestamps(mut self, on: bool) -> Self {
+        self.receive_timestamps = on;
         self
     }
 

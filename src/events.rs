@@ -20,6 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::clock::ReceiveTime;
 use crate::error::Result;
 use crate::hooks::Event;
 use crate::limits;
@@ -62,6 +63,8 @@ impl Name {
 pub struct ConnEvent {
     name: Name,
     event: Event,
+    /// When it was received (frames of connections with receive timestamps), else none.
+    at: ReceiveTime,
 }
 
 impl ConnEvent {
@@ -78,6 +81,13 @@ impl ConnEvent {
     /// What happened, by value (the payload is not copied).
     pub fn into_event(self) -> Event {
         self.event
+    }
+
+    /// When the frame was received, for a connection with
+    /// [`receive_timestamps(true)`](crate::ConfigBuilder::receive_timestamps); `None` for
+    /// other connections and for lifecycle events (open, error, state, rotated).
+    pub fn received_at(&self) -> Option<ReceiveTime> {
+        self.at.get()
     }
 
     #[cfg(feature = "capi")]
@@ -379,6 +389,8 @@ pub(crate) struct Sink {
     /// Messages of the current read, not yet in the queue: they enter it together, under one
     /// lock and with one wake-up, when the connection's poll ends (see [`flush`](Self::flush)).
     staged: Vec<ConnEvent>,
+    /// The receive time of the frame being delivered (receive timestamps on), else none.
+    at: ReceiveTime,
 }
 
 /// Messages a connection stages at most before it flushes them into the queue, even mid-read:
@@ -394,7 +406,14 @@ impl Sink {
             room: true,
             room_left: 1,
             staged: Vec::new(),
+            at: ReceiveTime::NONE,
         }
+    }
+
+    /// Stamps the events staged from now on with `t` (none with [`ReceiveTime::NONE`]).
+    #[inline]
+    pub(crate) fn set_receive_time(&mut self, t: ReceiveTime) {
+        self.at = t;
     }
 
     /// Appends one event and wakes whoever waits for one (after the staged messages, which
@@ -413,6 +432,7 @@ impl Sink {
         self.staged.push(ConnEvent {
             name: self.name.clone(),
             event: compact(event),
+            at: self.at,
         });
         if self.staged.len() >= STAGE_MAX.min(self.room_left) {
             self.flush();

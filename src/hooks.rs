@@ -11,6 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::clock::ReceiveTime;
 use crate::error::ConnectionError;
 use crate::events::Sink;
 use crate::handle::StateChange;
@@ -269,6 +270,18 @@ impl ReadHooks {
         match self.sink.as_mut() {
             None => std::task::Poll::Ready(()),
             Some(s) => s.poll_room(cx),
+        }
+    }
+
+    /// The receive time of the frame about to be delivered (or, with
+    /// [`ReceiveTime::NONE`], none): for hooks through [`receive_time`](crate::receive_time),
+    /// for a polled connection on the events it queues. Called only with receive timestamps
+    /// on, twice per frame.
+    #[inline]
+    pub(crate) fn set_receive_time(&mut self, t: ReceiveTime) {
+        match self.sink.as_mut() {
+            None => crate::clock::set_hook_time(t),
+            Some(s) => s.set_receive_time(t),
         }
     }
 

@@ -34,7 +34,7 @@
 //!
 //! | layer | modules |
 //! | --- | --- |
-//! | vocabulary | `error` ([`ConnectionError`]), `config` ([`Config`]; its rules in `limits`, TLS set-up in `tls`), `events` (the event queue of polled connections: [`ConnEvent`], [`EventStream`]), `poll_options` ([`PollOptions`]: what else a polled connection queues), `hooks` ([`ReadHooks`], [`Event`]), `backoff`, `logging` |
+//! | vocabulary | `error` ([`ConnectionError`]), `config` ([`Config`]; its rules in `limits`, TLS set-up in `tls`), `events` (the event queue of polled connections: [`ConnEvent`], [`EventStream`]), `poll_options` ([`PollOptions`]: what else a polled connection queues), `hooks` ([`ReadHooks`], [`Event`]), `backoff`, `logging`, `clock` ([`ReceiveTime`]: receive timestamps) |
 //! | one socket | `queue` (the send queue and control requests), `handle` ([`Link`], [`ConnState`], [`Stats`]), `heartbeat`, `watchdog` (the idle timeout), `inflate` (compressed binary messages), `burst` (batched reads), `wire` (the WebSocket protocol over a stream, polled by the one task that owns it), `transport` (TCP or TLS), `connection` ([`Connection`]: the poll loop, its close and failure paths) |
 //! | many sockets | `dial` (TCP, TLS, the HTTP upgrade), `supervisor` (connect, run, reconnect with backoff), `manager` ([`WsManager`]: the registry of names) |
 //! | C ABI | `ffi` (feature `capi`: the `kh_` functions over [`WsManager`]) |
@@ -43,6 +43,7 @@
 
 mod backoff;
 mod burst;
+mod clock;
 mod config;
 mod connection;
 mod dial;
@@ -66,6 +67,7 @@ mod transport;
 mod watchdog;
 mod wire;
 
+pub use clock::{ReceiveTime, receive_time};
 pub use config::{Compression, Config, ConfigBuilder, Heartbeat, InitMessage, defaults};
 pub use connection::{Connection, Ended};
 pub use error::{ConnectionError, Result};

@@ -105,9 +105,10 @@ where
             // bounds that wait too.
             while let Some(r) = {
                 std::future::poll_fn(|cx| hooks.poll_room(cx)).await;
+                self.before_read();
                 self.ws.next().await
             } {
-                self.on_message(r?, hooks);
+                self.deliver(r?, hooks);
                 hooks.flush();
                 // A peer that keeps sending never lets this loop wait, so the timeout around
                 // it would never get to fire (one read can hold hundreds of frames, each with

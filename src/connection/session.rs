@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::Ended;
 use super::ending::{close_code_for, read_error};
+use crate::clock::ReceiveTime;
 use crate::config::{Config, InitMessage};
 use crate::error::{ConnectionError, Result};
 use crate::handle::{ConnState, Shared};
@@ -99,6 +100,12 @@ pub(crate) struct Session<S> {
     /// The send rate limit, when one is configured: boxed, so that a session without one
     /// carries only a null pointer.
     pub(super) limiter: Option<Box<SendLimiter>>,
+    /// Receive timestamps are on: frames are delivered through [`deliver`](Self::deliver)'s
+    /// stamped side.
+    pub(super) stamps: bool,
+    /// The time of the last read of this socket that returned bytes: the messages parsed from
+    /// buffered bytes (no read during their poll) were completed by it.
+    stamp: ReceiveTime,
 }
 
 /// A session's send rate limit: the permits and the one timer armed while a write waits.
@@ -183,6 +190,13 @@ where
             shared,
             heartbeat: HeartbeatTimer::new(&config),
             limiter: SendLimiter::new(&config),
+            stamps: config.receive_timestamps(),
+            // Bytes read with the upgrade response were read by the dial, an instant ago.
+            stamp: if config.receive_timestamps() {
+                ReceiveTime::now()
+            } else {
+                ReceiveTime::NONE
+            },
             config,
             priority: VecDeque::new(),
             needs_flush: false,
@@ -326,13 +340,19 @@ where
         mailbox: &mut Receiver,
         hooks: &mut ReadHooks,
     ) -> Poll<Step> {
-        let step = self.poll_frames(cx, mailbox, hooks);
+        // One look per poll: without receive timestamps the loop is compiled without them.
+        let step = if self.stamps {
+            self.poll_frames::<true>(cx, mailbox, hooks)
+        } else {
+            self.poll_frames::<false>(cx, mailbox, hooks)
+        };
         // Whatever this poll read is handed over before the task sleeps or moves on.
         hooks.flush();
         step
     }
 
-    fn poll_frames(
+    /// The read loop; `STAMPS`: receive timestamps are on (`self.stamps`).
+    fn poll_frames<const STAMPS: bool>(
         &mut self,
         cx: &mut Context<'_>,
         mailbox: &mut Receiver,
@@ -355,11 +375,18 @@ where
             if hooks.poll_room(cx).is_pending() {
                 return self.stall(cx, mailbox, hooks);
             }
+            if STAMPS {
+                crate::clock::clear_read();
+            }
             match self.ws.poll_next(cx) {
                 Poll::Ready(Some(Ok(msg))) => {
                     self.in_burst = true;
                     self.burst += 1;
-                    self.on_message(msg, hooks);
+                    if STAMPS {
+                        self.on_stamped(msg, hooks);
+                    } else {
+                        self.on_message(msg, hooks);
+                    }
                     frames += 1;
                     if frames >= YIELD_AFTER {
                         // Frames already buffered never make the socket return Pending, so
@@ -566,6 +593,36 @@ where
         ConnectionError::WriteError(format!(
             "{e}; {n} message(s) accepted since the last flush may not have been sent"
         ))
+    }
+
+    /// Forgets a read stamp left on this thread by another socket, before this one is read
+    /// outside the poll loop (the close handshake).
+    pub(super) fn before_read(&self) {
+        if self.stamps {
+            crate::clock::clear_read();
+        }
+    }
+
+    /// [`on_message`](Self::on_message) or [`on_stamped`](Self::on_stamped), by the option:
+    /// for the paths outside the poll loop.
+    pub(super) fn deliver(&mut self, msg: Message, hooks: &mut ReadHooks) {
+        if self.stamps {
+            self.on_stamped(msg, hooks);
+        } else {
+            self.on_message(msg, hooks);
+        }
+    }
+
+    /// A frame with its receive time: that of the read made since `clear_read` if one
+    /// returned bytes (it completed the frame), else that of this socket's last read.
+    #[inline]
+    fn on_stamped(&mut self, msg: Message, hooks: &mut ReadHooks) {
+        if let Some(t) = crate::clock::take_read() {
+            self.stamp = t;
+        }
+        hooks.set_receive_time(self.stamp);
+        self.on_message(msg, hooks);
+        hooks.set_receive_time(ReceiveTime::NONE);
     }
 
     /// Hands one received frame to the hooks and keeps the books.

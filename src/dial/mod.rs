@@ -84,7 +84,8 @@ async fn connect_unbounded(config: &Config, endpoint: &Endpoint) -> Result<Socke
         }
         None => Transport::Plain(tcp),
     };
-    let stream = BurstReader::new(stream, config.burst_read_size());
+    let stream =
+        BurstReader::new(stream, config.burst_read_size()).with_stamps(config.receive_timestamps());
     upgrade::upgrade(config, &endpoint.uri, stream, &addr).await
 }
 

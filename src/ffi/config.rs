@@ -567,6 +567,25 @@ pub unsafe extern "C" fn kh_config_set_rate_limit_pings(
     })
 }
 
+/// Stamps every received message with its receive time (`on` nonzero; default 0): monotonic
+/// nanoseconds (`CLOCK_MONOTONIC`, comparable with `clock_gettime(CLOCK_MONOTONIC)` in the same
+/// process) and wall-clock nanoseconds since the Unix epoch (`CLOCK_REALTIME`). The clocks are
+/// read once per read of the socket that returned bytes, not once per message: the messages
+/// parsed from one read share its time, and a message that spans two reads gets the time of
+/// the read that completed it (messages that came with the upgrade response get the time the
+/// connection opened). Polled connections carry the times in `recv_mono_ns`/`recv_wall_ns` of
+/// `kh_event`; callbacks ask `kh_receive_time` while they run.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_config_set_receive_timestamps(
+    cfg: *mut kh_config,
+    on: std::ffi::c_int,
+) -> kh_result {
+    set(cfg, |c| {
+        c.update(|b| b.receive_timestamps(on != 0));
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

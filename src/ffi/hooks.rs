@@ -6,6 +6,7 @@ use std::ffi::{CString, c_char, c_void};
 use std::mem::{offset_of, size_of};
 use std::sync::Arc;
 
+use super::boundary::{Out, guard};
 use super::result::error_message;
 use super::{kh_conn_state, kh_result};
 use crate::error::{ConnectionError, Result};
@@ -468,4 +469,26 @@ fn state_change(s: &StateChange, reason: kh_result, msg: &CString) -> kh_state_c
 /// A gap in nanoseconds for C: 0 for none, at least 1 for one (however short).
 pub(super) fn duration_ns(d: Option<std::time::Duration>) -> u64 {
     d.map_or(0, |d| (d.as_nanos().min(u64::MAX as u128) as u64).max(1))
+}
+
+/// Writes the receive time of the message whose callback is running on this thread (like
+/// `errno`): `*mono_ns` in `CLOCK_MONOTONIC` nanoseconds and `*wall_ns` in wall-clock
+/// nanoseconds since the Unix epoch, both read once for the socket read that completed the
+/// message (see `kh_config_set_receive_timestamps`). Meaningful inside `on_text`, `on_binary`,
+/// `on_frame`, `on_ping`, `on_pong`, `on_close` (and an `on_error` for `KH_INFLATE_FAILED`) of
+/// a connection with receive timestamps on; anywhere else (other callbacks, outside a callback,
+/// the option off) it writes 0 to both and still returns `KH_OK`, so 0 means "no time".
+/// `KH_INVALID_ARGUMENT` (writing nothing) when either pointer is NULL. Never blocks; callable
+/// from any thread at any time, also after `kh_manager_free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_receive_time(mono_ns: *mut u64, wall_ns: *mut u64) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid out-pointers, per the header.
+        let (mono, wall) =
+            unsafe { (Out::new(mono_ns, "mono_ns")?, Out::new(wall_ns, "wall_ns")?) };
+        let t = crate::clock::receive_time().unwrap_or_default();
+        mono.write(t.monotonic_ns());
+        wall.write(t.wall_ns());
+        Ok(())
+    })
 }

@@ -60,9 +60,11 @@ pub enum kh_event_kind {
 /// One event of a connection added with `kh_manager_add_polled`, as written by
 /// `kh_manager_poll`.
 ///
-/// Layout: `sizeof(kh_event)` is 64 bytes and stays 64 in every later version. New members take
-/// the place of reserved ones, which the library writes as 0 until then, so an array allocated
-/// by a program built against this header keeps working with a later library.
+/// Layout: `sizeof(kh_event)` is 64 bytes and stays 64 in every later version. New members took
+/// the place of reserved ones, which older libraries wrote as 0, so an array allocated by a
+/// program built against an older header keeps working with this library. Every byte is used
+/// now: a later version adds what it must say through members that mean something only for
+/// new kinds or options, never by moving one.
 ///
 /// Lifetime: `conn` and `data` point into the library's memory (a payload is copied at most
 /// once, when it is queued, and never for the caller) and stay valid until the next
@@ -92,8 +94,14 @@ pub struct kh_event {
     /// For `KH_EVENT_STATE` on an open after a drop: how long the connection was not open, in
     /// nanoseconds (at least 1). Otherwise 0.
     pub down_for_ns: u64,
-    /// Written as 0.
-    pub reserved: [u64; 2],
+    /// For a frame (text, binary, ping, pong, close, and an inflate failure's error) of a
+    /// connection with `kh_config_set_receive_timestamps`: when it was received, in
+    /// `CLOCK_MONOTONIC` nanoseconds (see that function for which read stamps a message).
+    /// Otherwise 0.
+    pub recv_mono_ns: u64,
+    /// The same receive time in wall-clock nanoseconds since the Unix epoch
+    /// (`CLOCK_REALTIME`). Otherwise 0.
+    pub recv_wall_ns: u64,
 }
 
 const _: () = assert!(size_of::<kh_event>() == 64);
@@ -119,8 +127,13 @@ impl Lent {
             data: EMPTY.as_ptr(),
             len: 0,
             down_for_ns: 0,
-            reserved: [0; 2],
+            recv_mono_ns: 0,
+            recv_wall_ns: 0,
         };
+        if let Some(t) = e.received_at() {
+            out.recv_mono_ns = t.monotonic_ns();
+            out.recv_wall_ns = t.wall_ns();
+        }
         let (kind, data): (kh_event_kind, &[u8]) = match e.event() {
             Event::Open => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
             Event::Text(t) => (kh_event_kind::KH_EVENT_TEXT, t.as_bytes()),

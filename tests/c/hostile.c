@@ -817,6 +817,20 @@ static void test_null_arguments(void) {
   EXPECT_RC(kh_config_set_read_buffer_size(NULL, 4096), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_send_rate_limit(NULL, 5, 1000, 5), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_set_rate_limit_pings(NULL, 1), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_config_set_receive_timestamps(NULL, 1), KH_INVALID_ARGUMENT);
+  {
+    /* Outside a callback: KH_OK with 0 for "no time"; NULL pointers are refused, writing
+     * nothing. */
+    uint64_t mono = 5, wall = 6;
+    EXPECT_RC(kh_receive_time(&mono, &wall), KH_OK);
+    CHECK(mono == 0 && wall == 0, "a receive time outside a callback: %llu %llu",
+          (unsigned long long)mono, (unsigned long long)wall);
+    mono = 5;
+    EXPECT_RC(kh_receive_time(NULL, &wall), KH_INVALID_ARGUMENT);
+    EXPECT_RC(kh_receive_time(&mono, NULL), KH_INVALID_ARGUMENT);
+    EXPECT_RC(kh_receive_time(NULL, NULL), KH_INVALID_ARGUMENT);
+    CHECK(mono == 5, "a refused kh_receive_time wrote *mono_ns");
+  }
   EXPECT_RC(kh_config_add_ca_file(NULL, "/etc/ssl/certs/ca-certificates.crt"),
             KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_config_add_ca_file(cfg, NULL), KH_INVALID_ARGUMENT);
@@ -1884,6 +1898,9 @@ typedef struct {
 static kh_event g_batch[8];
 static size_t g_batch_n, g_batch_i;
 
+/* Whether the connection polled by poll_until has receive timestamps on. */
+static int g_poll_stamped;
+
 /* Takes events until one of `kind` comes (copied to *out) or `ms` (scaled) pass; checks the
  * pointers and reserved members of every event on the way. */
 static int poll_until(kh_manager *m, int kind, got_event *out, int64_t ms) {
@@ -1894,7 +1911,8 @@ static int poll_until(kh_manager *m, int kind, got_event *out, int64_t ms) {
       CHECK(e->conn && e->data, "event %u with a NULL pointer", (unsigned)e->kind);
       CHECK(e->kind == KH_EVENT_STATE || (e->state == 0 && e->attempts == 0 && e->down_for_ns == 0),
             "event %u carries state members", (unsigned)e->kind);
-      CHECK(e->reserved[0] == 0 && e->reserved[1] == 0, "reserved members are not 0");
+      CHECK(g_poll_stamped || (e->recv_mono_ns == 0 && e->recv_wall_ns == 0),
+            "event %u of a connection without receive timestamps has a time", (unsigned)e->kind);
       if ((int)e->kind == kind) {
         out->ev = *e;
         snprintf(out->conn, sizeof out->conn, "%s", e->conn);
@@ -2071,6 +2089,94 @@ static void test_poll_state_events(void) {
         "no closing state event");
   CHECK(poll_until(m, KH_EVENT_STATE, &g, 5000) && g.ev.state == KH_STATE_CLOSED,
         "no closed state event");
+  watchdog_arm(15000 * g_scale, "kh_manager_free");
+  kh_manager_free(m);
+  watchdog_disarm();
+}
+
+static uint64_t mono_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t wall_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+typedef struct {
+  atomic_int texts, bad, opens;
+  atomic_ullong last_mono;
+} rt_ctx;
+
+static void rt_text(void *ud, const char *conn, const char *data, size_t len) {
+  rt_ctx *c = ud;
+  uint64_t mono = 0, wall = 0;
+  (void)conn, (void)data, (void)len;
+  uint64_t after_mono = mono_now_ns(), after_wall = wall_now_ns();
+  if (kh_receive_time(&mono, &wall) != KH_OK || mono == 0 || wall == 0 || mono > after_mono ||
+      wall > after_wall || mono < atomic_load(&c->last_mono))
+    atomic_fetch_add(&c->bad, 1);
+  atomic_store(&c->last_mono, mono);
+  atomic_fetch_add(&c->texts, 1);
+}
+
+static void rt_open(void *ud, const char *conn) {
+  rt_ctx *c = ud;
+  uint64_t mono = 7, wall = 7;
+  (void)conn;
+  /* Not a data callback: no time. */
+  if (kh_receive_time(&mono, &wall) != KH_OK || mono != 0 || wall != 0)
+    atomic_fetch_add(&c->bad, 1);
+  atomic_fetch_add(&c->opens, 1);
+}
+
+/* Receive timestamps (kh_config_set_receive_timestamps): read in data callbacks with
+ * kh_receive_time, on CLOCK_MONOTONIC and CLOCK_REALTIME, between the test's readings before
+ * the push and in the callback, never going back; polled events carry them in
+ * recv_mono_ns/recv_wall_ns, lifecycle events not. */
+static void test_receive_timestamps(void) {
+  kh_manager *m = new_manager(2);
+  kh_config *cfg = new_config(g_url);
+  EXPECT_RC(kh_config_set_receive_timestamps(cfg, 1), KH_OK);
+  rt_ctx c;
+  memset(&c, 0, sizeof c);
+  kh_hooks h = {0};
+  h.user_data = &c;
+  h.on_text = rt_text;
+  h.on_open = rt_open;
+  EXPECT_RC(kh_manager_add(m, "rt", cfg, &h), KH_OK);
+  EXPECT_RC(kh_manager_wait_open(m, "rt", 5000 * g_scale), KH_OK);
+  uint64_t before = mono_now_ns();
+  EXPECT_RC(kh_manager_send_text(m, "rt", "push 500", 8), KH_OK);
+  CHECK(WAIT_FOR(atomic_load(&c.texts) == 500, 10000), "%d of 500 pushed messages arrived",
+        atomic_load(&c.texts));
+  CHECK(atomic_load(&c.bad) == 0, "%d callbacks saw a wrong receive time", atomic_load(&c.bad));
+  CHECK(atomic_load(&c.last_mono) >= before, "a receive time before the push");
+
+  /* Polled, with timestamps: every frame has a time, the open event none. */
+  g_batch_n = g_batch_i = 0;
+  g_poll_stamped = 1;
+  EXPECT_RC(kh_manager_add_polled(m, "rtp", cfg), KH_OK);
+  got_event g;
+  CHECK(poll_until(m, KH_EVENT_OPEN, &g, 5000), "no open event");
+  CHECK(g.ev.recv_mono_ns == 0 && g.ev.recv_wall_ns == 0, "the open event has a time");
+  before = mono_now_ns();
+  uint64_t wall_before = wall_now_ns();
+  EXPECT_RC(kh_manager_send_text(m, "rtp", "stamped", 7), KH_OK);
+  CHECK(poll_until(m, KH_EVENT_TEXT, &g, 5000), "no echo");
+  uint64_t after = mono_now_ns(), wall_after = wall_now_ns();
+  CHECK(g.ev.recv_mono_ns >= before && g.ev.recv_mono_ns <= after,
+        "polled receive time %llu not within %llu .. %llu", (unsigned long long)g.ev.recv_mono_ns,
+        (unsigned long long)before, (unsigned long long)after);
+  CHECK(g.ev.recv_wall_ns >= wall_before && g.ev.recv_wall_ns <= wall_after,
+        "polled wall receive time %llu not within %llu .. %llu",
+        (unsigned long long)g.ev.recv_wall_ns, (unsigned long long)wall_before,
+        (unsigned long long)wall_after);
+  g_poll_stamped = 0;
+  kh_config_free(cfg);
   watchdog_arm(15000 * g_scale, "kh_manager_free");
   kh_manager_free(m);
   watchdog_disarm();
@@ -2395,6 +2501,7 @@ int main(int argc, char **argv) {
       {"event queue: a numbered feed through a slow poller", test_poll_numbered_feed, 1},
       {"event queue: free with unpolled events", test_poll_free_with_unpolled_events, 1},
       {"event queue: state events (KH_POLL_STATE_EVENTS)", test_poll_state_events, 1},
+      {"receive timestamps: kh_receive_time in callbacks, kh_event times", test_receive_timestamps, 1},
       {"growable structs: kh_hooks_ex, kh_conn_stats_ex", test_growable_structs, 1},
       {"live subscriptions", test_subscriptions, 1},
   };
