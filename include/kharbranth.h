@@ -264,7 +264,8 @@ enum kh_event_kind
    * events (`KH_STATE_OPEN` just before `KH_EVENT_OPEN`). `state` is the `kh_conn_state`
    * entered; `error` the failure that caused it (`KH_OK` when none did) with its message,
    * NUL-terminated, in `data` (`len` bytes before the NUL; "" when `error` is `KH_OK`); on
-   * an open after a drop `attempts` and `down_for_ns` carry the gap (0 otherwise). Like
+   * an open after a drop `attempts` and `down_for_ns` carry the gap and `recv_wall_ns` the
+   * time of the last data message before the drop (0 otherwise). Like
    * open and error events, never held back while the queue is full.
    */
   KH_EVENT_STATE = 8,
@@ -525,6 +526,15 @@ typedef struct kh_state_change {
    * `i`-th `kh_config_add_fallback_url`), as `kh_manager_endpoint` reports. 0 otherwise.
    */
   size_t endpoint;
+  /**
+   * On every `KH_STATE_OPEN` after the first: when the last data message (text or binary)
+   * before the drop was received, in wall-clock nanoseconds since the Unix epoch; 0 when
+   * the connection never received one, and on every other change. Read once per poll of
+   * the connection that delivered data (never per message): at most that poll's length
+   * (microseconds) after the message's read; with receive timestamps on, the receive time
+   * of the last frame of that poll.
+   */
+  uint64_t last_message_wall_ns;
 } kh_state_change;
 
 /**
@@ -780,7 +790,9 @@ typedef struct kh_event {
   uint64_t recv_mono_ns;
   /**
    * The same receive time in wall-clock nanoseconds since the Unix epoch
-   * (`CLOCK_REALTIME`). Otherwise 0.
+   * (`CLOCK_REALTIME`). For `KH_EVENT_STATE` on an open after a drop: when the last data
+   * message before the drop was received (`last_message_wall_ns` of `kh_state_change`; 0
+   * when none was), whatever the option. Otherwise 0.
    */
   uint64_t recv_wall_ns;
 } kh_event;

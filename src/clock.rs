@@ -31,10 +31,15 @@ impl ReceiveTime {
     pub fn now() -> Self {
         Self {
             mono_ns: monotonic_ns(),
-            wall_ns: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64),
+            wall_ns: Self::now_wall_ns(),
         }
+    }
+
+    /// The wall clock alone, in nanoseconds since the Unix epoch (at least 1).
+    pub(crate) fn now_wall_ns() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| (d.as_nanos().min(u64::MAX as u128) as u64).max(1))
     }
 
     /// Monotonic nanoseconds: `CLOCK_MONOTONIC` on Unix (the clock C's

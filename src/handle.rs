@@ -91,6 +91,14 @@ pub struct StateChange {
     /// On every `Open`: which URL it opened on (0 the main URL, `i` the `i`-th
     /// [`fallback_url`](crate::ConfigBuilder::fallback_url)). 0 otherwise.
     pub endpoint: usize,
+    /// On a re-open: when the last data message (text or binary) before the drop was
+    /// received (wall clock), so a consumer knows from when to resynchronise; `None` when the
+    /// connection never received one, and on every other change. Read once per poll of the
+    /// connection's task that delivered data, never once per message: it is at most that
+    /// poll's length (microseconds) after the message's read. With
+    /// [`receive_timestamps`](crate::ConfigBuilder::receive_timestamps) it is the receive
+    /// time of the last frame of that poll.
+    pub last_message_at: Option<std::time::SystemTime>,
 }
 
 impl StateChange {
@@ -102,6 +110,7 @@ impl StateChange {
             attempts: 0,
             down_for: None,
             endpoint: 0,
+            last_message_at: None,
         }
     }
 }
@@ -133,6 +142,9 @@ pub(crate) struct Shared {
     /// Why the connection last left the open state (`None` when that was the caller's doing
     /// or it never dropped). Written on the cold path only.
     last_disconnect: Mutex<Option<ConnectionError>>,
+    /// Wall-clock nanoseconds since the Unix epoch of the last poll that delivered a data
+    /// message; 0 before the first.
+    last_data_ns: AtomicU64,
 }
 
 #[inline]
@@ -158,6 +170,7 @@ impl Shared {
             connected_since_ns: AtomicU64::new(0),
             down_ns: AtomicU64::new(0),
             last_disconnect: Mutex::new(None),
+            last_data_ns: AtomicU64::new(0),
         }
     }
 
@@ -208,6 +221,19 @@ impl Shared {
     pub(crate) fn count_in(&self, bytes: usize) {
         bump(&self.messages_in, 1);
         bump(&self.bytes_in, bytes as u64);
+    }
+
+    /// Records when data was last delivered (wall-clock ns since the Unix epoch; 0 is none).
+    pub(crate) fn note_data(&self, wall_ns: u64) {
+        self.last_data_ns.store(wall_ns, Relaxed);
+    }
+
+    /// When data was last delivered, if ever.
+    pub(crate) fn last_data_at(&self) -> Option<SystemTime> {
+        match self.last_data_ns.load(Relaxed) {
+            0 => None,
+            ns => Some(UNIX_EPOCH + Duration::from_nanos(ns)),
+        }
     }
 
     /// Data messages received so far: the data watchdog compares it between its checks.

@@ -88,6 +88,7 @@ pub(crate) async fn supervise(
                         attempts: gap.map_or(0, |(_, t)| t),
                         down_for: gap.map(|(d, _)| d),
                         endpoint,
+                        last_message_at: gap.and_then(|_| shared.last_data_at()),
                     },
                 );
                 let opened = Instant::now();

@@ -311,6 +311,7 @@ async fn a_polled_connection_that_asked_for_state_events_gets_them_in_its_queue(
     );
     assert_eq!((changes[1].attempts, changes[1].down_for), (0, None));
     assert_eq!(changes[3].attempts, 3);
+    assert!(changes[3].last_message_at.is_some(), "the tick's time");
     assert!(changes[3].down_for.expect("the gap") >= Duration::from_millis(20));
 
     let closer = tokio::spawn({
@@ -358,4 +359,99 @@ async fn a_polled_connection_without_the_option_queues_no_state_event() {
     while let Some(e) = within("the stream's end", events.recv()).await {
         assert!(!matches!(e.event(), Event::State(_)), "{e:?}");
     }
+}
+
+/// The server's readings around the last message before a drop: before it sent it, and
+/// before it dropped the socket after a silence.
+#[derive(Default, Clone, Copy, Debug)]
+struct AroundLast {
+    before_send: Option<SystemTime>,
+    before_drop: Option<SystemTime>,
+}
+
+/// Connection 0: `first`, then `last`, then 300 ms of silence, then a drop without a close;
+/// every later connection stays open.
+async fn send_then_silent_then_drop() -> (Server, Arc<Mutex<AroundLast>>) {
+    let around: Arc<Mutex<AroundLast>> = Arc::default();
+    let a = around.clone();
+    let server = Server::raw(move |mut tcp, i| {
+        let around = a.clone();
+        async move {
+            raw_upgrade(&mut tcp).await;
+            let mut ws = server_ws(tcp).await;
+            if i > 0 {
+                return hold(ws).await;
+            }
+            let _ = ws.send(Message::text("first")).await;
+            around.lock().unwrap().before_send = Some(SystemTime::now());
+            let _ = ws.send(Message::text("last")).await;
+            // The silence the reported time must not fall into.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            around.lock().unwrap().before_drop = Some(SystemTime::now());
+        }
+    })
+    .await;
+    (server, around)
+}
+
+async fn last_message_before_the_drop(receive_timestamps: bool) {
+    let (server, around) = send_then_silent_then_drop().await;
+    let (hooks, changes, _) = recording();
+    let seen_last: Arc<Mutex<Option<SystemTime>>> = Arc::default();
+    let s = seen_last.clone();
+    let hooks = hooks.on_text(move |_, t| {
+        if t.as_str() == "last" {
+            *s.lock().unwrap() = Some(SystemTime::now());
+        }
+    });
+    let mgr = WsManager::new();
+    let config = cfg(server.port)
+        .receive_timestamps(receive_timestamps)
+        .build()
+        .unwrap();
+    mgr.add("l", config, hooks).unwrap();
+    eventually("the re-open", || {
+        states(&changes)
+            .iter()
+            .filter(|s| **s == ConnState::Open)
+            .count()
+            == 2
+    })
+    .await;
+    let got = changes.lock().unwrap().clone();
+    assert_eq!(got[1].0.last_message_at, None, "the first open has no gap");
+    assert_eq!(got[2].0.last_message_at, None, "only a re-open carries it");
+    let at = got[3]
+        .0
+        .last_message_at
+        .expect("the re-open's last message time");
+    let around = *around.lock().unwrap();
+    let (before, dropped) = (around.before_send.unwrap(), around.before_drop.unwrap());
+    assert!(
+        at >= before,
+        "{at:?} is before the last message was sent ({before:?})"
+    );
+    assert!(
+        at < dropped,
+        "{at:?} is in the silence before the drop ({dropped:?})"
+    );
+    if receive_timestamps {
+        // The receive time is read before the hook runs.
+        let seen = seen_last
+            .lock()
+            .unwrap()
+            .expect("the hook saw the last message");
+        assert!(at <= seen, "{at:?} is after the hook saw it ({seen:?})");
+    }
+    mgr.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopen_reports_when_the_last_message_before_the_drop_came() {
+    last_message_before_the_drop(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_receive_timestamps_the_last_message_time_is_its_receive_time() {
+    last_message_before_the_drop(true).await;
 }

@@ -109,6 +109,7 @@ where
                 self.ws.next().await
             } {
                 self.deliver(r?, hooks);
+                self.note_data();
                 hooks.flush();
                 // A peer that keeps sending never lets this loop wait, so the timeout around
                 // it would never get to fire (one read can hold hundreds of frames, each with

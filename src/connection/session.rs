@@ -106,6 +106,9 @@ pub(crate) struct Session<S> {
     /// The time of the last read of this socket that returned bytes: the messages parsed from
     /// buffered bytes (no read during their poll) were completed by it.
     stamp: ReceiveTime,
+    /// Data messages counted when the last poll ended: a poll that changed the count delivered
+    /// data, and reads the clock once for `StateChange::last_message_at`.
+    data_seen: u64,
 }
 
 /// A session's send rate limit: the permits and the one timer armed while a write waits.
@@ -187,6 +190,7 @@ where
             inflater: config
                 .inflate()
                 .map(|c| Box::new(Inflater::new(c, config.max_message_size()))),
+            data_seen: shared.messages_in(),
             shared,
             heartbeat: HeartbeatTimer::new(&config),
             limiter: SendLimiter::new(&config),
@@ -346,9 +350,32 @@ where
         } else {
             self.poll_frames::<false>(cx, mailbox, hooks)
         };
+        // Before the flush: a poller that sees the messages finds their time recorded.
+        self.note_data();
         // Whatever this poll read is handed over before the task sleeps or moves on.
         hooks.flush();
         step
+    }
+
+    /// Once per poll (not per message): when this poll delivered data, record when, for the
+    /// gap a re-open reports.
+    #[inline]
+    pub(super) fn note_data(&mut self) {
+        let n = self.shared.messages_in();
+        if n != self.data_seen {
+            self.data_seen = n;
+            self.note_data_now();
+        }
+    }
+
+    #[inline(never)]
+    fn note_data_now(&self) {
+        let wall = if self.stamps {
+            self.stamp.wall_ns()
+        } else {
+            ReceiveTime::now_wall_ns()
+        };
+        self.shared.note_data(wall);
     }
 
     /// The read loop; `STAMPS`: receive timestamps are on (`self.stamps`).

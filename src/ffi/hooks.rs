@@ -150,6 +150,13 @@ pub struct kh_state_change {
     /// On every `KH_STATE_OPEN`: which URL it opened on (0 the URL of `kh_config_new`, `i` the
     /// `i`-th `kh_config_add_fallback_url`), as `kh_manager_endpoint` reports. 0 otherwise.
     pub endpoint: usize,
+    /// On every `KH_STATE_OPEN` after the first: when the last data message (text or binary)
+    /// before the drop was received, in wall-clock nanoseconds since the Unix epoch; 0 when
+    /// the connection never received one, and on every other change. Read once per poll of
+    /// the connection that delivered data (never per message): at most that poll's length
+    /// (microseconds) after the message's read; with receive timestamps on, the receive time
+    /// of the last frame of that poll.
+    pub last_message_wall_ns: u64,
 }
 
 /// The growable successor of `kh_hooks`, passed by pointer to `kh_manager_add_ex`, which copies
@@ -463,7 +470,14 @@ fn state_change(s: &StateChange, reason: kh_result, msg: &CString) -> kh_state_c
         reserved: 0,
         down_for_ns: duration_ns(s.down_for),
         endpoint: s.endpoint,
+        last_message_wall_ns: wall_ns(s.last_message_at),
     }
+}
+
+/// A wall-clock time in nanoseconds since the Unix epoch for C: 0 for none.
+pub(super) fn wall_ns(t: Option<std::time::SystemTime>) -> u64 {
+    t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| (d.as_nanos().min(u64::MAX as u128) as u64).max(1))
 }
 
 /// A gap in nanoseconds for C: 0 for none, at least 1 for one (however short).

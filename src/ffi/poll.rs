@@ -47,7 +47,8 @@ pub enum kh_event_kind {
     /// events (`KH_STATE_OPEN` just before `KH_EVENT_OPEN`). `state` is the `kh_conn_state`
     /// entered; `error` the failure that caused it (`KH_OK` when none did) with its message,
     /// NUL-terminated, in `data` (`len` bytes before the NUL; "" when `error` is `KH_OK`); on
-    /// an open after a drop `attempts` and `down_for_ns` carry the gap (0 otherwise). Like
+    /// an open after a drop `attempts` and `down_for_ns` carry the gap and `recv_wall_ns` the
+    /// time of the last data message before the drop (0 otherwise). Like
     /// open and error events, never held back while the queue is full.
     KH_EVENT_STATE = 8,
     /// A rotation (`kh_manager_rotate` or the maximum connection age) switched delivery to its
@@ -100,7 +101,9 @@ pub struct kh_event {
     /// Otherwise 0.
     pub recv_mono_ns: u64,
     /// The same receive time in wall-clock nanoseconds since the Unix epoch
-    /// (`CLOCK_REALTIME`). Otherwise 0.
+    /// (`CLOCK_REALTIME`). For `KH_EVENT_STATE` on an open after a drop: when the last data
+    /// message before the drop was received (`last_message_wall_ns` of `kh_state_change`; 0
+    /// when none was), whatever the option. Otherwise 0.
     pub recv_wall_ns: u64,
 }
 
@@ -153,6 +156,7 @@ impl Lent {
                 out.state = kh_conn_state::from(c.state) as u16;
                 out.attempts = c.attempts;
                 out.down_for_ns = super::hooks::duration_ns(c.down_for);
+                out.recv_wall_ns = super::hooks::wall_ns(c.last_message_at);
                 let msg = match &c.reason {
                     Some(err) => {
                         out.error = kh_result::from(err);

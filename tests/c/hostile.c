@@ -1911,7 +1911,8 @@ static int poll_until(kh_manager *m, int kind, got_event *out, int64_t ms) {
       CHECK(e->conn && e->data, "event %u with a NULL pointer", (unsigned)e->kind);
       CHECK(e->kind == KH_EVENT_STATE || (e->state == 0 && e->attempts == 0 && e->down_for_ns == 0),
             "event %u carries state members", (unsigned)e->kind);
-      CHECK(g_poll_stamped || (e->recv_mono_ns == 0 && e->recv_wall_ns == 0),
+      CHECK(g_poll_stamped || e->kind == KH_EVENT_STATE ||
+                (e->recv_mono_ns == 0 && e->recv_wall_ns == 0),
             "event %u of a connection without receive timestamps has a time", (unsigned)e->kind);
       if ((int)e->kind == kind) {
         out->ev = *e;
@@ -2048,6 +2049,18 @@ static void test_poll_free_with_unpolled_events(void) {
         (long long)dt);
 }
 
+static uint64_t mono_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t wall_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* State events of a polled connection (KH_POLL_STATE_EVENTS): connecting, open (before the
  * open event), reconnecting with the drop's code and message, the re-open with its gap, and
  * closing/closed after kh_manager_close. */
@@ -2071,6 +2084,11 @@ static void test_poll_state_events(void) {
   CHECK(g_batch_i < g_batch_n ? g_batch[g_batch_i].kind == KH_EVENT_OPEN : 1,
         "the open event does not follow the open state event");
   CHECK(poll_until(m, KH_EVENT_OPEN, &g, 5000), "no open event");
+  /* One data message, then the drop: the re-open says when that message came. */
+  uint64_t before_msg = wall_now_ns();
+  EXPECT_RC(kh_manager_send_text(m, "st", "last", 4), KH_OK);
+  CHECK(poll_until(m, KH_EVENT_TEXT, &g, 5000), "no echo");
+  uint64_t after_msg = wall_now_ns();
   EXPECT_RC(kh_manager_send_text(m, "st", "drop", 4), KH_OK);
   CHECK(poll_until(m, KH_EVENT_STATE, &g, 5000), "no reconnecting state event");
   CHECK(g.ev.state == KH_STATE_RECONNECTING && g.ev.error != KH_OK && g.ev.len > 0 &&
@@ -2082,6 +2100,10 @@ static void test_poll_state_events(void) {
             g.ev.error == KH_OK,
         "re-open: state %u attempts %u down %llu", (unsigned)g.ev.state,
         (unsigned)g.ev.attempts, (unsigned long long)g.ev.down_for_ns);
+  CHECK(g.ev.recv_wall_ns >= before_msg && g.ev.recv_wall_ns <= after_msg,
+        "the last message before the drop came at %llu, not within %llu .. %llu",
+        (unsigned long long)g.ev.recv_wall_ns, (unsigned long long)before_msg,
+        (unsigned long long)after_msg);
   watchdog_arm(15000 * g_scale, "kh_manager_close of a polled connection with state events");
   EXPECT_RC(kh_manager_close(m, "st", 1000, "done"), KH_OK);
   watchdog_disarm();
@@ -2092,18 +2114,6 @@ static void test_poll_state_events(void) {
   watchdog_arm(15000 * g_scale, "kh_manager_free");
   kh_manager_free(m);
   watchdog_disarm();
-}
-
-static uint64_t mono_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t wall_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 typedef struct {
