@@ -653,7 +653,9 @@ impl ConfigBuilder {
     /// heartbeat then waits for its permit like a message, ahead of the queued messages, but never two heartbeats in a row while a message waits
     /// (heartbeats due faster than the rate do not starve the data); the pong timeout still
     /// counts from the moment it fell due. User pings
-    /// ([`WsManager::send_ping`](crate::WsManager::send_ping)) and pongs count then too. Without a limit this does nothing.
+    /// ([`WsManager::send_ping`](crate::WsManager::send_ping)) and pongs count then too, the
+    /// pongs tungstenite writes by itself in answer to the peer's pings included: each received
+    /// ping charges the limit (it goes into debt; the next sends wait). Without a limit this does nothing.
     pub fn rate_limit_pings(mut self, count: bool) -> Self {
         self.rate_limit_pings = count;
         self

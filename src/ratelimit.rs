@@ -59,6 +59,12 @@ impl Gcra {
         self.tat = self.tat.max(now) + self.interval;
         Ok(())
     }
+
+    /// Counts a frame that was sent (or will be, unasked) without waiting for its permit: the
+    /// limiter goes into debt, and later permits wait until it is paid back.
+    pub(crate) fn charge(&mut self, now: Instant) {
+        self.tat = self.tat.max(now) + self.interval;
+    }
 }
 
 /// A limit on connection attempts shared by every connection of a manager: at most `attempts`
@@ -119,6 +125,27 @@ impl ConnectLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_charge_goes_into_debt_and_delays_the_next_permits() {
+        let t0 = Instant::now();
+        let rate = Rate {
+            messages: 10,
+            per: Duration::from_secs(1),
+            burst: 2,
+        };
+        let mut g = Gcra::new(rate, t0);
+        // A full burst of two, less one charged frame: one permit now, then the next after an
+        // interval instead of at once.
+        g.charge(t0);
+        assert_eq!(g.try_take(t0), Ok(()));
+        assert_eq!(g.try_take(t0), Err(t0 + Duration::from_millis(100)));
+        // Charges beyond the burst push the next permit further out, one interval each.
+        g.charge(t0);
+        g.charge(t0);
+        assert_eq!(g.try_take(t0), Err(t0 + Duration::from_millis(300)));
+        assert_eq!(g.try_take(t0 + Duration::from_millis(300)), Ok(()));
+    }
 
     fn rate(messages: u32, per_ms: u64, burst: u32) -> Rate {
         Rate {

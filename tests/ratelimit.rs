@@ -321,3 +321,68 @@ async fn a_thousand_dropped_connections_reconnect_within_the_attempt_limit() {
     );
     mgr.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pongs_tungstenite_writes_by_itself_are_charged_when_pings_count() {
+    // The exchange counts every frame: data and pongs. It pings every 80 ms while the client
+    // has 30 messages queued under a limit of 10 frames per 500 ms (burst 2): without the
+    // charge for each pong, data (20/s) and pongs (12.5/s) would make about 16 frames per
+    // window.
+    let (messages, per, burst) = (10u32, Duration::from_millis(500), 2u32);
+    let mut server = Server::start().await;
+    let mgr = WsManager::new();
+    let config = cfg(server.port)
+        .send_rate_limit(messages, per, burst)
+        .rate_limit_pings(true)
+        .build()
+        .unwrap();
+    mgr.add("x", config, kharbranth::ReadHooks::new()).unwrap();
+    let mut ws = server.next().await;
+    mgr.wait_open("x", DEADLINE).await.unwrap();
+    for i in 0..30 {
+        mgr.send_text("x", format!("m{i}")).unwrap();
+    }
+    let (frames, pings) = within("30 messages under the limit", async {
+        let mut frames: Vec<(Message, Instant)> = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(80));
+        let mut pings = 0;
+        while frames.iter().filter(|(m, _)| m.is_text()).count() < 30 {
+            tokio::select! {
+                _ = tick.tick() => {
+                    futures_util::SinkExt::send(&mut ws, Message::Ping("x".into())).await.unwrap();
+                    pings += 1;
+                }
+                m = recv(&mut ws) => frames.push((m, Instant::now())),
+            }
+        }
+        (frames, pings)
+    })
+    .await;
+    let counted: Vec<Instant> = frames
+        .iter()
+        .filter(|(m, _)| m.is_text() || m.is_pong())
+        .map(|(_, t)| *t)
+        .collect();
+    let pongs = frames.iter().filter(|(m, _)| m.is_pong()).count();
+    assert!(pongs >= 10, "{pongs} pongs for {pings} pings");
+    assert_eq!(
+        texts(&frames),
+        (0..30).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
+    // The GCRA lets `burst` through at once, then one per interval: `messages + burst - 1` in
+    // a window, and a pong written in debt at most one more.
+    let most = (0..counted.len())
+        .map(|i| {
+            counted[i..]
+                .iter()
+                .take_while(|t| t.duration_since(counted[i]) + TOLERANCE < per)
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        most <= (messages + burst) as usize,
+        "{most} frames in one window of {per:?} (limit {messages}, burst {burst})"
+    );
+    mgr.close("x", 1000, "done").await.unwrap();
+}

@@ -146,6 +146,15 @@ impl SendLimiter {
         self.gcra.try_take(Instant::now()).err()
     }
 
+    /// tungstenite answers every ping with a pong it writes by itself, past the limiter: when
+    /// pongs count, charge for it (the limiter goes into debt, and the next sends wait), so
+    /// the frames on the wire keep to the rate however often the peer pings.
+    fn charge_auto_pong(&mut self) {
+        if self.count_pings {
+            self.gcra.charge(Instant::now());
+        }
+    }
+
     /// [`permit`](Self::permit) for a message (not a heartbeat).
     fn take_for_message(&mut self, cx: &mut Context<'_>, now: &mut Option<Instant>) -> bool {
         let ok = self.permit(cx, now);
@@ -673,6 +682,9 @@ where
             }
             Message::Ping(p) => {
                 log::trace!("[{name}] ping");
+                if let Some(lim) = self.limiter.as_deref_mut() {
+                    lim.charge_auto_pong();
+                }
                 Event::Ping(p)
             }
             Message::Pong(p) => {

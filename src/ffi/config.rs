@@ -553,7 +553,9 @@ pub unsafe extern "C" fn kh_config_set_send_rate_limit(
 
 /// With a send rate limit (`kh_config_set_send_rate_limit`), heartbeats (pings or the text
 /// heartbeat), pings sent with `kh_manager_send_ping` and pongs take permits too (`count`
-/// nonzero), for exchanges that count them. A due heartbeat then waits for its permit, ahead of
+/// nonzero), for exchanges that count them; the pongs written automatically in answer to the
+/// peer's pings are charged for each ping received (the limit goes into debt and the next
+/// sends wait). A due heartbeat then waits for its permit, ahead of
 /// the queued messages but never twice in a row while a message waits. Default 0; without a
 /// limit it does nothing.
 #[unsafe(no_mangle)]
