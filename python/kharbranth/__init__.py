@@ -41,6 +41,7 @@ __all__ = [
     "Manager",
     "Event",
     "EventKind",
+    "ConnState",
     "KharbranthError",
     "DEFAULT_EVENT_CAPACITY",
     "SPEEDUPS",
@@ -75,6 +76,18 @@ class EventKind(enum.IntEnum):
     PONG = 5
     CLOSE = 6
     ERROR = 7
+    # A lifecycle state change, only for connections added with state_events=True.
+    STATE = 8
+
+
+class ConnState(enum.IntEnum):
+    """The state a STATE event entered (kh_conn_state)."""
+
+    CONNECTING = 0
+    OPEN = 1
+    RECONNECTING = 2
+    CLOSING = 3
+    CLOSED = 4
 
 
 class _KhEvent(Structure):
@@ -97,6 +110,10 @@ assert ctypes.sizeof(_KhEvent) == 64, "kh_event is 64 bytes"
 # (then 24 reserved bytes).
 _EVENT = struct.Struct("@IIH6xPPN24x")
 assert _EVENT.size == 64
+# Every member, for managers with state events or receive timestamps: kind, error, close_code,
+# state, attempts, conn, data, len, down_for_ns, recv_mono_ns, recv_wall_ns.
+_EVENT_FULL = struct.Struct("@IIHHIPPNQQQ")
+assert _EVENT_FULL.size == 64
 _KINDS = {k.value: k for k in EventKind}
 
 # kh_result codes, by value (include/kharbranth.h).
@@ -157,6 +174,8 @@ def _load(path=None):
         "kh_manager_new_with_threads": (c_uint32, [c_uint32, POINTER(p)]),
         "kh_manager_free": (None, [p]),
         "kh_manager_add_polled": (c_uint32, [p, c_char_p, p]),
+        "kh_manager_add_polled_ex": (c_uint32, [p, c_char_p, p, c_uint32]),
+        "kh_config_set_receive_timestamps": (c_uint32, [p, c_int]),
         "kh_manager_set_event_capacity": (c_uint32, [p, c_size_t]),
         "kh_manager_poll": (c_uint32, [p, POINTER(_KhEvent), c_size_t, c_int32,
                                        POINTER(c_size_t)]),
@@ -292,16 +311,35 @@ class _PyEvent:
 
     `kind` (EventKind), `conn` (the connection's name), `data` (bytes: the payload, the close
     reason, or the error message), `close_code` (CLOSE), `error` (ERROR: a KharbranthError
-    subclass instance, not raised)."""
+    subclass instance, not raised).
 
-    __slots__ = ("kind", "conn", "data", "close_code", "error")
+    For a connection added with `state_events=True`, a STATE event has `state` (ConnState),
+    `reason` (the KharbranthError that caused the change, or None; its message is `data`),
+    and on an open after a drop `attempts` (connect attempts since the drop), `down_for`
+    (seconds it was down) and `last_message_at` (`time.time()` seconds of the last data message
+    before the drop, None if none came); otherwise 0 / None. For a connection added with
+    `receive_timestamps=True`, every frame event has `recv_mono_ns` (CLOCK_MONOTONIC
+    nanoseconds, comparable with `time.monotonic_ns()`) and `recv_wall_ns` (`time.time_ns()`
+    clock): the time of the socket read that completed it. None elsewhere."""
 
-    def __init__(self, kind, conn, data, close_code=0, error=None):
+    __slots__ = ("kind", "conn", "data", "close_code", "error", "state", "attempts",
+                 "down_for", "reason", "last_message_at", "recv_mono_ns", "recv_wall_ns")
+
+    def __init__(self, kind, conn, data, close_code=0, error=None, state=None, attempts=0,
+                 down_for=None, reason=None, last_message_at=None, recv_mono_ns=None,
+                 recv_wall_ns=None):
         self.kind = kind
         self.conn = conn
         self.data = data
         self.close_code = close_code
         self.error = error
+        self.state = state
+        self.attempts = attempts
+        self.down_for = down_for
+        self.reason = reason
+        self.last_message_at = last_message_at
+        self.recv_mono_ns = recv_mono_ns
+        self.recv_wall_ns = recv_wall_ns
 
     @property
     def text(self):
@@ -339,6 +377,9 @@ class Manager:
                                             _check)
         # Connection names as str, decoded once per name rather than once per event.
         self._names = {}
+        # A connection asked for state events or receive timestamps: polls read every member
+        # of kh_event through the ctypes loop (the extension's events have no such fields).
+        self._full = False
         if event_capacity is not None:
             self.set_event_capacity(event_capacity)
 
@@ -352,9 +393,15 @@ class Manager:
         _check(self._lib.kh_manager_set_event_capacity(self._mgr(), capacity))
 
     def add(self, name, url, *, ping_interval=None, pong_timeout=None, connect_timeout=None,
-            close_timeout=None, reconnect_backoff=None, init_text=()):
+            close_timeout=None, reconnect_backoff=None, init_text=(), state_events=False,
+            receive_timestamps=False):
         """Adds a connection (times in seconds; `reconnect_backoff` is a (min, max) pair;
-        `init_text` messages are sent after every connect) and starts connecting it."""
+        `init_text` messages are sent after every connect) and starts connecting it.
+
+        `state_events=True` queues its lifecycle changes as STATE events (see `Event`);
+        `receive_timestamps=True` stamps its frames with their receive time. Both off by
+        default; once a connection of the manager uses one, the manager's polls run through
+        the ctypes loop (slower per event), which reads those members."""
         lib = self._lib
         cfg = c_void_p()
         _check(lib.kh_config_new(url.encode(), ctypes.byref(cfg)))
@@ -371,7 +418,14 @@ class Manager:
             for t in init_text:
                 b = t.encode()
                 _check(lib.kh_config_add_init_text(cfg, b, len(b)))
-            _check(lib.kh_manager_add_polled(self._mgr(), name.encode(), cfg))
+            if receive_timestamps:
+                _check(lib.kh_config_set_receive_timestamps(cfg, 1))
+            if state_events or receive_timestamps:
+                flags = 1 if state_events else 0  # KH_POLL_STATE_EVENTS
+                _check(lib.kh_manager_add_polled_ex(self._mgr(), name.encode(), cfg, flags))
+                self._full = True
+            else:
+                _check(lib.kh_manager_add_polled(self._mgr(), name.encode(), cfg))
         finally:
             lib.kh_config_free(cfg)
 
@@ -437,7 +491,7 @@ class Manager:
             ms = -1
         else:
             ms = min(int(max(0.0, timeout) * 1000 + 0.999), 2**31 - 1)
-        if self._poller is not None:
+        if self._poller is not None and not self._full:
             self._mgr()
             return self._poller.poll(max_events, ms)
         if self._batch is None or len(self._batch) < max_events:
@@ -448,6 +502,8 @@ class Manager:
         out = []
         if not n.value:
             return out
+        if self._full:
+            return self._unpack_full(n.value)
         # One pass over the raw array with struct (C speed) instead of a ctypes object and
         # attribute lookups per event: this loop is the per-message cost of the binding.
         raw = memoryview(self._batch).cast("B")[: n.value * _EVENT.size]
@@ -465,6 +521,35 @@ class Manager:
             if kind is EventKind.ERROR:
                 error = error_for(code, payload.decode("utf-8", "replace"))
             append(_PyEvent(kind, name, payload, close_code, error))
+        return out
+
+    def _unpack_full(self, n):
+        """Events with every kh_event member (state events, receive timestamps)."""
+        raw = memoryview(self._batch).cast("B")[: n * _EVENT_FULL.size]
+        string_at, kinds, names, out = ctypes.string_at, _KINDS, self._names, []
+        for (kind, code, close_code, state, attempts, conn, data, length, down_ns, mono,
+             wall) in _EVENT_FULL.iter_unpack(raw):
+            kind = kinds.get(kind)
+            if kind is None:
+                continue  # a kind from a later library version
+            payload = string_at(data, length) if length else b""
+            raw_name = string_at(conn) if conn else b""
+            name = names.get(raw_name)
+            if name is None:
+                name = names[raw_name] = raw_name.decode()
+            ev = _PyEvent(kind, name, payload, close_code)
+            if kind is EventKind.ERROR:
+                ev.error = error_for(code, payload.decode("utf-8", "replace"))
+            if kind is EventKind.STATE:
+                ev.state = ConnState(state)
+                ev.attempts = attempts
+                ev.down_for = down_ns / 1e9 if down_ns else None
+                ev.last_message_at = wall / 1e9 if wall else None
+                if code:
+                    ev.reason = error_for(code, payload.decode("utf-8", "replace"))
+            elif mono:
+                ev.recv_mono_ns, ev.recv_wall_ns = mono, wall
+            out.append(ev)
         return out
 
     def fileno(self):

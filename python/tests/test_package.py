@@ -208,3 +208,75 @@ def test_bad_subscription_calls_raise_named_errors(server):
         assert mgr.subscription_count("feed") == 1
     with pytest.raises(kharbranth.ShuttingDown):
         mgr.subscribe("feed", "b", "x")
+
+
+def test_state_events_tell_a_poller_about_the_gap(server):
+    with kharbranth.Manager() as mgr:
+        mgr.add("s", server, reconnect_backoff=(0.02, 0.2), state_events=True)
+        e = poll_until(mgr, kharbranth.EventKind.STATE)
+        assert (e.conn, e.state, e.reason, e.attempts) == ("s", kharbranth.ConnState.CONNECTING,
+                                                           None, 0)
+        e = poll_until(mgr, kharbranth.EventKind.STATE)
+        assert (e.state, e.down_for, e.last_message_at) == (kharbranth.ConnState.OPEN, None,
+                                                            None)
+        # State(OPEN) comes just before the OPEN event.
+        assert next(_events(mgr)).kind == kharbranth.EventKind.OPEN
+        before = time.time()
+        mgr.send_text("s", "push 1")
+        assert poll_until(mgr, kharbranth.EventKind.TEXT).text == "msg 1"
+        after = time.time()
+        mgr.send_text("s", "drop")
+        e = poll_until(mgr, kharbranth.EventKind.STATE)
+        assert e.state == kharbranth.ConnState.RECONNECTING
+        assert isinstance(e.reason, kharbranth.ConnectionDropped), e.reason
+        assert e.text == e.reason.message and e.text
+        e = poll_until(mgr, kharbranth.EventKind.STATE)
+        assert e.state == kharbranth.ConnState.OPEN and e.reason is None
+        assert e.attempts >= 1 and e.down_for > 0, (e.attempts, e.down_for)
+        # Read once per poll of the connection that delivered it, before the poller saw it.
+        assert before <= e.last_message_at <= after, (before, e.last_message_at, after)
+
+
+def test_without_state_events_no_state_event_is_polled(server):
+    with kharbranth.Manager() as mgr:
+        mgr.add("q", server, reconnect_backoff=(0.02, 0.2))
+        poll_until(mgr, kharbranth.EventKind.OPEN)
+        mgr.send_text("q", "drop")
+        poll_until(mgr, kharbranth.EventKind.ERROR)
+        poll_until(mgr, kharbranth.EventKind.OPEN)
+        mgr.close_connection("q")
+        assert all(e.kind != kharbranth.EventKind.STATE for e in mgr.poll(timeout=0.2))
+
+
+def test_receive_timestamps_stamp_message_events(server):
+    with kharbranth.Manager() as mgr:
+        mgr.add("t", server, receive_timestamps=True)
+        e = poll_until(mgr, kharbranth.EventKind.OPEN)
+        assert (e.recv_mono_ns, e.recv_wall_ns) == (None, None)
+        mono0, wall0 = time.monotonic_ns(), time.time_ns()
+        mgr.send_text("t", "push 200")
+        got = []
+        while len(got) < 200:
+            e = poll_until(mgr, kharbranth.EventKind.TEXT)
+            got.append((e.recv_mono_ns, e.recv_wall_ns, time.monotonic_ns(), time.time_ns()))
+        last = 0
+        for mono, wall, seen_mono, seen_wall in got:
+            assert mono0 <= mono <= seen_mono, (mono0, mono, seen_mono)
+            assert wall0 <= wall <= seen_wall, (wall0, wall, seen_wall)
+            assert mono >= last
+            last = mono
+
+
+def test_asyncio_events_carry_state_changes(server):
+    async def main():
+        with kharbranth.Manager() as mgr:
+            mgr.add("a", server, state_events=True)
+            seen = []
+            async for e in mgr.events():
+                if e.kind == kharbranth.EventKind.STATE:
+                    seen.append(e.state)
+                if e.kind == kharbranth.EventKind.OPEN:
+                    return seen
+
+    seen = asyncio.run(asyncio.wait_for(main(), WAIT))
+    assert seen == [kharbranth.ConnState.CONNECTING, kharbranth.ConnState.OPEN]
