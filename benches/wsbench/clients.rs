@@ -241,7 +241,13 @@ pub fn kh(o: &Opts) {
     if let Some(r) = rbuf {
         builder = builder.read_buffer_size(r);
     }
-    let config = builder.max_message_size(64 << 20).build().expect("config");
+    // stamps=1: receive timestamps on, to measure what they cost (default off).
+    let stamps = o.num("stamps", 0) == 1;
+    let config = builder
+        .max_message_size(64 << 20)
+        .receive_timestamps(stamps)
+        .build()
+        .expect("config");
     let rbuf_used = rbuf.unwrap_or(kharbranth::defaults::READ_BUFFER_SIZE);
     let bin = o.num("bin", 0) == 1;
     let rt = runtime();
