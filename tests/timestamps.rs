@@ -199,3 +199,63 @@ async fn without_the_option_no_message_has_a_time() {
     }
     mgr.shutdown().await;
 }
+
+/// A Python `websockets` server that sends 20 texts `"{i} {CLOCK_MONOTONIC ns just before
+/// sending}"` 5 ms apart (Python's `time.monotonic_ns` reads the clock the library stamps
+/// with).
+const PY_SERVER: &str = r#"
+import asyncio, time
+from websockets.asyncio.server import serve
+
+async def handler(ws):
+    for i in range(20):
+        await ws.send(f"{i} {time.monotonic_ns()}")
+        await asyncio.sleep(0.005)
+    await ws.wait_closed()
+
+async def main():
+    async with serve(handler, "127.0.0.1", 0) as server:
+        print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
+        await asyncio.Future()
+
+asyncio.run(main())
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_python_websockets_each_time_follows_the_servers_send_on_the_same_clock() {
+    let Some(server) = PythonServer::start(
+        "against_python_websockets_each_time_follows_the_servers_send_on_the_same_clock",
+        PY_SERVER,
+    )
+    .await
+    else {
+        return;
+    };
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let hooks = ReadHooks::new().on_text(move |_, t| {
+        s.lock()
+            .unwrap()
+            .push((t.as_str().to_string(), receive_time(), ReceiveTime::now()))
+    });
+    let mgr = WsManager::new();
+    let config = cfg(server.port).receive_timestamps(true).build().unwrap();
+    mgr.add("py", config, hooks).unwrap();
+    eventually("20 messages", || seen.lock().unwrap().len() == 20).await;
+    let mut last = 0;
+    for (i, (text, at, seen_at)) in seen.lock().unwrap().iter().enumerate() {
+        let (n, sent) = text.split_once(' ').expect("'i t'");
+        assert_eq!(n.parse::<usize>().unwrap(), i);
+        let sent: u64 = sent.parse().unwrap();
+        let at = at.expect("a receive time");
+        assert!(
+            sent <= at.monotonic_ns() && at.monotonic_ns() <= seen_at.monotonic_ns(),
+            "message {i}: sent at {sent}, received at {}, seen at {}",
+            at.monotonic_ns(),
+            seen_at.monotonic_ns()
+        );
+        assert!(at.monotonic_ns() >= last);
+        last = at.monotonic_ns();
+    }
+    mgr.shutdown().await;
+}
