@@ -370,19 +370,24 @@ async fn pongs_tungstenite_writes_by_itself_are_charged_when_pings_count() {
         (0..30).map(|i| format!("m{i}")).collect::<Vec<_>>()
     );
     // The GCRA lets `burst` through at once, then one per interval: `messages + burst - 1` in
-    // a window, and a pong written in debt at most one more.
+    // a window, and a pong written in debt at most one more. The server task reads a frame up
+    // to JITTER after it arrived on a loaded machine, which can pack frames that arrived over
+    // a whole window into a shorter span: frames read within `per - JITTER` of each other
+    // arrived within `per`.
+    const JITTER: Duration = Duration::from_millis(100);
     let most = (0..counted.len())
         .map(|i| {
             counted[i..]
                 .iter()
-                .take_while(|t| t.duration_since(counted[i]) + TOLERANCE < per)
+                .take_while(|t| t.duration_since(counted[i]) < per - JITTER)
                 .count()
         })
         .max()
         .unwrap();
     assert!(
         most <= (messages + burst) as usize,
-        "{most} frames in one window of {per:?} (limit {messages}, burst {burst})"
+        "{most} frames read within {:?} (limit {messages} per {per:?}, burst {burst})",
+        per - JITTER
     );
     mgr.close("x", 1000, "done").await.unwrap();
 }
