@@ -369,7 +369,7 @@ struct AroundLast {
     before_drop: Option<SystemTime>,
 }
 
-/// Connection 0: `first`, then `last`, then 300 ms of silence, then a drop without a close;
+/// Connection 0: `first`, then `last`, then 500 ms of silence, then a drop without a close;
 /// every later connection stays open.
 async fn send_then_silent_then_drop() -> (Server, Arc<Mutex<AroundLast>>) {
     let around: Arc<Mutex<AroundLast>> = Arc::default();
@@ -385,8 +385,9 @@ async fn send_then_silent_then_drop() -> (Server, Arc<Mutex<AroundLast>>) {
             let _ = ws.send(Message::text("first")).await;
             around.lock().unwrap().before_send = Some(SystemTime::now());
             let _ = ws.send(Message::text("last")).await;
-            // The silence the reported time must not fall into.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The silence the reported time must not fall into (long enough that a client
+            // slowed by a loaded machine has still read `last` before it ends).
+            tokio::time::sleep(Duration::from_millis(500)).await;
             around.lock().unwrap().before_drop = Some(SystemTime::now());
         }
     })
