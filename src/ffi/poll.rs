@@ -2,9 +2,9 @@
 //! of `kh_event`, the event descriptor for an event loop, and the wake-up.
 //!
 //! A poll lends the caller the events it returns (their names, payloads and error messages
-//! stay where the queue holds them) until the next poll, which drops them: a payload is copied
-//! at most once on its way from the socket to the caller (when it is queued, if it is under
-//! 4 KiB; see `events::compact`).
+//! stay where the queue holds them) until the next poll, which gives them back: a payload is
+//! copied at most once on its way from the socket to the caller (into its batch when it is
+//! queued, if it is under 4 KiB; see `events::Batch`).
 
 use std::ffi::{CString, c_char, c_int};
 use std::sync::Mutex;
@@ -16,7 +16,7 @@ use super::result::error_message;
 use super::runtime::in_callback;
 use super::{kh_config, kh_result};
 use crate::error::ConnectionError;
-use crate::events::ConnEvent;
+use crate::events::{Batch, Item, Kind, Piece, reusable};
 use crate::hooks::Event;
 
 /// What a `kh_event` reports. Values are fixed; a later version may add kinds, so skip an event
@@ -87,13 +87,16 @@ const _: () = assert!(size_of::<kh_event>() == 64);
 /// The events of the last poll and the error messages made for it, kept until the next poll.
 #[derive(Default)]
 pub(crate) struct Lent {
-    events: Vec<ConnEvent>,
+    pieces: Vec<Piece>,
     /// Boxed C strings: their bytes do not move when the vector grows.
     messages: Vec<CString>,
+    /// Batches emptied after the last poll, for the queue's pool.
+    done: Vec<std::sync::Arc<Batch>>,
 }
 
 impl Lent {
-    fn describe(&mut self, e: &ConnEvent) -> kh_event {
+    #[inline]
+    fn describe(&mut self, batch: &Batch, item: &Item) -> kh_event {
         static EMPTY: [u8; 0] = [];
         let mut out = kh_event {
             kind: kh_event_kind::KH_EVENT_OPEN,
@@ -101,12 +104,38 @@ impl Lent {
             close_code: 0,
             reserved16: 0,
             reserved32: 0,
-            conn: e.c_name().as_c_ptr(),
+            conn: batch.name().as_c_ptr(),
             data: EMPTY.as_ptr(),
             len: 0,
             reserved: [0; 3],
         };
-        let (kind, data): (kh_event_kind, &[u8]) = match e.event() {
+        let (kind, data): (kh_event_kind, &[u8]) = match item {
+            Item::Copied { kind, .. } | Item::Shared { kind, .. } => {
+                let kind = match kind {
+                    Kind::Text => kh_event_kind::KH_EVENT_TEXT,
+                    Kind::Binary => kh_event_kind::KH_EVENT_BINARY,
+                    Kind::Ping => kh_event_kind::KH_EVENT_PING,
+                    Kind::Pong => kh_event_kind::KH_EVENT_PONG,
+                };
+                (kind, batch.payload(item))
+            }
+            Item::Other(e) => self.describe_other(e, &mut out),
+        };
+        out.kind = kind;
+        out.data = data.as_ptr();
+        out.len = data.len();
+        out
+    }
+
+    /// A lifecycle event or close frame; its strings live in the batch or in `messages`.
+    #[cold]
+    fn describe_other<'a>(
+        &'a mut self,
+        e: &'a Event,
+        out: &mut kh_event,
+    ) -> (kh_event_kind, &'a [u8]) {
+        static EMPTY: [u8; 0] = [];
+        match e {
             Event::Open => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
             Event::Text(t) => (kh_event_kind::KH_EVENT_TEXT, t.as_bytes()),
             Event::Binary(b) => (kh_event_kind::KH_EVENT_BINARY, b),
@@ -118,19 +147,14 @@ impl Lent {
             }
             Event::Error(err) => {
                 out.error = kh_result::from(err);
-                let msg = error_message(err);
-                self.messages.push(msg);
+                self.messages.push(error_message(err));
                 let msg = self.messages.last().map_or(&[][..], |m| m.as_bytes());
                 (kh_event_kind::KH_EVENT_ERROR, msg)
             }
             // Never queued: state changes go through `ReadHooks::state`, which skips the queue.
             Event::State(_) => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
             Event::Rotated => (kh_event_kind::KH_EVENT_ROTATED, &EMPTY),
-        };
-        out.kind = kind;
-        out.data = data.as_ptr();
-        out.len = data.len();
-        out
+        }
     }
 }
 
@@ -220,17 +244,22 @@ pub unsafe extern "C" fn kh_manager_poll(
         let mut lent = m.lent.lock().unwrap_or_else(|p| p.into_inner());
         let lent = &mut *lent;
         // The previous poll's events are given back here, as the header promises.
-        lent.events.clear();
         lent.messages.clear();
-        let mut taken = std::mem::take(&mut lent.events);
+        let mut pieces = std::mem::take(&mut lent.pieces);
+        reusable(pieces.drain(..), &mut lent.done);
         m.manager
             .event_queue()
-            .poll_blocking(slots.len(), timeout, &mut taken);
-        for (slot, e) in slots.iter_mut().zip(&taken) {
-            slot.write(lent.describe(e));
+            .poll_blocking(slots.len(), timeout, &mut pieces, &mut lent.done);
+        let mut n = 0;
+        for piece in &pieces {
+            let (batch, items) = piece.parts();
+            for (slot, item) in slots[n..].iter_mut().zip(items) {
+                slot.write(lent.describe(batch, item));
+            }
+            n += items.len();
         }
-        n_out.write(taken.len());
-        lent.events = taken;
+        n_out.write(n);
+        lent.pieces = pieces;
         Ok(())
     })
 }
