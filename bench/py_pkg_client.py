@@ -4,7 +4,9 @@ threads; events are taken in batches of up to 1,024 (`Manager.poll`).
 
     py_pkg_client.py push|echo URL N S
 
-push: counts text/binary events until the marker "END" (time from the first message).
+push: counts text/binary events and their sizes until the marker "END" (time from the first
+message), reading `data` only for a 3-byte event as the picows client reads its payload only
+then.
 echo: one S-byte text message in flight, the next sent when the echo is polled (1000 warm-up
 round trips not counted). Prints one JSON line; a hard timeout (SIGALRM) ends it after 120 s.
 The package is imported from python/ with the release library (KH_LIB), as `pip install
@@ -45,14 +47,17 @@ with kharbranth.Manager(threads=1) as mgr:
             for e in mgr.poll(max_events=1024, timeout=10.0):
                 if e.kind not in DATA:
                     continue
-                if e.data == b"END":
+                # As the picows client does (payload_size, then the bytes only for a 3-byte
+                # frame): `size` does not copy the payload, `data` does.
+                ln = e.size
+                if ln == 3 and e.data == b"END":
                     t1 = now()
                     done = True
                     break
                 if t0 is None:
                     t0 = now()
                 count += 1
-                nbytes += len(e.data)
+                nbytes += ln
         report(count, nbytes, t1 - (t0 or t1), count == n)
     else:
         mgr.add("bench", url)

@@ -291,15 +291,17 @@ class _PyEvent:
     """One event of a connection, copied out of the library.
 
     `kind` (EventKind), `conn` (the connection's name), `data` (bytes: the payload, the close
-    reason, or the error message), `close_code` (CLOSE), `error` (ERROR: a KharbranthError
-    subclass instance, not raised)."""
+    reason, or the error message), `size` (`len(data)`; with the C extension it does not copy
+    the payload, which `data` does on first use), `close_code` (CLOSE), `error` (ERROR: a
+    KharbranthError subclass instance, not raised)."""
 
-    __slots__ = ("kind", "conn", "data", "close_code", "error")
+    __slots__ = ("kind", "conn", "data", "size", "close_code", "error")
 
     def __init__(self, kind, conn, data, close_code=0, error=None):
         self.kind = kind
         self.conn = conn
         self.data = data
+        self.size = len(data)
         self.close_code = close_code
         self.error = error
 

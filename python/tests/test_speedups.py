@@ -191,3 +191,33 @@ def test_event_is_built_and_read_the_same_on_both_paths():
         bad = cls(k, "feed", b"\xff")
         with pytest.raises(UnicodeDecodeError):
             bad.text
+
+
+def test_events_kept_unread_keep_their_payload_after_later_polls_and_close(server):  # noqa: F811
+    # With the extension a payload is copied only when read, or when the next poll would take
+    # back the library's memory while the event is still referenced: kept events must read
+    # right however late, events read only for `size` need no copy.
+    total = 3000
+    kept = []
+    with kharbranth.Manager(event_capacity=32) as mgr:
+        mgr.add("feed", server)
+        poll_until(mgr, kharbranth.EventKind.OPEN)
+        mgr.send_text("feed", f"push {total}")
+        seen = 0
+        deadline = time.monotonic() + 60
+        while seen < total and time.monotonic() < deadline:
+            for e in mgr.poll(max_events=16, timeout=1.0):
+                if e.kind != kharbranth.EventKind.TEXT:
+                    continue
+                seen += 1
+                assert e.size == len(f"msg {seen}")
+                if seen % 7 == 0:
+                    kept.append((seen, e))
+        assert seen == total
+        # More polls after the kept ones, then the manager is freed.
+        mgr.send_text("feed", "push 10")
+        while seen < total + 10 and time.monotonic() < deadline:
+            seen += sum(e.kind == kharbranth.EventKind.TEXT for e in mgr.poll(timeout=1.0))
+    assert [(n, e.data, e.text, e.size) for n, e in kept] == [
+        (n, f"msg {n}".encode(), f"msg {n}", len(f"msg {n}")) for n, _ in kept
+    ]
