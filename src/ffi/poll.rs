@@ -16,7 +16,7 @@ use super::result::error_message;
 use super::runtime::in_callback;
 use super::{kh_config, kh_result};
 use crate::error::ConnectionError;
-use crate::events::{Batch, Item, Kind, Piece, reusable};
+use crate::events::{Batch, Item, Kind, Owned, Piece, reusable};
 use crate::hooks::Event;
 
 /// What a `kh_event` reports. Values are fixed; a later version may add kinds, so skip an event
@@ -109,52 +109,60 @@ impl Lent {
             len: 0,
             reserved: [0; 3],
         };
-        let (kind, data): (kh_event_kind, &[u8]) = match item {
-            Item::Copied { kind, .. } | Item::Shared { kind, .. } => {
-                let kind = match kind {
-                    Kind::Text => kh_event_kind::KH_EVENT_TEXT,
-                    Kind::Binary => kh_event_kind::KH_EVENT_BINARY,
-                    Kind::Ping => kh_event_kind::KH_EVENT_PING,
-                    Kind::Pong => kh_event_kind::KH_EVENT_PONG,
-                };
-                (kind, batch.payload(item))
-            }
-            Item::Other(e) => self.describe_other(e, &mut out),
+        let Some(kind) = item.kind else {
+            return self.describe_owned(batch.owned(item), out);
         };
+        let kind = message_kind(kind);
+        let data = batch.payload(item);
         out.kind = kind;
         out.data = data.as_ptr();
         out.len = data.len();
         out
     }
 
-    /// A lifecycle event or close frame; its strings live in the batch or in `messages`.
+    /// A large message, lifecycle event or close frame; its strings live in the batch or in
+    /// `messages`.
     #[cold]
-    fn describe_other<'a>(
-        &'a mut self,
-        e: &'a Event,
-        out: &mut kh_event,
-    ) -> (kh_event_kind, &'a [u8]) {
+    fn describe_owned(&mut self, owned: &Owned, mut out: kh_event) -> kh_event {
         static EMPTY: [u8; 0] = [];
-        match e {
-            Event::Open => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
-            Event::Text(t) => (kh_event_kind::KH_EVENT_TEXT, t.as_bytes()),
-            Event::Binary(b) => (kh_event_kind::KH_EVENT_BINARY, b),
-            Event::Ping(b) => (kh_event_kind::KH_EVENT_PING, b),
-            Event::Pong(b) => (kh_event_kind::KH_EVENT_PONG, b),
-            Event::Close(code, reason) => {
-                out.close_code = *code;
-                (kh_event_kind::KH_EVENT_CLOSE, reason.as_bytes())
-            }
-            Event::Error(err) => {
-                out.error = kh_result::from(err);
-                self.messages.push(error_message(err));
-                let msg = self.messages.last().map_or(&[][..], |m| m.as_bytes());
-                (kh_event_kind::KH_EVENT_ERROR, msg)
-            }
-            // Never queued: state changes go through `ReadHooks::state`, which skips the queue.
-            Event::State(_) => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
-            Event::Rotated => (kh_event_kind::KH_EVENT_ROTATED, &EMPTY),
-        }
+        let (kind, data): (kh_event_kind, &[u8]) = match owned {
+            Owned::Payload(kind, b) => (message_kind(*kind), b),
+            Owned::Event(e) => match e {
+                Event::Open => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
+                Event::Text(t) => (kh_event_kind::KH_EVENT_TEXT, t.as_bytes()),
+                Event::Binary(b) => (kh_event_kind::KH_EVENT_BINARY, b),
+                Event::Ping(b) => (kh_event_kind::KH_EVENT_PING, b),
+                Event::Pong(b) => (kh_event_kind::KH_EVENT_PONG, b),
+                Event::Close(code, reason) => {
+                    out.close_code = *code;
+                    (kh_event_kind::KH_EVENT_CLOSE, reason.as_bytes())
+                }
+                Event::Error(err) => {
+                    out.error = kh_result::from(err);
+                    self.messages.push(error_message(err));
+                    let msg = self.messages.last().map_or(&[][..], |m| m.as_bytes());
+                    (kh_event_kind::KH_EVENT_ERROR, msg)
+                }
+                // Never queued: state changes go through `ReadHooks::state`, which skips the
+                // queue.
+                Event::State(_) => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
+                Event::Rotated => (kh_event_kind::KH_EVENT_ROTATED, &EMPTY),
+            },
+        };
+        out.kind = kind;
+        out.data = data.as_ptr();
+        out.len = data.len();
+        out
+    }
+}
+
+#[inline]
+fn message_kind(kind: Kind) -> kh_event_kind {
+    match kind {
+        Kind::Text => kh_event_kind::KH_EVENT_TEXT,
+        Kind::Binary => kh_event_kind::KH_EVENT_BINARY,
+        Kind::Ping => kh_event_kind::KH_EVENT_PING,
+        Kind::Pong => kh_event_kind::KH_EVENT_PONG,
     }
 }
 
