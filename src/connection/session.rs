@@ -637,7 +637,17 @@ fn inflate(name: &str, inf: &mut Inflater, b: &[u8], hooks: &mut ReadHooks) {
             hooks.binary(name, out);
         }
         Err(e) => {
-            log::warn!("[{name}] binary message of {} bytes: {e}", b.len());
+            // Every failure reaches the consumer; the log gets the first and then one per
+            // period, so a feed of corrupt frames does not flood it.
+            match inf.warnings.allow() {
+                Some(0) => log::warn!("[{name}] binary message of {} bytes: {e}", b.len()),
+                Some(held) => log::warn!(
+                    "[{name}] binary message of {} bytes: {e} ({held} more could not be \
+                     inflated since the last warning)",
+                    b.len()
+                ),
+                None => log::debug!("[{name}] binary message of {} bytes: {e}", b.len()),
+            }
             hooks.dispatch(name, Event::Error(e));
         }
     }
