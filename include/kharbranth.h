@@ -584,7 +584,8 @@ typedef struct kh_conn_stats {
    */
   uint64_t messages_in;
   /**
-   * Payload bytes of those messages.
+   * Payload bytes of those messages as they came off the wire (before inflating, for a
+   * connection with `kh_config_set_inflate`).
    */
   uint64_t bytes_in;
   /**
