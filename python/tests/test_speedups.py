@@ -221,3 +221,36 @@ def test_events_kept_unread_keep_their_payload_after_later_polls_and_close(serve
     assert [(n, e.data, e.text, e.size) for n, e in kept] == [
         (n, f"msg {n}".encode(), f"msg {n}", len(f"msg {n}")) for n, _ in kept
     ]
+
+
+def test_echoed_messages_of_every_size_read_the_same_kept_or_not(server):  # noqa: F811
+    # Sizes around the library's 4 KiB line between payloads copied into its batches and
+    # payloads lent as they were parsed, text and binary; every other event is kept unread
+    # until the end, the rest are read at once.
+    sizes = [0, 1, 63, 4095, 4096, 4097, 70_000, 200]
+    sent = []
+    with kharbranth.Manager() as mgr:
+        mgr.add("echo", server)
+        poll_until(mgr, kharbranth.EventKind.OPEN)
+        for i, size in enumerate(sizes * 3):
+            body = bytes(97 + (i + j) % 26 for j in range(size))
+            if i % 2:
+                mgr.send_binary("echo", body)
+            else:
+                mgr.send_text("echo", body.decode() or "empty")
+                body = body or b"empty"
+            sent.append(body)
+        got, kept = [], []
+        deadline = time.monotonic() + WAIT
+        while len(got) + len(kept) < len(sent) and time.monotonic() < deadline:
+            for e in mgr.poll(max_events=3, timeout=1.0):
+                if e.kind in (kharbranth.EventKind.TEXT, kharbranth.EventKind.BINARY):
+                    n = len(got) + len(kept)
+                    if n % 2:
+                        kept.append((n, e))
+                    else:
+                        got.append((n, e.data, e.size))
+    for n, e in kept:
+        got.append((n, e.data, e.size))
+    got.sort(key=lambda g: g[0])
+    assert [(d, s) for _, d, s in got] == [(b, len(b)) for b in sent]
