@@ -141,6 +141,21 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// A batch of what the buffers hold, which are left empty (without capacity).
+    fn take(
+        name: &Name,
+        data: &mut Vec<u8>,
+        items: &mut Vec<Item>,
+        owned: &mut Vec<Owned>,
+    ) -> Self {
+        Self {
+            name: name.clone(),
+            data: std::mem::take(data),
+            items: std::mem::take(items),
+            owned: std::mem::take(owned),
+        }
+    }
+
     /// The connection the batch's events happened on.
     pub(crate) fn name(&self) -> &Name {
         &self.name
@@ -570,6 +585,10 @@ pub(crate) struct Sink {
 /// connection's CPU is woken (each wake-up is two context switches).
 const STAGE_MAX: usize = 4096;
 
+/// Batches of at least this many events trade their buffers for pooled ones (see
+/// [`Sink::flush`]).
+const REUSE_FROM: usize = 64;
+
 /// Payload bytes a connection stages at most before it flushes: a batch the poller reads while
 /// it is still in the cache costs less than a larger one.
 const STAGE_BYTES: usize = 256 * 1024;
@@ -651,39 +670,46 @@ impl Sink {
     /// events. The session calls it whenever its poll returns, so nothing stays staged while
     /// the connection waits.
     pub(crate) fn flush(&mut self) {
-        if self.items.is_empty() {
+        let n = self.items.len();
+        if n == 0 {
             return;
         }
+        // A small batch (a quiet feed) leaves with the sink's own buffers, so that a quiet
+        // connection, of which there may be thousands, holds none; a large one (a busy feed)
+        // trades them for an emptied batch's from the pool, which its next read fills again
+        // (a feed that stops right after a large batch holds those until its next flush).
+        let mut own = (n < REUSE_FROM).then(|| self.take_batch());
         let consumers = {
             let mut st = self.queue.lock();
-            let mut batch = match st.pool.pop() {
+            let batch = match own.take() {
                 Some(b) => b,
-                None => Arc::new(Batch {
-                    name: self.name.clone(),
-                    data: Vec::new(),
-                    items: Vec::new(),
-                    owned: Vec::new(),
-                }),
+                None => match st.pool.pop() {
+                    Some(mut b) => match Arc::get_mut(&mut b) {
+                        // Pooled batches are empty and held by the pool alone (`reusable`).
+                        Some(shell) => {
+                            if !Arc::ptr_eq(&shell.name.0, &self.name.0) {
+                                shell.name = self.name.clone();
+                            }
+                            std::mem::swap(&mut shell.data, &mut self.data);
+                            std::mem::swap(&mut shell.items, &mut self.items);
+                            std::mem::swap(&mut shell.owned, &mut self.owned);
+                            b
+                        }
+                        None => Arc::new(Batch::take(
+                            &self.name,
+                            &mut self.data,
+                            &mut self.items,
+                            &mut self.owned,
+                        )),
+                    },
+                    None => Arc::new(Batch::take(
+                        &self.name,
+                        &mut self.data,
+                        &mut self.items,
+                        &mut self.owned,
+                    )),
+                },
             };
-            match Arc::get_mut(&mut batch) {
-                // Pooled batches are empty and held by the pool alone (`reusable`).
-                Some(b) => {
-                    if !Arc::ptr_eq(&b.name.0, &self.name.0) {
-                        b.name = self.name.clone();
-                    }
-                    std::mem::swap(&mut b.data, &mut self.data);
-                    std::mem::swap(&mut b.items, &mut self.items);
-                    std::mem::swap(&mut b.owned, &mut self.owned);
-                }
-                None => {
-                    batch = Arc::new(Batch {
-                        name: self.name.clone(),
-                        data: std::mem::take(&mut self.data),
-                        items: std::mem::take(&mut self.items),
-                        owned: std::mem::take(&mut self.owned),
-                    })
-                }
-            }
             let n = batch.items.len();
             st.len += n;
             st.pieces.push_back(Piece {
@@ -706,6 +732,16 @@ impl Sink {
             std::mem::take(&mut st.consumers)
         };
         consumers.into_iter().for_each(Waker::wake);
+    }
+
+    /// The staged events as a batch of their own; the sink starts again with empty buffers.
+    fn take_batch(&mut self) -> Arc<Batch> {
+        Arc::new(Batch::take(
+            &self.name,
+            &mut self.data,
+            &mut self.items,
+            &mut self.owned,
+        ))
     }
 
     /// Ready when the queue has room for the next frame; otherwise the task is woken when a
@@ -1024,23 +1060,20 @@ mod tests {
     }
 
     #[test]
-    fn emptied_batches_are_staged_into_again_instead_of_allocated() {
+    fn a_busy_connection_stages_into_emptied_batches_and_a_quiet_one_keeps_no_buffer() {
         let q = EventQueue::new();
         let mut sink = Sink::new(q.clone(), "a");
         let mut done = Vec::new();
         let mut pieces = Vec::new();
         let mut buffers = std::collections::HashSet::new();
         for round in 0..50 {
-            for _ in 0..10 {
+            for _ in 0..REUSE_FROM + 10 {
                 sink.stage(text("payload"));
             }
             sink.flush();
-            q.poll_blocking(100, Some(Duration::ZERO), &mut pieces, &mut done);
-            assert_eq!(
-                pieces.iter().map(Piece::len).sum::<usize>(),
-                10,
-                "round {round}"
-            );
+            q.poll_blocking(1000, Some(Duration::ZERO), &mut pieces, &mut done);
+            let n: usize = pieces.iter().map(Piece::len).sum();
+            assert_eq!(n, REUSE_FROM + 10, "round {round}");
             buffers.insert(pieces[0].batch.data.as_ptr() as usize);
             reusable(pieces.drain(..), &mut done);
         }
@@ -1051,6 +1084,15 @@ mod tests {
             "{} buffers for 50 batches",
             buffers.len()
         );
+        // A few events leave with the sink's buffers: a connection that goes quiet holds none.
+        sink.stage(text("one"));
+        sink.flush();
+        assert_eq!(
+            (sink.data.capacity(), sink.items.capacity()),
+            (0, 0),
+            "a quiet connection kept its buffers"
+        );
+        assert_eq!(texts(&poll(&q, 8, Some(Duration::ZERO))), ["one"]);
     }
 
     #[test]
