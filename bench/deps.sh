@@ -17,10 +17,10 @@ fi
 venv=target/venv
 if command -v python3 >/dev/null; then
   { [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >/dev/null 2>&1; } &&
-    { "$venv/bin/python" -c 'import picows, websockets, matplotlib' 2>/dev/null ||
-      "$venv/bin/python" -m pip install -q --disable-pip-version-check picows websockets \
+    { "$venv/bin/python" -c 'import picows, uvloop, websockets, matplotlib' 2>/dev/null ||
+      "$venv/bin/python" -m pip install -q --disable-pip-version-check picows uvloop websockets \
         matplotlib >/dev/null 2>&1; } ||
-    echo "bench/deps.sh: could not pip install picows websockets matplotlib into $venv" >&2
+    echo "bench/deps.sh: could not pip install picows uvloop websockets matplotlib into $venv" >&2
 fi
 if command -v npm >/dev/null && [ ! -d target/bench/node/node_modules/ws ]; then
   mkdir -p target/bench/node

@@ -89,7 +89,7 @@ order = ["drain (server ceiling)",
          "tokio-tungstenite", "tokio-tungstenite rbuf=8KiB",
          "kharbranth Rust API", "kharbranth C ABI", "kharbranth C ABI, 1 worker",
          "kharbranth C ABI (poll)", "kharbranth Python ctypes", "kharbranth Python package (poll)", "libwebsockets",
-         "picows (Python)", "websockets (Python)", "node ws"]
+         "picows (Python)", "picows (Python, uvloop)", "websockets (Python)", "node ws"]
 
 
 def sort_labels(labels):

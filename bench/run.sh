@@ -87,6 +87,7 @@ if [ "$have_py" = 1 ]; then
     say "the Python package's C extension did not build: its rows measure the ctypes fallback"
 fi
 have_picows=0; python3 -c 'import picows' 2>/dev/null && have_picows=1
+have_uvloop=0; [ "$have_picows" = 1 ] && python3 -c 'import uvloop' 2>/dev/null && have_uvloop=1
 have_websockets=0; python3 -c 'import websockets' 2>/dev/null && have_websockets=1
 have_node=0
 command -v node >/dev/null && (cd bench && node -e "try{require.resolve('ws')}catch(e){require('../target/bench/node/node_modules/ws')}") 2>/dev/null && have_node=1
@@ -154,6 +155,7 @@ for set in "${push_sets[@]}"; do
     [ "$have_py" = 1 ] && run "kharbranth Python package (poll)" main cross "$CLI_CPU" "$rep" python3 bench/py_pkg_client.py push "$url/push/$n/$s" "$n" "$s"
     [ "$have_lws" = 1 ] && run "libwebsockets" main cross "$CLI_CPU" "$rep" target/bench/lws_client push "$PORT" "/push/$n/$s" "$n" "$s"
     [ "$have_picows" = 1 ] && run "picows (Python)" main cross "$CLI_CPU" "$rep" python3 bench/py_others.py picows push "$url/push/$n/$s" "$n" "$s"
+    [ "$have_uvloop" = 1 ] && run "picows (Python, uvloop)" main cross "$CLI_CPU" "$rep" python3 bench/py_others.py picows-uvloop push "$url/push/$n/$s" "$n" "$s"
     [ "$have_websockets" = 1 ] && run "websockets (Python)" main cross "$CLI_CPU" "$rep" python3 bench/py_others.py websockets push "$url/push/$n/$s" "$n" "$s"
     [ "$have_node" = 1 ] && run "node ws" main cross "$CLI_CPU" "$rep" node bench/node_client.js push "$url/push/$n/$s" "$n" "$s"
     true
@@ -176,6 +178,7 @@ for pin in cross same; do
     [ "$have_py" = 1 ] && run "kharbranth Python package (poll)" main "$pin" "$cpu" "$rep" python3 bench/py_pkg_client.py echo "$url/echo" "$echo_n" 64
     [ "$have_lws" = 1 ] && run "libwebsockets" main "$pin" "$cpu" "$rep" target/bench/lws_client echo "$PORT" /echo "$echo_n" 64
     [ "$have_picows" = 1 ] && run "picows (Python)" main "$pin" "$cpu" "$rep" python3 bench/py_others.py picows echo "$url/echo" "$echo_n" 64
+    [ "$have_uvloop" = 1 ] && run "picows (Python, uvloop)" main "$pin" "$cpu" "$rep" python3 bench/py_others.py picows-uvloop echo "$url/echo" "$echo_n" 64
     [ "$have_websockets" = 1 ] && run "websockets (Python)" main "$pin" "$cpu" "$rep" python3 bench/py_others.py websockets echo "$url/echo" "$echo_n" 64
     [ "$have_node" = 1 ] && run "node ws" main "$pin" "$cpu" "$rep" node bench/node_client.js echo "$url/echo" "$echo_n" 64
     true

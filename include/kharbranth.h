@@ -628,7 +628,8 @@ typedef struct kh_conn_stats {
    */
   uint64_t messages_in;
   /**
-   * Payload bytes of those messages.
+   * Payload bytes of those messages as they came off the wire (before inflating, for a
+   * connection with `kh_config_set_inflate`).
    */
   uint64_t bytes_in;
   /**
@@ -782,7 +783,7 @@ typedef struct kh_event {
    */
   uint64_t down_for_ns;
   /**
-   * For a frame (text, binary, ping, pong, close, and an inflate failure's error) of a
+   * For a frame (text, binary, ping, pong, close) of a
    * connection with `kh_config_set_receive_timestamps`: when it was received, in
    * `CLOCK_MONOTONIC` nanoseconds (see that function for which read stamps a message).
    * Otherwise 0.

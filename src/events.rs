@@ -20,6 +20,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
 use crate::clock::ReceiveTime;
 use crate::error::Result;
 use crate::hooks::Event;
@@ -89,11 +92,6 @@ impl ConnEvent {
     pub fn received_at(&self) -> Option<ReceiveTime> {
         self.at.get()
     }
-
-    #[cfg(feature = "capi")]
-    pub(crate) fn c_name(&self) -> &Name {
-        &self.name
-    }
 }
 
 impl std::fmt::Debug for ConnEvent {
@@ -105,6 +103,171 @@ impl std::fmt::Debug for ConnEvent {
     }
 }
 
+/// The kind of a message held in a [`Batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Text,
+    Binary,
+    Ping,
+    Pong,
+}
+
+/// One event of a [`Batch`]: 12 bytes, written with one store per field, so that staging a
+/// message writes no enum through the stack (which stalled on store forwarding: perf showed
+/// three quarters of the staging time on the load after it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Item {
+    /// The kind of a message whose payload was copied into the batch's buffer at
+    /// `start..start + len`; `None` for one of the batch's `owned` entries, at index `start`.
+    pub(crate) kind: Option<Kind>,
+    start: u32,
+    len: u32,
+}
+
+/// What a batch holds beyond its buffer.
+pub(crate) enum Owned {
+    /// A message of [`COPY_BELOW`] bytes or more, left in the buffer it was parsed from (that
+    /// buffer is mostly the payload itself). A text payload is valid UTF-8.
+    Payload(Kind, Bytes),
+    /// A lifecycle event or close frame.
+    Event(Event),
+}
+
+/// Events of one connection that entered the queue together (what one poll of its task read),
+/// with their small payloads back to back in one buffer.
+///
+/// Why a batch and not one allocation per event: a polled connection's task and the poller run
+/// on different threads, so every per-event allocation was made on one thread and freed on the
+/// other, and every per-event reference count bounced between their caches. A batch costs one
+/// lock, one reference count and no allocation per poll of the task: its buffers are given
+/// back to the queue's pool by the poller and staged into again (64-byte push through
+/// `kh_manager_poll` on one worker, callgrind: 1,489 -> 1,008 instructions per message; the
+/// hook path: 876).
+pub(crate) struct Batch {
+    name: Name,
+    data: Vec<u8>,
+    items: Vec<Item>,
+    owned: Vec<Owned>,
+    /// Receive times (receive timestamps on): `(i, t)` stamps the frames from item `i` on with
+    /// `t`, up to the next entry. One entry per socket read, none without the option.
+    times: Vec<(u32, ReceiveTime)>,
+}
+
+impl Batch {
+    /// A batch of what the buffers hold, which are left empty (without capacity).
+    fn take(
+        name: &Name,
+        data: &mut Vec<u8>,
+        items: &mut Vec<Item>,
+        owned: &mut Vec<Owned>,
+        times: &mut Vec<(u32, ReceiveTime)>,
+    ) -> Self {
+        Self {
+            name: name.clone(),
+            data: std::mem::take(data),
+            items: std::mem::take(items),
+            owned: std::mem::take(owned),
+            times: std::mem::take(times),
+        }
+    }
+
+    /// Whether any event of the batch has a receive time.
+    #[inline]
+    pub(crate) fn has_times(&self) -> bool {
+        !self.times.is_empty()
+    }
+
+    /// The receive time of the item at `index` of the batch: frames only (lifecycle events
+    /// have none), of connections with receive timestamps.
+    pub(crate) fn received_at(&self, index: usize) -> Option<ReceiveTime> {
+        if self.times.is_empty() {
+            return None;
+        }
+        let item = &self.items[index];
+        let frame = item.kind.is_some()
+            || match self.owned(item) {
+                Owned::Payload(..) => true,
+                Owned::Event(e) => e.opcode().is_some(),
+            };
+        let run = self.times.partition_point(|(i, _)| *i as usize <= index);
+        if !frame || run == 0 {
+            return None;
+        }
+        self.times[run - 1].1.get()
+    }
+
+    /// The connection the batch's events happened on.
+    pub(crate) fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// The owned entry of an item whose kind is `None`.
+    #[inline]
+    pub(crate) fn owned(&self, item: &Item) -> &Owned {
+        &self.owned[item.start as usize]
+    }
+
+    /// The payload of a message item (copied or owned); empty for an event.
+    #[inline]
+    pub(crate) fn payload(&self, item: &Item) -> &[u8] {
+        match item.kind {
+            Some(_) => {
+                let start = item.start as usize;
+                &self.data[start..start + item.len as usize]
+            }
+            None => match self.owned(item) {
+                Owned::Payload(_, b) => b,
+                Owned::Event(_) => &[],
+            },
+        }
+    }
+
+    /// The item as an [`Event`] of its own (a copy of a copied payload).
+    fn event(&self, item: &Item) -> Event {
+        let message = |kind: Kind, payload: Bytes| match kind {
+            // SAFETY: text items hold payloads tungstenite validated as UTF-8 (`Sink::stage`).
+            Kind::Text => Event::Text(unsafe { Utf8Bytes::from_bytes_unchecked(payload) }),
+            Kind::Binary => Event::Binary(payload),
+            Kind::Ping => Event::Ping(payload),
+            Kind::Pong => Event::Pong(payload),
+        };
+        match item.kind {
+            Some(kind) => message(kind, Bytes::copy_from_slice(self.payload(item))),
+            None => match self.owned(item) {
+                Owned::Payload(kind, b) => message(*kind, b.clone()),
+                Owned::Event(e) => e.clone(),
+            },
+        }
+    }
+}
+
+/// A run of a batch's items, `from..to`, taken from the queue (or still in it).
+pub(crate) struct Piece {
+    batch: Arc<Batch>,
+    from: usize,
+    to: usize,
+}
+
+impl Piece {
+    /// The batch and the items of it that this piece holds.
+    pub(crate) fn parts(&self) -> (&Batch, &[Item]) {
+        (&self.batch, &self.batch.items[self.from..self.to])
+    }
+
+    /// The index in its batch of the piece's first item.
+    pub(crate) fn first(&self) -> usize {
+        self.from
+    }
+
+    fn len(&self) -> usize {
+        self.to - self.from
+    }
+}
+
+/// Batches the queue keeps for reuse at most; larger ones than `POOL_BYTES` are not kept.
+const POOL_MAX: usize = 8;
+const POOL_BYTES: usize = 1024 * 1024;
+
 /// A manager's event queue, shared by the sinks of its polled connections and its pollers.
 pub(crate) struct EventQueue {
     state: Mutex<State>,
@@ -113,8 +276,12 @@ pub(crate) struct EventQueue {
 }
 
 struct State {
-    events: VecDeque<ConnEvent>,
+    pieces: VecDeque<Piece>,
+    /// Events in `pieces`.
+    len: usize,
     capacity: usize,
+    /// Emptied batches, for the sinks to stage into again.
+    pool: Vec<Arc<Batch>>,
     /// Connections that found the queue full, by sink: woken when a poll frees room. Keyed so a
     /// connection polled again while it waits replaces its waker instead of adding one.
     stalled: HashMap<u64, Waker>,
@@ -143,21 +310,50 @@ impl State {
         if self.unbounded {
             return usize::MAX;
         }
-        self.capacity.saturating_sub(self.events.len())
+        self.capacity.saturating_sub(self.len)
     }
 
-    /// Moves up to `max` events to `out`; returns the connections to wake (outside the lock)
-    /// when that made room for them.
-    fn take(&mut self, max: usize, out: &mut impl Extend<ConnEvent>) -> Vec<Waker> {
-        let n = max.min(self.events.len());
-        out.extend(self.events.drain(..n));
-        if self.events.is_empty() {
+    /// Moves up to `max` events to `out` (whole batches where they fit, a batch's first items
+    /// where not) and keeps the emptied batches in `done` for reuse; returns the connections to
+    /// wake (outside the lock) when that made room for them.
+    fn take(
+        &mut self,
+        max: usize,
+        out: &mut impl Extend<Piece>,
+        done: &mut Vec<Arc<Batch>>,
+    ) -> Vec<Waker> {
+        self.recycle(done);
+        let mut left = max;
+        while left > 0 {
+            let Some(front) = self.pieces.front_mut() else {
+                break;
+            };
+            let piece = if front.len() <= left {
+                match self.pieces.pop_front() {
+                    Some(p) => p,
+                    None => break,
+                }
+            } else {
+                let p = Piece {
+                    batch: front.batch.clone(),
+                    from: front.from,
+                    to: front.from + left,
+                };
+                front.from = p.to;
+                p
+            };
+            left -= piece.len();
+            self.len -= piece.len();
+            out.extend(std::iter::once(piece));
+        }
+        let n = max - left;
+        if self.pieces.is_empty() {
             #[cfg(unix)]
             if let Some(s) = self.signal.as_mut() {
                 s.disarm();
             }
-            if self.events.capacity() > SHRINK_ABOVE {
-                self.events.shrink_to(SHRINK_ABOVE);
+            if self.pieces.capacity() > SHRINK_ABOVE {
+                self.pieces.shrink_to(SHRINK_ABOVE);
             }
         }
         if n > 0 && self.has_room() && !self.stalled.is_empty() {
@@ -165,14 +361,59 @@ impl State {
         }
         Vec::new()
     }
+
+    /// Keeps emptied batches (see [`Batch::clear`]) for the sinks, up to the pool's bound.
+    fn recycle(&mut self, done: &mut Vec<Arc<Batch>>) {
+        for b in done.drain(..) {
+            if self.pool.len() < POOL_MAX {
+                self.pool.push(b);
+            }
+        }
+    }
+
+    /// Puts pieces a consumer took but did not hand out back at the front, in their order.
+    fn give_back(&mut self, pieces: impl DoubleEndedIterator<Item = Piece>) {
+        for p in pieces.rev() {
+            self.len += p.len();
+            self.pieces.push_front(p);
+        }
+        #[cfg(unix)]
+        if self.len > 0 {
+            if let Some(s) = self.signal.as_mut() {
+                s.arm();
+            }
+        }
+    }
+}
+
+/// Empties the batches of consumed pieces that nobody else holds, outside the queue's lock
+/// (dropping their large payloads and boxed events), for [`State::recycle`].
+pub(crate) fn reusable(pieces: impl IntoIterator<Item = Piece>, done: &mut Vec<Arc<Batch>>) {
+    for p in pieces {
+        let mut batch = p.batch;
+        // A piece shares its batch while another piece of it is still queued or lent; only
+        // the last holder gives it back.
+        if let Some(b) = Arc::get_mut(&mut batch) {
+            if b.data.capacity() > POOL_BYTES || b.items.capacity() > STAGE_MAX * 2 {
+                continue;
+            }
+            b.items.clear();
+            b.data.clear();
+            b.owned.clear();
+            b.times.clear();
+            done.push(batch);
+        }
+    }
 }
 
 impl EventQueue {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
-                events: VecDeque::new(),
+                pieces: VecDeque::new(),
+                len: 0,
                 capacity: DEFAULT_EVENT_CAPACITY,
+                pool: Vec::new(),
                 stalled: HashMap::new(),
                 consumers: Vec::new(),
                 blocked: 0,
@@ -237,7 +478,7 @@ impl EventQueue {
 
     /// Events queued and not yet taken by a poller.
     pub(crate) fn len(&self) -> usize {
-        self.lock().events.len()
+        self.lock().len
     }
 
     /// Makes the poll blocked in [`poll_blocking`](Self::poll_blocking), or else the next one,
@@ -251,24 +492,27 @@ impl EventQueue {
     /// Waits up to `timeout` (`None`: without limit) until there are events, a
     /// [`wakeup`](Self::wakeup), or the queue is closed, then moves up to `max` events to
     /// `out`. Returns without events when the time ran out, it was woken, or the queue closed.
+    /// The batches in `done` (see [`reusable`]) go back to the pool.
     pub(crate) fn poll_blocking(
         &self,
         max: usize,
         timeout: Option<Duration>,
-        out: &mut Vec<ConnEvent>,
+        out: &mut Vec<Piece>,
+        done: &mut Vec<Arc<Batch>>,
     ) {
         // A timeout too large for the clock waits without limit, which is what it asks for.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let unlimited = timeout.is_none() || deadline.is_none();
         let mut st = self.lock();
         loop {
-            if !st.events.is_empty() || st.wakeup || st.closed {
+            if st.len > 0 || st.wakeup || st.closed {
                 st.wakeup = false;
-                let woken = st.take(max, out);
+                let woken = st.take(max, out, done);
                 drop(st);
                 woken.into_iter().for_each(Waker::wake);
                 return;
             }
+            st.recycle(done);
             st.blocked += 1;
             st = if unlimited {
                 self.ready.wait(st).unwrap_or_else(|p| p.into_inner())
@@ -296,7 +540,7 @@ impl EventQueue {
         let mut st = self.lock();
         if st.signal.is_none() {
             let mut s = Signal::new()?;
-            if !st.events.is_empty() {
+            if st.len > 0 {
                 s.arm();
             }
             st.signal = Some(s);
@@ -351,26 +595,14 @@ impl Signal {
     }
 }
 
-/// Payloads shorter than this are copied into an allocation of their own when queued.
-const COMPACT_BELOW: usize = 4096;
-
+/// Payloads shorter than this are copied into their batch's buffer when staged.
+///
 /// A received payload is a view into the read buffer it was parsed from. A hook drops it before
-/// the next frame, so the reader reclaims that buffer in place; a queued payload keeps it
-/// shared, and the reader then allocates afresh for every frame. Copying a small payload once,
-/// here, costs less than that (callgrind, 64-byte push on a current-thread runtime: 1,897 ->
-/// 1,449 instructions per message; hooks: 823) and holds less (30,000 queued 64-byte messages:
-/// 5.8 -> 4.3 MiB). A large payload is not copied: its buffer is mostly the payload itself.
-fn compact(event: Event) -> Event {
-    match event {
-        Event::Text(t) if t.len() < COMPACT_BELOW => Event::Text(t.as_str().into()),
-        Event::Binary(b) if b.len() < COMPACT_BELOW => {
-            Event::Binary(bytes::Bytes::copy_from_slice(&b))
-        }
-        Event::Ping(b) if b.len() < COMPACT_BELOW => Event::Ping(bytes::Bytes::copy_from_slice(&b)),
-        Event::Pong(b) if b.len() < COMPACT_BELOW => Event::Pong(bytes::Bytes::copy_from_slice(&b)),
-        other => other,
-    }
-}
+/// the next frame, so the reader reclaims that buffer in place; a queued payload would keep it
+/// shared, and the reader would then allocate afresh for every frame. Copying a small payload
+/// once, into a buffer that is reused, costs less than that and holds less. A large payload is
+/// not copied: its buffer is mostly the payload itself.
+const COPY_BELOW: usize = 4096;
 
 static NEXT_SINK: AtomicU64 = AtomicU64::new(1);
 
@@ -386,16 +618,28 @@ pub(crate) struct Sink {
     /// Room in the queue at the last flush: a read stages no more than that before flushing,
     /// so staging never takes a connection past the capacity.
     room_left: usize,
-    /// Messages of the current read, not yet in the queue: they enter it together, under one
-    /// lock and with one wake-up, when the connection's poll ends (see [`flush`](Self::flush)).
-    staged: Vec<ConnEvent>,
-    /// The receive time of the frame being delivered (receive timestamps on), else none.
-    at: ReceiveTime,
+    /// The current read's small payloads and items, not yet in the queue: they enter it
+    /// together, as one [`Batch`], under one lock and with one wake-up, when the connection's
+    /// poll ends (see [`flush`](Self::flush)).
+    data: Vec<u8>,
+    items: Vec<Item>,
+    owned: Vec<Owned>,
+    /// The receive times of the staged frames (see [`Batch`]'s `times`).
+    times: Vec<(u32, ReceiveTime)>,
 }
 
 /// Messages a connection stages at most before it flushes them into the queue, even mid-read:
-/// bounds how long the first of them waits for the poller.
-const STAGE_MAX: usize = 64;
+/// bounds how long the first of them waits for the poller, and how often a poller sharing the
+/// connection's CPU is woken (each wake-up is two context switches).
+const STAGE_MAX: usize = 4096;
+
+/// Batches of at least this many events trade their buffers for pooled ones (see
+/// [`Sink::flush`]).
+const REUSE_FROM: usize = 64;
+
+/// Payload bytes a connection stages at most before it flushes: a batch the poller reads while
+/// it is still in the cache costs less than a larger one.
+const STAGE_BYTES: usize = 256 * 1024;
 
 impl Sink {
     pub(crate) fn new(queue: Arc<EventQueue>, name: &str) -> Self {
@@ -405,15 +649,21 @@ impl Sink {
             id: NEXT_SINK.fetch_add(1, Ordering::Relaxed),
             room: true,
             room_left: 1,
-            staged: Vec::new(),
-            at: ReceiveTime::NONE,
+            data: Vec::new(),
+            items: Vec::new(),
+            owned: Vec::new(),
+            times: Vec::new(),
         }
     }
 
-    /// Stamps the events staged from now on with `t` (none with [`ReceiveTime::NONE`]).
+    /// Stamps the frames staged from now on with `t` (called only with receive timestamps
+    /// on, before each frame). One entry per change, so per socket read; "no time" is not
+    /// recorded, as only frames read a time.
     #[inline]
     pub(crate) fn set_receive_time(&mut self, t: ReceiveTime) {
-        self.at = t;
+        if t.get().is_some() && self.times.last().map(|e| e.1) != Some(t) {
+            self.times.push((self.items.len() as u32, t));
+        }
     }
 
     /// Appends one event and wakes whoever waits for one (after the staged messages, which
@@ -423,31 +673,112 @@ impl Sink {
         self.flush();
     }
 
-    /// Holds one message of the current read for the next [`flush`](Self::flush). Under a fast
+    /// Holds one event of the current read for the next [`flush`](Self::flush). Under a fast
     /// feed the queue's lock is then taken once per read rather than once per message, and the
     /// poller, which takes the same lock, is interrupted as rarely (64-byte push through
     /// `kh_manager_poll`: the lock and its futex calls were half of the time).
     #[inline]
     pub(crate) fn stage(&mut self, event: Event) {
-        self.staged.push(ConnEvent {
-            name: self.name.clone(),
-            event: compact(event),
-            at: self.at,
+        match event {
+            Event::Text(t) => self.stage_payload(Kind::Text, t.into()),
+            Event::Binary(b) => self.stage_payload(Kind::Binary, b),
+            Event::Ping(b) => self.stage_payload(Kind::Ping, b),
+            Event::Pong(b) => self.stage_payload(Kind::Pong, b),
+            other => self.stage_owned(Owned::Event(other)),
+        }
+    }
+
+    /// A message: its payload is copied into the batch when small (see [`COPY_BELOW`]). A text
+    /// payload must be valid UTF-8 (it comes from a `Utf8Bytes`).
+    #[inline]
+    fn stage_payload(&mut self, kind: Kind, payload: Bytes) {
+        let len = payload.len();
+        if len >= COPY_BELOW {
+            return self.stage_owned(Owned::Payload(kind, payload));
+        }
+        let start = self.data.len();
+        self.data.extend_from_slice(&payload);
+        // Both stay below STAGE_BYTES plus COPY_BELOW.
+        self.items.push(Item {
+            kind: Some(kind),
+            start: start as u32,
+            len: len as u32,
         });
-        if self.staged.len() >= STAGE_MAX.min(self.room_left) {
+        self.flush_if_full();
+    }
+
+    #[cold]
+    fn stage_owned(&mut self, owned: Owned) {
+        self.items.push(Item {
+            kind: None,
+            start: self.owned.len() as u32,
+            len: 0,
+        });
+        self.owned.push(owned);
+        self.flush_if_full();
+    }
+
+    #[inline]
+    fn flush_if_full(&mut self) {
+        if self.items.len() >= STAGE_MAX.min(self.room_left) || self.data.len() >= STAGE_BYTES {
             self.flush();
         }
     }
 
-    /// Moves the staged messages into the queue and wakes whoever waits for events. The session
-    /// calls it whenever its poll returns, so nothing stays staged while the connection waits.
+    /// Moves the staged events into the queue, as one batch, and wakes whoever waits for
+    /// events. The session calls it whenever its poll returns, so nothing stays staged while
+    /// the connection waits.
     pub(crate) fn flush(&mut self) {
-        if self.staged.is_empty() {
+        let n = self.items.len();
+        if n == 0 {
             return;
         }
+        // A small batch (a quiet feed) leaves with the sink's own buffers, so that a quiet
+        // connection, of which there may be thousands, holds none; a large one (a busy feed)
+        // trades them for an emptied batch's from the pool, which its next read fills again
+        // (a feed that stops right after a large batch holds those until its next flush).
+        let mut own = (n < REUSE_FROM).then(|| self.take_batch());
         let consumers = {
             let mut st = self.queue.lock();
-            st.events.extend(self.staged.drain(..));
+            let batch = match own.take() {
+                Some(b) => b,
+                None => match st.pool.pop() {
+                    Some(mut b) => match Arc::get_mut(&mut b) {
+                        // Pooled batches are empty and held by the pool alone (`reusable`).
+                        Some(shell) => {
+                            if !Arc::ptr_eq(&shell.name.0, &self.name.0) {
+                                shell.name = self.name.clone();
+                            }
+                            std::mem::swap(&mut shell.data, &mut self.data);
+                            std::mem::swap(&mut shell.items, &mut self.items);
+                            std::mem::swap(&mut shell.owned, &mut self.owned);
+                            std::mem::swap(&mut shell.times, &mut self.times);
+                            b
+                        }
+                        None => Arc::new(Batch::take(
+                            &self.name,
+                            &mut self.data,
+                            &mut self.items,
+                            &mut self.owned,
+                            &mut self.times,
+                        )),
+                    },
+                    None => Arc::new(Batch::take(
+                        &self.name,
+                        &mut self.data,
+                        &mut self.items,
+                        &mut self.owned,
+                        &mut self.times,
+                    )),
+                },
+            };
+            let n = batch.items.len();
+            st.len += n;
+            st.pieces.push_back(Piece {
+                batch,
+                from: 0,
+                to: n,
+            });
             self.room_left = st.room_left();
             self.room = self.room_left > 0;
             #[cfg(unix)]
@@ -463,6 +794,17 @@ impl Sink {
             std::mem::take(&mut st.consumers)
         };
         consumers.into_iter().for_each(Waker::wake);
+    }
+
+    /// The staged events as a batch of their own; the sink starts again with empty buffers.
+    fn take_batch(&mut self) -> Arc<Batch> {
+        Arc::new(Batch::take(
+            &self.name,
+            &mut self.data,
+            &mut self.items,
+            &mut self.owned,
+            &mut self.times,
+        ))
     }
 
     /// Ready when the queue has room for the next frame; otherwise the task is woken when a
@@ -507,13 +849,15 @@ impl Drop for Sink {
 /// every queued event was taken.
 pub struct EventStream {
     queue: Arc<EventQueue>,
-    buf: VecDeque<ConnEvent>,
+    buf: VecDeque<Piece>,
+    /// Batches handed out whole, given back to the pool with the next take.
+    done: Vec<Arc<Batch>>,
 }
 
 impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventStream")
-            .field("buffered", &self.buf.len())
+            .field("buffered", &self.buf.iter().map(Piece::len).sum::<usize>())
             .finish_non_exhaustive()
     }
 }
@@ -523,6 +867,7 @@ impl EventStream {
         Self {
             queue,
             buf: VecDeque::new(),
+            done: Vec::new(),
         }
     }
 
@@ -533,25 +878,30 @@ impl EventStream {
 
     /// The next event if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Option<ConnEvent> {
-        if let Some(e) = self.buf.pop_front() {
+        if let Some(e) = self.next_buffered() {
             return Some(e);
         }
-        self.refill();
-        self.buf.pop_front()
+        let woken = self
+            .queue
+            .lock()
+            .take(STREAM_BATCH, &mut self.buf, &mut self.done);
+        woken.into_iter().for_each(Waker::wake);
+        self.next_buffered()
     }
 
     /// Polls for the next event (what [`recv`](Self::recv) and the `Stream` impl do).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ConnEvent>> {
-        if let Some(e) = self.buf.pop_front() {
+        if let Some(e) = self.next_buffered() {
             return Poll::Ready(Some(e));
         }
         let mut st = self.queue.lock();
-        if !st.events.is_empty() {
-            let woken = st.take(STREAM_BATCH, &mut self.buf);
+        if st.len > 0 {
+            let woken = st.take(STREAM_BATCH, &mut self.buf, &mut self.done);
             drop(st);
             woken.into_iter().for_each(Waker::wake);
-            return Poll::Ready(self.buf.pop_front());
+            return Poll::Ready(self.next_buffered());
         }
+        st.recycle(&mut self.done);
         if st.closed {
             return Poll::Ready(None);
         }
@@ -561,9 +911,22 @@ impl EventStream {
         Poll::Pending
     }
 
-    fn refill(&mut self) {
-        let woken = self.queue.lock().take(STREAM_BATCH, &mut self.buf);
-        woken.into_iter().for_each(Waker::wake);
+    /// The first buffered event, as a [`ConnEvent`] of its own.
+    fn next_buffered(&mut self) -> Option<ConnEvent> {
+        let front = self.buf.front_mut()?;
+        let event = front.batch.event(&front.batch.items[front.from]);
+        let at = front
+            .batch
+            .received_at(front.from)
+            .unwrap_or(ReceiveTime::NONE);
+        let name = front.batch.name.clone();
+        front.from += 1;
+        if front.len() == 0 {
+            if let Some(p) = self.buf.pop_front() {
+                reusable([p], &mut self.done);
+            }
+        }
+        Some(ConnEvent { name, event, at })
     }
 }
 
@@ -579,18 +942,13 @@ impl Drop for EventStream {
     /// Events taken from the queue but not handed out go back to its front, so dropping a
     /// stream loses nothing.
     fn drop(&mut self) {
-        if self.buf.is_empty() {
-            return;
-        }
         let consumers = {
             let mut st = self.queue.lock();
-            while let Some(e) = self.buf.pop_back() {
-                st.events.push_front(e);
+            st.recycle(&mut self.done);
+            if self.buf.is_empty() {
+                return;
             }
-            #[cfg(unix)]
-            if let Some(s) = st.signal.as_mut() {
-                s.arm();
-            }
+            st.give_back(self.buf.drain(..));
             self.queue.ready.notify_all();
             std::mem::take(&mut st.consumers)
         };
@@ -618,6 +976,23 @@ mod tests {
         Event::Text(s.into())
     }
 
+    /// A poll of up to `max` events, as events of their own.
+    fn poll(q: &EventQueue, max: usize, timeout: Option<Duration>) -> Vec<ConnEvent> {
+        let mut pieces = Vec::new();
+        q.poll_blocking(max, timeout, &mut pieces, &mut Vec::new());
+        pieces
+            .iter()
+            .flat_map(|p| {
+                let (b, items) = p.parts();
+                items.iter().map(move |i| ConnEvent {
+                    name: b.name.clone(),
+                    event: b.event(i),
+                    at: ReceiveTime::NONE,
+                })
+            })
+            .collect()
+    }
+
     #[test]
     fn a_full_queue_parks_the_connection_until_a_poll_frees_room() {
         let q = EventQueue::new();
@@ -633,12 +1008,38 @@ mod tests {
         assert!(sink.poll_room(&mut cx).is_pending());
         // Polled again while it waits: one waker, not two.
         assert!(sink.poll_room(&mut cx).is_pending());
-        let mut out = Vec::new();
-        q.poll_blocking(1, Some(Duration::ZERO), &mut out);
+        let out = poll(&q, 1, Some(Duration::ZERO));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].name(), "a");
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
         assert!(sink.poll_room(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn receive_times_follow_their_frames_and_skip_lifecycle_events() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "a");
+        let (t1, t2) = (ReceiveTime::now(), ReceiveTime::now());
+        sink.set_receive_time(t1);
+        sink.stage(text("1"));
+        sink.set_receive_time(t1);
+        sink.stage(text("2"));
+        sink.stage(Event::Open);
+        sink.set_receive_time(t2);
+        sink.stage(Event::Close(1000, Utf8Bytes::from_static("bye")));
+        sink.flush();
+        let mut stream = EventStream::new(q.clone());
+        let got: Vec<Option<ReceiveTime>> = std::iter::from_fn(|| stream.try_recv())
+            .map(|e| e.received_at())
+            .collect();
+        assert_eq!(got, [Some(t1), Some(t1), None, Some(t2)]);
+        // The same time again is one run, not one entry per frame.
+        let mut sink = Sink::new(q, "b");
+        for _ in 0..3 {
+            sink.set_receive_time(t1);
+            sink.stage(text("x"));
+        }
+        assert_eq!(sink.times.len(), 1);
     }
 
     #[test]
@@ -656,8 +1057,7 @@ mod tests {
         sink.push(Event::Open);
         sink.stage(text("4"));
         drop(sink);
-        let mut out = Vec::new();
-        q.poll_blocking(16, Some(Duration::ZERO), &mut out);
+        let out = poll(&q, 16, Some(Duration::ZERO));
         let got: Vec<String> = out.iter().map(|e| format!("{:?}", e.event())).collect();
         assert_eq!(got.len(), 5, "{got:?}");
         assert!(matches!(out[3].event(), Event::Open), "{got:?}");
@@ -690,18 +1090,124 @@ mod tests {
     #[test]
     fn a_blocked_poll_keeps_its_timeout_and_a_wakeup_ends_the_next_one() {
         let q = EventQueue::new();
-        let mut out = Vec::new();
         let t0 = Instant::now();
-        q.poll_blocking(8, Some(Duration::from_millis(50)), &mut out);
-        assert!(out.is_empty());
+        assert!(poll(&q, 8, Some(Duration::from_millis(50))).is_empty());
         assert!(t0.elapsed() >= Duration::from_millis(50));
         q.wakeup();
         let t0 = Instant::now();
-        q.poll_blocking(8, None, &mut out);
-        assert!(out.is_empty() && t0.elapsed() < Duration::from_secs(5));
+        assert!(poll(&q, 8, None).is_empty() && t0.elapsed() < Duration::from_secs(5));
         q.close();
-        q.poll_blocking(8, None, &mut out);
-        assert!(out.is_empty());
+        assert!(poll(&q, 8, None).is_empty());
+    }
+
+    fn texts(events: &[ConnEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e.event() {
+                Event::Text(t) => t.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_poll_with_less_room_than_a_batch_leaves_the_rest_queued_in_order() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "a");
+        sink.push(text("0"));
+        for n in ["1", "2", "3", "4", "5"] {
+            sink.stage(text(n));
+        }
+        sink.flush();
+        assert_eq!(q.len(), 6);
+        assert_eq!(texts(&poll(&q, 2, Some(Duration::ZERO))), ["0", "1"]);
+        assert_eq!(q.len(), 4);
+        assert_eq!(texts(&poll(&q, 3, Some(Duration::ZERO))), ["2", "3", "4"]);
+        assert_eq!(texts(&poll(&q, 8, Some(Duration::ZERO))), ["5"]);
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn payloads_of_every_size_and_kind_come_out_as_they_went_in() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "a");
+        let big = "x".repeat(COPY_BELOW + 1);
+        let sent = vec![
+            Event::Text("small".into()),
+            Event::Text(big.clone().into()),
+            Event::Binary(Bytes::from_static(&[0, 1, 2])),
+            Event::Binary(Bytes::from(vec![7u8; COPY_BELOW * 2])),
+            Event::Ping(Bytes::from_static(b"p")),
+            Event::Pong(Bytes::from_static(b"q")),
+            Event::Close(1000, "bye".into()),
+            Event::Text("".into()),
+        ];
+        for e in sent.clone() {
+            sink.stage(e);
+        }
+        sink.flush();
+        let got = poll(&q, 100, Some(Duration::ZERO));
+        assert_eq!(got.len(), sent.len());
+        for (g, s) in got.iter().zip(&sent) {
+            assert_eq!(format!("{:?}", g.event()), format!("{s:?}"));
+            assert_eq!(g.name(), "a");
+        }
+    }
+
+    #[test]
+    fn a_busy_connection_stages_into_emptied_batches_and_a_quiet_one_keeps_no_buffer() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "a");
+        let mut done = Vec::new();
+        let mut pieces = Vec::new();
+        let mut buffers = std::collections::HashSet::new();
+        for round in 0..50 {
+            for _ in 0..REUSE_FROM + 10 {
+                sink.stage(text("payload"));
+            }
+            sink.flush();
+            q.poll_blocking(1000, Some(Duration::ZERO), &mut pieces, &mut done);
+            let n: usize = pieces.iter().map(Piece::len).sum();
+            assert_eq!(n, REUSE_FROM + 10, "round {round}");
+            buffers.insert(pieces[0].batch.data.as_ptr() as usize);
+            reusable(pieces.drain(..), &mut done);
+        }
+        // The sink and the pool pass the same few buffers back and forth (a poll gives back
+        // the previous poll's batches, so up to four are in use).
+        assert!(
+            buffers.len() <= 4,
+            "{} buffers for 50 batches",
+            buffers.len()
+        );
+        // A few events leave with the sink's buffers: a connection that goes quiet holds none.
+        sink.stage(text("one"));
+        sink.flush();
+        assert_eq!(
+            (sink.data.capacity(), sink.items.capacity()),
+            (0, 0),
+            "a quiet connection kept its buffers"
+        );
+        assert_eq!(texts(&poll(&q, 8, Some(Duration::ZERO))), ["one"]);
+    }
+
+    #[test]
+    fn a_dropped_stream_gives_back_what_it_took_and_did_not_hand_out() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "a");
+        for n in ["1", "2", "3", "4"] {
+            sink.stage(text(n));
+        }
+        sink.flush();
+        // A poller takes part of the batch, a stream the rest, of which it hands out one.
+        assert_eq!(texts(&poll(&q, 1, Some(Duration::ZERO))), ["1"]);
+        let mut stream = EventStream::new(q.clone());
+        let first = stream.try_recv().map(|e| texts(&[e]));
+        assert_eq!(first, Some(vec!["2".to_string()]));
+        assert_eq!(q.len(), 0);
+        drop(stream);
+        assert_eq!(q.len(), 2);
+        sink.push(text("5"));
+        assert_eq!(texts(&poll(&q, 8, Some(Duration::ZERO))), ["3", "4", "5"]);
     }
 
     #[cfg(unix)]
@@ -716,13 +1222,12 @@ mod tests {
         let rx = q.lock().signal.as_ref().unwrap().rx.try_clone().unwrap();
         assert!(q.lock().signal.as_ref().unwrap().armed);
         sink.push(text("second"));
-        let mut out = Vec::new();
-        q.poll_blocking(1, Some(Duration::ZERO), &mut out);
+        let mut out = poll(&q, 1, Some(Duration::ZERO));
         assert!(
             q.lock().signal.as_ref().unwrap().armed,
             "disarmed with an event left"
         );
-        q.poll_blocking(8, Some(Duration::ZERO), &mut out);
+        out.extend(poll(&q, 8, Some(Duration::ZERO)));
         assert_eq!(out.len(), 2);
         let mut buf = [0u8; 4];
         let e = (&rx).read(&mut buf).unwrap_err();

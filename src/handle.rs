@@ -47,7 +47,8 @@ impl ConnState {
 pub struct Stats {
     /// Text and binary messages received.
     pub messages_in: u64,
-    /// Payload bytes of those messages.
+    /// Payload bytes of those messages as they came off the wire (before inflating, for a
+    /// connection with [`inflate`](crate::ConfigBuilder::inflate)).
     pub bytes_in: u64,
     /// Text and binary messages written to the socket (init messages included).
     pub messages_out: u64,

@@ -34,7 +34,7 @@ pub mod opcode {
 pub const CLOSE_NO_STATUS: u16 = 1005;
 
 /// One thing that happened on a connection.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Event {
     /// The connection (re)connected and its init messages were queued.
     Open,

@@ -28,6 +28,8 @@ pub(crate) struct Inflater {
     zlib: Decompress,
     raw: Decompress,
     out: Vec<u8>,
+    /// The warnings about messages that could not be inflated.
+    pub(crate) warnings: crate::logging::Throttle,
 }
 
 fn failed(msg: String) -> ConnectionError {
@@ -89,6 +91,7 @@ impl Inflater {
             zlib: Decompress::new(true),
             raw: Decompress::new(false),
             out: Vec::new(),
+            warnings: crate::logging::Throttle::default(),
         }
     }
 

@@ -128,9 +128,57 @@ impl Log for Capped {
     }
 }
 
+/// How often a [`Throttle`] lets a record through at most.
+const THROTTLE_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Holds back a repeated warning: a peer that sends nothing but bad frames must not flood the
+/// log with one record per frame. The first record goes out, then at most one per
+/// `THROTTLE_PERIOD`, telling how many were held back meanwhile. Reads the clock only when
+/// asked, i.e. on the failure path.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    last: Option<std::time::Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    /// `Some(n)` when a record may go out now, `n` being how many were held back since the last
+    /// one; `None` when this one is held back.
+    pub(crate) fn allow(&mut self) -> Option<u64> {
+        self.allow_at(std::time::Instant::now())
+    }
+
+    fn allow_at(&mut self, now: std::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < THROTTLE_PERIOD => {
+                self.held += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttle_lets_the_first_record_through_then_one_per_period_with_the_count_held() {
+        let mut t = Throttle::default();
+        let t0 = std::time::Instant::now();
+        assert_eq!(t.allow_at(t0), Some(0));
+        for i in 1..=99 {
+            assert_eq!(t.allow_at(t0 + THROTTLE_PERIOD * i / 100), None);
+        }
+        assert_eq!(t.allow_at(t0 + THROTTLE_PERIOD), Some(99));
+        assert_eq!(t.allow_at(t0 + THROTTLE_PERIOD * 3 / 2), None);
+        assert_eq!(t.allow_at(t0 + THROTTLE_PERIOD * 5), Some(1));
+        assert_eq!(t.allow_at(t0 + THROTTLE_PERIOD * 5), None);
+    }
 
     #[test]
     fn verbose_records_of_the_websocket_and_tls_crates_are_capped_unless_named() {

@@ -179,6 +179,10 @@ pub(crate) struct Sender {
 #[derive(Debug)]
 pub(crate) struct Receiver {
     shared: Arc<Shared>,
+    /// The last write [`poll_write`](Self::poll_write) took was a subscription message of
+    /// the open socket: [`put_back`](Self::put_back) returns it there, so that it still ends
+    /// with its socket and is not written again after the next socket's replay.
+    took_sub: bool,
 }
 
 /// A queue holding at most `capacity` writes.
@@ -200,7 +204,10 @@ pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
         Sender {
             shared: shared.clone(),
         },
-        Receiver { shared },
+        Receiver {
+            shared,
+            took_sub: false,
+        },
     )
 }
 
@@ -378,9 +385,16 @@ impl Receiver {
     /// The next queued write; `Pending` when none is queued. Subscription messages first: they
     /// belong to this socket only.
     pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Message> {
-        self.poll_with(cx, |s| {
+        let took = self.poll_with(cx, |s| {
             let sub = s.subs.as_mut().and_then(|b| b.writes.pop_front());
-            sub.or_else(|| s.writes.pop_front())
+            match sub {
+                Some(m) => Some((m, true)),
+                None => s.writes.pop_front().map(|m| (m, false)),
+            }
+        });
+        took.map(|(m, sub)| {
+            self.took_sub = sub;
+            m
         })
     }
 
@@ -459,9 +473,14 @@ impl Receiver {
     }
 
     /// Puts back a write taken by [`poll_write`](Self::poll_write) that may not be written
-    /// yet (a rate limit): it stays first, and stays counted against the queue's bound.
+    /// yet (a rate limit): it stays first, and stays counted against the queue's bound. A
+    /// subscription message goes back among its socket's, so it still ends with the socket.
     pub(crate) fn put_back(&mut self, msg: Message) {
-        self.shared.lock().writes.push_front(msg);
+        let mut s = self.shared.lock();
+        match s.subs.as_mut().filter(|_| self.took_sub) {
+            Some(b) => b.writes.push_front(msg),
+            None => s.writes.push_front(msg),
+        }
     }
 
     /// Waits for the next request (`None`: every sender is gone).
@@ -514,6 +533,45 @@ mod tests {
         tx.try_send(Message::text("c")).unwrap();
         assert_eq!(rx.close(), 2);
         assert_eq!(tx.try_send(Message::text("d")), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn a_rate_limited_subscription_message_put_back_still_ends_with_its_socket() {
+        let (tx, mut rx) = queue(8);
+        let mut replay = VecDeque::new();
+        rx.open_socket(&mut replay);
+        tx.try_send(Message::text("sent")).unwrap();
+        tx.subscribe("a", Message::text("sub a")).unwrap();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // The limiter says "not yet" to the subscription message: it goes back, first.
+        let Poll::Ready(m) = rx.poll_write(&mut cx) else {
+            panic!("nothing to write")
+        };
+        assert_eq!(m, Message::text("sub a"));
+        rx.put_back(m);
+        // The socket drops before it is written: the next socket gets it once, by its replay.
+        rx.end_socket();
+        replay.clear();
+        rx.open_socket(&mut replay);
+        assert_eq!(
+            Vec::from(std::mem::take(&mut replay)),
+            [Message::text("sub a")]
+        );
+        assert_eq!(rx.try_write(), Some(Message::text("sent")));
+        assert_eq!(
+            rx.try_write(),
+            None,
+            "the subscription message was written twice"
+        );
+        // A send put back stays queued across the drop, as before.
+        tx.try_send(Message::text("later")).unwrap();
+        let Poll::Ready(m) = rx.poll_write(&mut cx) else {
+            panic!("nothing to write")
+        };
+        rx.put_back(m);
+        rx.end_socket();
+        rx.open_socket(&mut replay);
+        assert_eq!(rx.try_write(), Some(Message::text("later")));
     }
 
     #[test]

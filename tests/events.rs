@@ -269,3 +269,49 @@ async fn dropping_the_manager_ends_the_stream_even_with_stalled_connections() {
     }
     assert!(n >= 2, "only {n} events");
 }
+
+/// The payload of message `i` of the mixed feed: its size cycles over the boundaries of how
+/// the queue holds payloads (copied into a batch below 4 KiB, kept as they are above).
+fn mixed_payload(i: usize) -> Vec<u8> {
+    const SIZES: [usize; 8] = [0, 1, 63, 4095, 4096, 4097, 70_000, 200];
+    let size = SIZES[i % SIZES.len()];
+    (0..size).map(|j| b'a' + ((i + j) % 26) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_and_large_text_and_binary_messages_arrive_whole_and_in_order() {
+    const N: usize = 400;
+    let mut server = Server::start().await;
+    let mgr = WsManager::new();
+    // A small queue, so that batches are cut short and polls take parts of them.
+    mgr.set_event_capacity(5).unwrap();
+    let mut events = mgr.events();
+    mgr.add_polled("mixed", cfg(server.port).build().unwrap())
+        .unwrap();
+    let mut ws = server.next().await;
+    let _feed = AbortOnDrop(tokio::spawn(async move {
+        for i in 0..N {
+            let p = mixed_payload(i);
+            let m = if i % 2 == 0 {
+                Message::text(String::from_utf8(p).unwrap())
+            } else {
+                Message::binary(p)
+            };
+            ws.feed(m).await.unwrap();
+        }
+        ws.flush().await.unwrap();
+        while let Some(Ok(_)) = ws.next().await {}
+    }));
+    assert!(matches!(next(&mut events).await.into_event(), Event::Open));
+    for i in 0..N {
+        let e = next(&mut events).await;
+        assert_eq!(e.name(), "mixed");
+        let want = mixed_payload(i);
+        match e.into_event() {
+            Event::Text(t) if i % 2 == 0 => assert!(t.as_bytes() == want, "text {i} differs"),
+            Event::Binary(b) if i % 2 == 1 => assert!(b[..] == want[..], "binary {i} differs"),
+            other => panic!("message {i}: unexpected {other:?}"),
+        }
+    }
+    mgr.shutdown().await;
+}

@@ -310,8 +310,9 @@ class _PyEvent:
     """One event of a connection, copied out of the library.
 
     `kind` (EventKind), `conn` (the connection's name), `data` (bytes: the payload, the close
-    reason, or the error message), `close_code` (CLOSE), `error` (ERROR: a KharbranthError
-    subclass instance, not raised).
+    reason, or the error message), `size` (`len(data)`; with the C extension it does not copy
+    the payload, which `data` does on first use), `close_code` (CLOSE), `error` (ERROR: a
+    KharbranthError subclass instance, not raised).
 
     For a connection added with `state_events=True`, a STATE event has `state` (ConnState),
     `reason` (the KharbranthError that caused the change, or None; its message is `data`),
@@ -322,7 +323,7 @@ class _PyEvent:
     nanoseconds, comparable with `time.monotonic_ns()`) and `recv_wall_ns` (`time.time_ns()`
     clock): the time of the socket read that completed it. None elsewhere."""
 
-    __slots__ = ("kind", "conn", "data", "close_code", "error", "state", "attempts",
+    __slots__ = ("kind", "conn", "data", "size", "close_code", "error", "state", "attempts",
                  "down_for", "reason", "last_message_at", "recv_mono_ns", "recv_wall_ns")
 
     def __init__(self, kind, conn, data, close_code=0, error=None, state=None, attempts=0,
@@ -331,6 +332,7 @@ class _PyEvent:
         self.kind = kind
         self.conn = conn
         self.data = data
+        self.size = len(data)
         self.close_code = close_code
         self.error = error
         self.state = state

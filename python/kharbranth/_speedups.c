@@ -3,8 +3,13 @@
  * A Poller owns a reused kh_event array and calls kh_manager_poll through the function
  * address ctypes resolved in the already-loaded library, so this module links against no
  * particular libkharbranth.so. A batch becomes a list of Event objects: per data event one
- * Event (no GC header: it cannot be part of a cycle) and one bytes object for the payload;
- * the kind is a shared EventKind member and the connection's name a cached, interned str.
+ * Event (no GC header: it cannot be part of a cycle); the kind is a shared EventKind member
+ * and the connection's name a cached, interned str.
+ *
+ * A text or binary payload is copied into a bytes object only when `data` is read, or at the
+ * next poll for an event still referenced then (the library's memory stays valid until that
+ * poll): an event dropped unread, or read only for its `size`, costs no copy. That is the
+ * library's zero-copy lending made safe for Python: no event ever points at freed memory.
  *
  * Built by python/setup.py when a C compiler and Python.h are there; the package falls back
  * to its ctypes loop otherwise (kharbranth.SPEEDUPS says which one runs).
@@ -34,6 +39,8 @@ _Static_assert(sizeof(kh_event) == 64, "kh_event is 64 bytes");
 typedef uint32_t (*kh_poll_fn)(void *mgr, kh_event *events, size_t cap, int32_t timeout_ms,
                                size_t *n);
 
+#define KIND_TEXT 2
+#define KIND_BINARY 3
 #define KIND_ERROR 7
 #define MAX_KIND 7
 
@@ -43,10 +50,27 @@ typedef struct {
     PyObject_HEAD
     PyObject *kind;
     PyObject *conn;
-    PyObject *data;
+    PyObject *data; /* NULL while the payload is still lent (`raw`) */
     PyObject *error;
     unsigned short close_code;
+    Py_ssize_t size;
+    const char *raw; /* the library's payload, valid until the Poller's next poll */
 } Event;
+
+/* The payload as bytes, copied from the library's memory on first use. */
+static PyObject *Event_payload(Event *self) {
+    if (self->data == NULL) {
+        if (self->raw == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "the event's payload was lost (out of memory)");
+            return NULL;
+        }
+        self->data = PyBytes_FromStringAndSize(self->raw, self->size);
+        if (self->data == NULL)
+            return NULL;
+        self->raw = NULL;
+    }
+    return self->data;
+}
 
 static void Event_dealloc(Event *self) {
     Py_XDECREF(self->kind);
@@ -75,11 +99,26 @@ static PyObject *Event_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     self->data = data;
     self->error = error;
     self->close_code = close_code;
+    self->size = PyBytes_Check(data) ? PyBytes_GET_SIZE(data) : PyObject_Length(data);
+    self->raw = NULL;
+    if (self->size < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
     return (PyObject *)self;
+}
+
+static PyObject *Event_data(Event *self, void *closure) {
+    (void)closure;
+    PyObject *d = Event_payload(self);
+    Py_XINCREF(d);
+    return d;
 }
 
 static PyObject *Event_text(Event *self, void *closure) {
     (void)closure;
+    if (Event_payload(self) == NULL)
+        return NULL;
     if (!PyBytes_Check(self->data)) {
         PyErr_SetString(PyExc_TypeError, "Event.data is not bytes");
         return NULL;
@@ -89,6 +128,8 @@ static PyObject *Event_text(Event *self, void *closure) {
 }
 
 static PyObject *Event_repr(Event *self) {
+    if (Event_payload(self) == NULL)
+        return NULL;
     PyObject *name = PyObject_GetAttrString(self->kind, "name");
     if (name == NULL)
         return NULL;
@@ -106,8 +147,8 @@ static PyObject *Event_repr(Event *self) {
 static PyMemberDef Event_members[] = {
     {"kind", T_OBJECT, offsetof(Event, kind), READONLY, "The EventKind."},
     {"conn", T_OBJECT, offsetof(Event, conn), READONLY, "The connection's name (str)."},
-    {"data", T_OBJECT, offsetof(Event, data), READONLY,
-     "bytes: the payload, the close reason or the error message."},
+    {"size", T_PYSSIZET, offsetof(Event, size), READONLY,
+     "len(data), without copying the payload."},
     {"close_code", T_USHORT, offsetof(Event, close_code), READONLY,
      "For CLOSE the peer's close code, else 0."},
     {"error", T_OBJECT, offsetof(Event, error), READONLY,
@@ -116,6 +157,8 @@ static PyMemberDef Event_members[] = {
 };
 
 static PyGetSetDef Event_getset[] = {
+    {"data", (getter)Event_data, NULL,
+     "bytes: the payload, the close reason or the error message.", NULL},
     {"text", (getter)Event_text, NULL,
      "`data` decoded as UTF-8 (text messages, close reasons and error messages are).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -148,11 +191,34 @@ typedef struct {
     PyObject *make_error;          /* error_for(code, message) */
     PyObject *check;               /* raises the exception of a kh_result (with kh_last_error) */
     PyObject *names;               /* dict: name as bytes -> interned str */
+    /* Events of the last poll whose payload is still lent (one reference each). */
+    Event **lent;
+    size_t lent_n, lent_cap;
     /* The last name seen: one connection's events come in runs, so most lookups end here
      * with a strcmp instead of a bytes object and a dict lookup. */
     char *last_raw;
     PyObject *last_name;
 } Poller;
+
+/* Before the library takes back the last poll's memory: events still referenced get their
+ * payload copied, the others are let go. Returns -1 (MemoryError set) if a copy failed;
+ * every event is settled either way. */
+static int settle(Poller *self) {
+    int rc = 0;
+    for (size_t i = 0; i < self->lent_n; i++) {
+        Event *ev = self->lent[i];
+        if (ev->data == NULL && Py_REFCNT(ev) > 1 && Event_payload(ev) == NULL) {
+            PyErr_Clear();
+            rc = -1;
+        }
+        ev->raw = NULL;
+        Py_DECREF(ev);
+    }
+    self->lent_n = 0;
+    if (rc < 0)
+        PyErr_NoMemory();
+    return rc;
+}
 
 static int Poller_traverse(Poller *self, visitproc visit, void *arg) {
     for (int i = 0; i <= MAX_KIND; i++)
@@ -176,6 +242,9 @@ static int Poller_clear(Poller *self) {
 
 static void Poller_dealloc(Poller *self) {
     PyObject_GC_UnTrack(self);
+    if (settle(self) < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
+    PyMem_Free(self->lent);
     Poller_clear(self);
     PyMem_Free(self->events);
     PyMem_Free(self->last_raw);
@@ -193,6 +262,8 @@ static int Poller_init(Poller *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_RuntimeError, "cannot re-initialise a Poller while it polls");
         return -1;
     }
+    if (settle(self) < 0)
+        return -1;
     if (fn == 0 || mgr == 0) {
         PyErr_SetString(PyExc_ValueError, "poll_fn and manager must not be NULL");
         return -1;
@@ -281,10 +352,29 @@ static PyObject *make_event(Poller *self, const kh_event *e, PyObject *kind) {
     ev->kind = NULL;
     ev->conn = NULL;
     ev->error = NULL;
-    ev->data = PyBytes_FromStringAndSize((const char *)e->data, (Py_ssize_t)e->len);
+    ev->data = NULL;
+    ev->raw = NULL;
+    ev->size = (Py_ssize_t)e->len;
     ev->close_code = e->close_code;
-    if (ev->data == NULL)
-        goto fail;
+    if (e->kind == KIND_TEXT || e->kind == KIND_BINARY) {
+        if (self->lent_n == self->lent_cap) {
+            size_t cap = self->lent_cap ? self->lent_cap * 2 : 256;
+            Event **grown = PyMem_Realloc(self->lent, cap * sizeof(Event *));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                goto fail;
+            }
+            self->lent = grown;
+            self->lent_cap = cap;
+        }
+        ev->raw = (const char *)e->data;
+        Py_INCREF(ev);
+        self->lent[self->lent_n++] = ev;
+    } else {
+        ev->data = PyBytes_FromStringAndSize((const char *)e->data, (Py_ssize_t)e->len);
+        if (ev->data == NULL)
+            goto fail;
+    }
     ev->conn = conn_name(self, e->conn);
     if (ev->conn == NULL)
         goto fail;
@@ -343,6 +433,9 @@ static PyObject *Poller_poll(Poller *self, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_RuntimeError, "poll is running on another thread already");
         return NULL;
     }
+    /* The poll below takes back the memory the last poll's payloads point into. */
+    if (settle(self) < 0)
+        return NULL;
     if ((size_t)max > self->cap) {
         kh_event *grown = PyMem_Realloc(self->events, (size_t)max * sizeof(kh_event));
         if (grown == NULL)
@@ -398,7 +491,15 @@ static PyObject *Poller_poll(Poller *self, PyObject *const *args, Py_ssize_t nar
 
 static PyObject *Poller_detach(Poller *self, PyObject *unused) {
     (void)unused;
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot detach a Poller while it polls");
+        return NULL;
+    }
+    /* The manager is freed next, and the payloads with it. */
+    int rc = settle(self);
     self->mgr = NULL;
+    if (rc < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 

@@ -8,6 +8,7 @@ class Event:
     kind: Any  # kharbranth.EventKind
     conn: str
     data: bytes
+    size: int
     close_code: int
     error: Optional[BaseException]
     def __init__(self, kind: Any, conn: str, data: bytes, close_code: int = ...,

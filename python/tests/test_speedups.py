@@ -191,3 +191,66 @@ def test_event_is_built_and_read_the_same_on_both_paths():
         bad = cls(k, "feed", b"\xff")
         with pytest.raises(UnicodeDecodeError):
             bad.text
+
+
+def test_events_kept_unread_keep_their_payload_after_later_polls_and_close(server):  # noqa: F811
+    # With the extension a payload is copied only when read, or when the next poll would take
+    # back the library's memory while the event is still referenced: kept events must read
+    # right however late, events read only for `size` need no copy.
+    total = 3000
+    kept = []
+    with kharbranth.Manager(event_capacity=32) as mgr:
+        mgr.add("feed", server)
+        poll_until(mgr, kharbranth.EventKind.OPEN)
+        mgr.send_text("feed", f"push {total}")
+        seen = 0
+        deadline = time.monotonic() + 60
+        while seen < total and time.monotonic() < deadline:
+            for e in mgr.poll(max_events=16, timeout=1.0):
+                if e.kind != kharbranth.EventKind.TEXT:
+                    continue
+                seen += 1
+                assert e.size == len(f"msg {seen}")
+                if seen % 7 == 0:
+                    kept.append((seen, e))
+        assert seen == total
+        # More polls after the kept ones, then the manager is freed.
+        mgr.send_text("feed", "push 10")
+        while seen < total + 10 and time.monotonic() < deadline:
+            seen += sum(e.kind == kharbranth.EventKind.TEXT for e in mgr.poll(timeout=1.0))
+    assert [(n, e.data, e.text, e.size) for n, e in kept] == [
+        (n, f"msg {n}".encode(), f"msg {n}", len(f"msg {n}")) for n, _ in kept
+    ]
+
+
+def test_echoed_messages_of_every_size_read_the_same_kept_or_not(server):  # noqa: F811
+    # Sizes around the library's 4 KiB line between payloads copied into its batches and
+    # payloads lent as they were parsed, text and binary; every other event is kept unread
+    # until the end, the rest are read at once.
+    sizes = [0, 1, 63, 4095, 4096, 4097, 70_000, 200]
+    sent = []
+    with kharbranth.Manager() as mgr:
+        mgr.add("echo", server)
+        poll_until(mgr, kharbranth.EventKind.OPEN)
+        for i, size in enumerate(sizes * 3):
+            body = bytes(97 + (i + j) % 26 for j in range(size))
+            if i % 2:
+                mgr.send_binary("echo", body)
+            else:
+                mgr.send_text("echo", body.decode() or "empty")
+                body = body or b"empty"
+            sent.append(body)
+        got, kept = [], []
+        deadline = time.monotonic() + WAIT
+        while len(got) + len(kept) < len(sent) and time.monotonic() < deadline:
+            for e in mgr.poll(max_events=3, timeout=1.0):
+                if e.kind in (kharbranth.EventKind.TEXT, kharbranth.EventKind.BINARY):
+                    n = len(got) + len(kept)
+                    if n % 2:
+                        kept.append((n, e))
+                    else:
+                        got.append((n, e.data, e.size))
+    for n, e in kept:
+        got.append((n, e.data, e.size))
+    got.sort(key=lambda g: g[0])
+    assert [(d, s) for _, d, s in got] == [(b, len(b)) for b in sent]

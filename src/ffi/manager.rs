@@ -53,7 +53,8 @@ impl From<ConnState> for kh_conn_state {
 pub struct kh_conn_stats {
     /// Text and binary messages received.
     pub messages_in: u64,
-    /// Payload bytes of those messages.
+    /// Payload bytes of those messages as they came off the wire (before inflating, for a
+    /// connection with `kh_config_set_inflate`).
     pub bytes_in: u64,
     /// Text and binary messages written to the socket (init messages included).
     pub messages_out: u64,

@@ -2,9 +2,9 @@
 //! of `kh_event`, the event descriptor for an event loop, and the wake-up.
 //!
 //! A poll lends the caller the events it returns (their names, payloads and error messages
-//! stay where the queue holds them) until the next poll, which drops them: a payload is copied
-//! at most once on its way from the socket to the caller (when it is queued, if it is under
-//! 4 KiB; see `events::compact`).
+//! stay where the queue holds them) until the next poll, which gives them back: a payload is
+//! copied at most once on its way from the socket to the caller (into its batch when it is
+//! queued, if it is under 4 KiB; see `events::Batch`).
 
 use std::ffi::{CString, c_char, c_int};
 use std::sync::Mutex;
@@ -16,7 +16,7 @@ use super::result::error_message;
 use super::runtime::in_callback;
 use super::{kh_config, kh_conn_state, kh_result};
 use crate::error::ConnectionError;
-use crate::events::ConnEvent;
+use crate::events::{Batch, Item, Kind, Owned, Piece, reusable};
 use crate::hooks::Event;
 use crate::poll_options::PollOptions;
 
@@ -95,7 +95,7 @@ pub struct kh_event {
     /// For `KH_EVENT_STATE` on an open after a drop: how long the connection was not open, in
     /// nanoseconds (at least 1). Otherwise 0.
     pub down_for_ns: u64,
-    /// For a frame (text, binary, ping, pong, close, and an inflate failure's error) of a
+    /// For a frame (text, binary, ping, pong, close) of a
     /// connection with `kh_config_set_receive_timestamps`: when it was received, in
     /// `CLOCK_MONOTONIC` nanoseconds (see that function for which read stamps a message).
     /// Otherwise 0.
@@ -112,13 +112,16 @@ const _: () = assert!(size_of::<kh_event>() == 64);
 /// The events of the last poll and the error messages made for it, kept until the next poll.
 #[derive(Default)]
 pub(crate) struct Lent {
-    events: Vec<ConnEvent>,
+    pieces: Vec<Piece>,
     /// Boxed C strings: their bytes do not move when the vector grows.
     messages: Vec<CString>,
+    /// Batches emptied after the last poll, for the queue's pool.
+    done: Vec<std::sync::Arc<Batch>>,
 }
 
 impl Lent {
-    fn describe(&mut self, e: &ConnEvent) -> kh_event {
+    #[inline]
+    fn describe(&mut self, batch: &Batch, item: &Item) -> kh_event {
         static EMPTY: [u8; 0] = [];
         let mut out = kh_event {
             kind: kh_event_kind::KH_EVENT_OPEN,
@@ -126,58 +129,82 @@ impl Lent {
             close_code: 0,
             state: 0,
             attempts: 0,
-            conn: e.c_name().as_c_ptr(),
+            conn: batch.name().as_c_ptr(),
             data: EMPTY.as_ptr(),
             len: 0,
             down_for_ns: 0,
             recv_mono_ns: 0,
             recv_wall_ns: 0,
         };
-        if let Some(t) = e.received_at() {
-            out.recv_mono_ns = t.monotonic_ns();
-            out.recv_wall_ns = t.wall_ns();
-        }
-        let (kind, data): (kh_event_kind, &[u8]) = match e.event() {
-            Event::Open => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
-            Event::Text(t) => (kh_event_kind::KH_EVENT_TEXT, t.as_bytes()),
-            Event::Binary(b) => (kh_event_kind::KH_EVENT_BINARY, b),
-            Event::Ping(b) => (kh_event_kind::KH_EVENT_PING, b),
-            Event::Pong(b) => (kh_event_kind::KH_EVENT_PONG, b),
-            Event::Close(code, reason) => {
-                out.close_code = *code;
-                (kh_event_kind::KH_EVENT_CLOSE, reason.as_bytes())
-            }
-            Event::Error(err) => {
-                out.error = kh_result::from(err);
-                (kh_event_kind::KH_EVENT_ERROR, self.message(err))
-            }
-            // Queued only for connections that asked for them (`KH_POLL_STATE_EVENTS`).
-            Event::State(c) => {
-                out.state = kh_conn_state::from(c.state) as u16;
-                out.attempts = c.attempts;
-                out.down_for_ns = super::hooks::duration_ns(c.down_for);
-                out.recv_wall_ns = super::hooks::wall_ns(c.last_message_at);
-                let msg = match &c.reason {
-                    Some(err) => {
-                        out.error = kh_result::from(err);
-                        self.message(err)
-                    }
-                    None => &EMPTY,
-                };
-                (kh_event_kind::KH_EVENT_STATE, msg)
-            }
-            Event::Rotated => (kh_event_kind::KH_EVENT_ROTATED, &EMPTY),
+        let Some(kind) = item.kind else {
+            return self.describe_owned(batch.owned(item), out);
         };
+        let kind = message_kind(kind);
+        let data = batch.payload(item);
         out.kind = kind;
         out.data = data.as_ptr();
         out.len = data.len();
         out
     }
 
+    /// A large message, lifecycle event or close frame; its strings live in the batch or in
+    /// `messages`.
+    #[cold]
+    fn describe_owned(&mut self, owned: &Owned, mut out: kh_event) -> kh_event {
+        static EMPTY: [u8; 0] = [];
+        let (kind, data): (kh_event_kind, &[u8]) = match owned {
+            Owned::Payload(kind, b) => (message_kind(*kind), b),
+            Owned::Event(e) => match e {
+                Event::Open => (kh_event_kind::KH_EVENT_OPEN, &EMPTY),
+                Event::Text(t) => (kh_event_kind::KH_EVENT_TEXT, t.as_bytes()),
+                Event::Binary(b) => (kh_event_kind::KH_EVENT_BINARY, b),
+                Event::Ping(b) => (kh_event_kind::KH_EVENT_PING, b),
+                Event::Pong(b) => (kh_event_kind::KH_EVENT_PONG, b),
+                Event::Close(code, reason) => {
+                    out.close_code = *code;
+                    (kh_event_kind::KH_EVENT_CLOSE, reason.as_bytes())
+                }
+                Event::Error(err) => {
+                    out.error = kh_result::from(err);
+                    (kh_event_kind::KH_EVENT_ERROR, self.message(err))
+                }
+                // Queued only for connections that asked for them (`KH_POLL_STATE_EVENTS`).
+                Event::State(c) => {
+                    out.state = kh_conn_state::from(c.state) as u16;
+                    out.attempts = c.attempts;
+                    out.down_for_ns = super::hooks::duration_ns(c.down_for);
+                    out.recv_wall_ns = super::hooks::wall_ns(c.last_message_at);
+                    let msg = match &c.reason {
+                        Some(err) => {
+                            out.error = kh_result::from(err);
+                            self.message(err)
+                        }
+                        None => &EMPTY,
+                    };
+                    (kh_event_kind::KH_EVENT_STATE, msg)
+                }
+                Event::Rotated => (kh_event_kind::KH_EVENT_ROTATED, &EMPTY),
+            },
+        };
+        out.kind = kind;
+        out.data = data.as_ptr();
+        out.len = data.len();
+        out
+    }
     /// An error's NUL-terminated message, kept until the next poll; the bytes before the NUL.
     fn message(&mut self, err: &ConnectionError) -> &[u8] {
         self.messages.push(error_message(err));
         self.messages.last().map_or(&[][..], |m| m.as_bytes())
+    }
+}
+
+#[inline]
+fn message_kind(kind: Kind) -> kh_event_kind {
+    match kind {
+        Kind::Text => kh_event_kind::KH_EVENT_TEXT,
+        Kind::Binary => kh_event_kind::KH_EVENT_BINARY,
+        Kind::Ping => kh_event_kind::KH_EVENT_PING,
+        Kind::Pong => kh_event_kind::KH_EVENT_PONG,
     }
 }
 
@@ -267,17 +294,35 @@ pub unsafe extern "C" fn kh_manager_poll(
         let mut lent = m.lent.lock().unwrap_or_else(|p| p.into_inner());
         let lent = &mut *lent;
         // The previous poll's events are given back here, as the header promises.
-        lent.events.clear();
         lent.messages.clear();
-        let mut taken = std::mem::take(&mut lent.events);
+        let mut pieces = std::mem::take(&mut lent.pieces);
+        reusable(pieces.drain(..), &mut lent.done);
         m.manager
             .event_queue()
-            .poll_blocking(slots.len(), timeout, &mut taken);
-        for (slot, e) in slots.iter_mut().zip(&taken) {
-            slot.write(lent.describe(e));
+            .poll_blocking(slots.len(), timeout, &mut pieces, &mut lent.done);
+        let mut n = 0;
+        for piece in &pieces {
+            let (batch, items) = piece.parts();
+            // One look per batch: only connections with receive timestamps have times.
+            if batch.has_times() {
+                let first = piece.first();
+                for (k, (slot, item)) in slots[n..].iter_mut().zip(items).enumerate() {
+                    let mut e = lent.describe(batch, item);
+                    if let Some(t) = batch.received_at(first + k) {
+                        e.recv_mono_ns = t.monotonic_ns();
+                        e.recv_wall_ns = t.wall_ns();
+                    }
+                    slot.write(e);
+                }
+            } else {
+                for (slot, item) in slots[n..].iter_mut().zip(items) {
+                    slot.write(lent.describe(batch, item));
+                }
+            }
+            n += items.len();
         }
-        n_out.write(taken.len());
-        lent.events = taken;
+        n_out.write(n);
+        lent.pieces = pieces;
         Ok(())
     })
 }
