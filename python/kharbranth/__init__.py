@@ -376,11 +376,11 @@ class Manager:
         if SPEEDUPS:
             poll_fn = ctypes.cast(self._lib.kh_manager_poll, c_void_p).value
             self._poller = _speedups.Poller(poll_fn, m.value, tuple(EventKind), error_for,
-                                            _check)
+                                            _check, tuple(ConnState))
         # Connection names as str, decoded once per name rather than once per event.
         self._names = {}
-        # A connection asked for state events or receive timestamps: polls read every member
-        # of kh_event through the ctypes loop (the extension's events have no such fields).
+        # A connection asked for state events or receive timestamps: the ctypes loop reads
+        # every member of kh_event (the extension always does).
         self._full = False
         if event_capacity is not None:
             self.set_event_capacity(event_capacity)
@@ -402,8 +402,7 @@ class Manager:
 
         `state_events=True` queues its lifecycle changes as STATE events (see `Event`);
         `receive_timestamps=True` stamps its frames with their receive time. Both off by
-        default; once a connection of the manager uses one, the manager's polls run through
-        the ctypes loop (slower per event), which reads those members."""
+        default."""
         lib = self._lib
         cfg = c_void_p()
         _check(lib.kh_config_new(url.encode(), ctypes.byref(cfg)))
@@ -493,7 +492,7 @@ class Manager:
             ms = -1
         else:
             ms = min(int(max(0.0, timeout) * 1000 + 0.999), 2**31 - 1)
-        if self._poller is not None and not self._full:
+        if self._poller is not None:
             self._mgr()
             return self._poller.poll(max_events, ms)
         if self._batch is None or len(self._batch) < max_events:

@@ -26,12 +26,14 @@ typedef struct {
     uint32_t kind;
     uint32_t error;
     uint16_t close_code;
-    uint16_t reserved16;
-    uint32_t reserved32;
+    uint16_t state;
+    uint32_t attempts;
     const char *conn;
     const uint8_t *data;
     size_t len;
-    uint64_t reserved[3];
+    uint64_t down_for_ns;
+    uint64_t recv_mono_ns;
+    uint64_t recv_wall_ns;
 } kh_event;
 
 _Static_assert(sizeof(kh_event) == 64, "kh_event is 64 bytes");
@@ -42,7 +44,11 @@ typedef uint32_t (*kh_poll_fn)(void *mgr, kh_event *events, size_t cap, int32_t 
 #define KIND_TEXT 2
 #define KIND_BINARY 3
 #define KIND_ERROR 7
-#define MAX_KIND 7
+#define KIND_STATE 8
+/* Kinds up to this are mapped to EventKind members when the package knows them; later
+ * libraries may add more, which are skipped. */
+#define MAX_KIND 15
+#define MAX_STATE 15
 
 /* ---- Event ---------------------------------------------------------------------------- */
 
@@ -55,6 +61,14 @@ typedef struct {
     unsigned short close_code;
     Py_ssize_t size;
     const char *raw; /* the library's payload, valid until the Poller's next poll */
+    /* STATE events (NULL reads as None): the ConnState, its cause, the gap of a re-open. */
+    PyObject *state;
+    PyObject *reason;
+    PyObject *down_for;
+    PyObject *last_message_at;
+    unsigned int attempts;
+    /* Receive timestamps of a frame (0: none). */
+    unsigned long long mono_ns, wall_ns;
 } Event;
 
 /* The payload as bytes, copied from the library's memory on first use. */
@@ -77,15 +91,43 @@ static void Event_dealloc(Event *self) {
     Py_XDECREF(self->conn);
     Py_XDECREF(self->data);
     Py_XDECREF(self->error);
+    Py_XDECREF(self->state);
+    Py_XDECREF(self->reason);
+    Py_XDECREF(self->down_for);
+    Py_XDECREF(self->last_message_at);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* A Python None argument is kept as NULL, which the members read as None. */
+static PyObject *or_null(PyObject *o) {
+    if (o == NULL || o == Py_None)
+        return NULL;
+    Py_INCREF(o);
+    return o;
+}
+
+static int ns_arg(PyObject *o, unsigned long long *out) {
+    *out = 0;
+    if (o == NULL || o == Py_None)
+        return 0;
+    *out = PyLong_AsUnsignedLongLong(o);
+    return (*out == (unsigned long long)-1 && PyErr_Occurred()) ? -1 : 0;
+}
+
 static PyObject *Event_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    static char *names[] = {"kind", "conn", "data", "close_code", "error", NULL};
-    PyObject *kind, *conn, *data, *error = Py_None;
+    static char *names[] = {"kind", "conn", "data", "close_code", "error", "state", "attempts",
+                            "down_for", "reason", "last_message_at", "recv_mono_ns",
+                            "recv_wall_ns", NULL};
+    PyObject *kind, *conn, *data, *error = Py_None, *state = NULL, *down_for = NULL;
+    PyObject *reason = NULL, *last = NULL, *mono = NULL, *wall = NULL;
     unsigned short close_code = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|HO", names, &kind, &conn, &data,
-                                     &close_code, &error))
+    unsigned int attempts = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|HOOIOOOOO", names, &kind, &conn, &data,
+                                     &close_code, &error, &state, &attempts, &down_for,
+                                     &reason, &last, &mono, &wall))
+        return NULL;
+    unsigned long long mono_ns, wall_ns;
+    if (ns_arg(mono, &mono_ns) < 0 || ns_arg(wall, &wall_ns) < 0)
         return NULL;
     Event *self = (Event *)type->tp_alloc(type, 0);
     if (self == NULL)
@@ -99,6 +141,13 @@ static PyObject *Event_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     self->data = data;
     self->error = error;
     self->close_code = close_code;
+    self->state = or_null(state);
+    self->reason = or_null(reason);
+    self->down_for = or_null(down_for);
+    self->last_message_at = or_null(last);
+    self->attempts = attempts;
+    self->mono_ns = mono_ns;
+    self->wall_ns = wall_ns;
     self->size = PyBytes_Check(data) ? PyBytes_GET_SIZE(data) : PyObject_Length(data);
     self->raw = NULL;
     if (self->size < 0) {
@@ -106,6 +155,22 @@ static PyObject *Event_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         return NULL;
     }
     return (PyObject *)self;
+}
+
+static PyObject *ns_or_none(unsigned long long ns) {
+    if (ns == 0)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(ns);
+}
+
+static PyObject *Event_mono(Event *self, void *closure) {
+    (void)closure;
+    return ns_or_none(self->mono_ns);
+}
+
+static PyObject *Event_wall(Event *self, void *closure) {
+    (void)closure;
+    return ns_or_none(self->wall_ns);
 }
 
 static PyObject *Event_data(Event *self, void *closure) {
@@ -153,6 +218,17 @@ static PyMemberDef Event_members[] = {
      "For CLOSE the peer's close code, else 0."},
     {"error", T_OBJECT, offsetof(Event, error), READONLY,
      "For ERROR the KharbranthError subclass instance (not raised), else None."},
+    {"state", T_OBJECT, offsetof(Event, state), READONLY,
+     "For STATE the ConnState entered, else None."},
+    {"reason", T_OBJECT, offsetof(Event, reason), READONLY,
+     "For STATE the KharbranthError that caused the change (its message is data), or None."},
+    {"attempts", T_UINT, offsetof(Event, attempts), READONLY,
+     "For STATE on an open after a drop: connect attempts since the drop, else 0."},
+    {"down_for", T_OBJECT, offsetof(Event, down_for), READONLY,
+     "For STATE on an open after a drop: seconds the connection was down, else None."},
+    {"last_message_at", T_OBJECT, offsetof(Event, last_message_at), READONLY,
+     "For STATE on an open after a drop: time.time() seconds of the last data message "
+     "before the drop, else None."},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -161,6 +237,11 @@ static PyGetSetDef Event_getset[] = {
      "bytes: the payload, the close reason or the error message.", NULL},
     {"text", (getter)Event_text, NULL,
      "`data` decoded as UTF-8 (text messages, close reasons and error messages are).", NULL},
+    {"recv_mono_ns", (getter)Event_mono, NULL,
+     "With receive timestamps: CLOCK_MONOTONIC nanoseconds of the read that completed the "
+     "frame (time.monotonic_ns() clock), else None.", NULL},
+    {"recv_wall_ns", (getter)Event_wall, NULL,
+     "With receive timestamps: the same time on the time.time_ns() clock, else None.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -188,6 +269,7 @@ typedef struct {
     size_t cap;
     int busy;
     PyObject *kinds[MAX_KIND + 1]; /* EventKind members by value; NULL for unknown values */
+    PyObject *states[MAX_STATE + 1]; /* ConnState members by value */
     PyObject *make_error;          /* error_for(code, message) */
     PyObject *check;               /* raises the exception of a kh_result (with kh_last_error) */
     PyObject *names;               /* dict: name as bytes -> interned str */
@@ -223,6 +305,8 @@ static int settle(Poller *self) {
 static int Poller_traverse(Poller *self, visitproc visit, void *arg) {
     for (int i = 0; i <= MAX_KIND; i++)
         Py_VISIT(self->kinds[i]);
+    for (int i = 0; i <= MAX_STATE; i++)
+        Py_VISIT(self->states[i]);
     Py_VISIT(self->make_error);
     Py_VISIT(self->check);
     Py_VISIT(self->names);
@@ -233,6 +317,8 @@ static int Poller_traverse(Poller *self, visitproc visit, void *arg) {
 static int Poller_clear(Poller *self) {
     for (int i = 0; i <= MAX_KIND; i++)
         Py_CLEAR(self->kinds[i]);
+    for (int i = 0; i <= MAX_STATE; i++)
+        Py_CLEAR(self->states[i]);
     Py_CLEAR(self->make_error);
     Py_CLEAR(self->check);
     Py_CLEAR(self->names);
@@ -251,12 +337,36 @@ static void Poller_dealloc(Poller *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Fills table[v] with the members of the int enum `members` whose value v is in lo..=hi. */
+static int by_value(PyObject *members, PyObject **table, long lo, long hi) {
+    PyObject *it = PyObject_GetIter(members);
+    if (it == NULL)
+        return -1;
+    PyObject *k;
+    while ((k = PyIter_Next(it)) != NULL) {
+        long v = PyLong_AsLong(k);
+        if (v == -1 && PyErr_Occurred()) {
+            Py_DECREF(k);
+            Py_DECREF(it);
+            return -1;
+        }
+        if (v >= lo && v <= hi) {
+            Py_XSETREF(table[v], k);
+        } else {
+            Py_DECREF(k);
+        }
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 static int Poller_init(Poller *self, PyObject *args, PyObject *kwds) {
-    static char *names[] = {"poll_fn", "manager", "kinds", "make_error", "check", NULL};
+    static char *names[] = {"poll_fn", "manager", "kinds", "make_error", "check", "states",
+                            NULL};
     unsigned long long fn, mgr;
-    PyObject *kinds, *make_error, *check;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKOOO", names, &fn, &mgr, &kinds,
-                                     &make_error, &check))
+    PyObject *kinds, *make_error, *check, *states = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKOOO|O", names, &fn, &mgr, &kinds,
+                                     &make_error, &check, &states))
         return -1;
     if (self->busy) {
         PyErr_SetString(PyExc_RuntimeError, "cannot re-initialise a Poller while it polls");
@@ -272,26 +382,10 @@ static int Poller_init(Poller *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_TypeError, "make_error and check must be callable");
         return -1;
     }
-    PyObject *it = PyObject_GetIter(kinds);
-    if (it == NULL)
-        return -1;
-    PyObject *k;
     Poller_clear(self);
-    while ((k = PyIter_Next(it)) != NULL) {
-        long v = PyLong_AsLong(k);
-        if (v == -1 && PyErr_Occurred()) {
-            Py_DECREF(k);
-            Py_DECREF(it);
-            return -1;
-        }
-        if (v >= 1 && v <= MAX_KIND) {
-            Py_XSETREF(self->kinds[v], k);
-        } else {
-            Py_DECREF(k);
-        }
-    }
-    Py_DECREF(it);
-    if (PyErr_Occurred())
+    if (by_value(kinds, self->kinds, 1, MAX_KIND) < 0)
+        return -1;
+    if (states != NULL && states != Py_None && by_value(states, self->states, 0, MAX_STATE) < 0)
         return -1;
     self->poll = (kh_poll_fn)(uintptr_t)fn;
     self->mgr = (void *)(uintptr_t)mgr;
@@ -345,6 +439,45 @@ static PyObject *conn_name(Poller *self, const char *raw) {
     return name;
 }
 
+/* The KharbranthError of an event's code and message (an ERROR or a STATE's reason). */
+static PyObject *error_of(Poller *self, const kh_event *e) {
+    PyObject *msg = PyUnicode_DecodeUTF8((const char *)e->data, (Py_ssize_t)e->len, "replace");
+    if (msg == NULL)
+        return NULL;
+    PyObject *err = PyObject_CallFunction(self->make_error, "kO", (unsigned long)e->error, msg);
+    Py_DECREF(msg);
+    return err;
+}
+
+/* A STATE event's members (rare: made at once, not on first use). */
+static int state_fields(Poller *self, const kh_event *e, Event *ev) {
+    if (e->state <= MAX_STATE && self->states[e->state] != NULL) {
+        Py_INCREF(self->states[e->state]);
+        ev->state = self->states[e->state];
+    } else {
+        ev->state = PyLong_FromLong(e->state); /* a state from a later library */
+        if (ev->state == NULL)
+            return -1;
+    }
+    ev->attempts = e->attempts;
+    if (e->down_for_ns) {
+        ev->down_for = PyFloat_FromDouble((double)e->down_for_ns / 1e9);
+        if (ev->down_for == NULL)
+            return -1;
+    }
+    if (e->recv_wall_ns) {
+        ev->last_message_at = PyFloat_FromDouble((double)e->recv_wall_ns / 1e9);
+        if (ev->last_message_at == NULL)
+            return -1;
+    }
+    if (e->error != 0) {
+        ev->reason = error_of(self, e);
+        if (ev->reason == NULL)
+            return -1;
+    }
+    return 0;
+}
+
 static PyObject *make_event(Poller *self, const kh_event *e, PyObject *kind) {
     Event *ev = PyObject_New(Event, &EventType);
     if (ev == NULL)
@@ -354,6 +487,13 @@ static PyObject *make_event(Poller *self, const kh_event *e, PyObject *kind) {
     ev->error = NULL;
     ev->data = NULL;
     ev->raw = NULL;
+    ev->state = NULL;
+    ev->reason = NULL;
+    ev->down_for = NULL;
+    ev->last_message_at = NULL;
+    ev->attempts = 0;
+    ev->mono_ns = 0;
+    ev->wall_ns = 0;
     ev->size = (Py_ssize_t)e->len;
     ev->close_code = e->close_code;
     if (e->kind == KIND_TEXT || e->kind == KIND_BINARY) {
@@ -380,18 +520,22 @@ static PyObject *make_event(Poller *self, const kh_event *e, PyObject *kind) {
         goto fail;
     Py_INCREF(kind);
     ev->kind = kind;
-    if (e->kind == KIND_ERROR) {
-        PyObject *msg = PyUnicode_DecodeUTF8((const char *)e->data, (Py_ssize_t)e->len,
-                                             "replace");
-        if (msg == NULL)
+    if (e->kind == KIND_STATE) {
+        if (state_fields(self, e, ev) < 0)
             goto fail;
-        ev->error = PyObject_CallFunction(self->make_error, "kO", (unsigned long)e->error, msg);
-        Py_DECREF(msg);
-        if (ev->error == NULL)
-            goto fail;
-    } else {
         Py_INCREF(Py_None);
         ev->error = Py_None;
+    } else {
+        ev->mono_ns = e->recv_mono_ns;
+        ev->wall_ns = e->recv_wall_ns;
+        if (e->kind == KIND_ERROR) {
+            ev->error = error_of(self, e);
+            if (ev->error == NULL)
+                goto fail;
+        } else {
+            Py_INCREF(Py_None);
+            ev->error = Py_None;
+        }
     }
     return (PyObject *)ev;
 fail:

@@ -191,6 +191,15 @@ def test_event_is_built_and_read_the_same_on_both_paths():
         bad = cls(k, "feed", b"\xff")
         with pytest.raises(UnicodeDecodeError):
             bad.text
+        plain = (e.state, e.reason, e.attempts, e.down_for, e.last_message_at, e.recv_mono_ns,
+                 e.recv_wall_ns)
+        assert plain == (None, None, 0, None, None, None, None)
+        st = kharbranth.ConnState.OPEN
+        s = cls(kharbranth.EventKind.STATE, "feed", b"", state=st, attempts=3, down_for=1.5,
+                last_message_at=12.0)
+        assert (s.state, s.attempts, s.down_for, s.last_message_at) == (st, 3, 1.5, 12.0)
+        t = cls(k, "feed", b"x", recv_mono_ns=5, recv_wall_ns=7)
+        assert (t.recv_mono_ns, t.recv_wall_ns) == (5, 7)
 
 
 def test_events_kept_unread_keep_their_payload_after_later_polls_and_close(server):  # noqa: F811
