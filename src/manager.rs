@@ -21,7 +21,7 @@ use crate::handle::{ConnState, Link, Stats, channel};
 use crate::hooks::ReadHooks;
 use crate::limits;
 use crate::poll_options::PollOptions;
-use crate::supervisor::supervise;
+use crate::supervisor::{contained, supervise};
 
 /// What to restart, sent through [`WsManager::restart_sender`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,13 +183,17 @@ impl WsManager {
         }
         let (link, mailbox) = channel(name, &config);
         let name: Arc<str> = name.into();
-        let task = self.inner.handle.spawn(supervise(
+        let task = self.inner.handle.spawn(contained(
             name.clone(),
-            config.clone(),
             link.shared.clone(),
-            mailbox,
-            hooks,
-            self.inner.connect_limiter.clone(),
+            supervise(
+                name.clone(),
+                config.clone(),
+                link.shared.clone(),
+                mailbox,
+                hooks,
+                self.inner.connect_limiter.clone(),
+            ),
         ));
         conns.insert(name, Entry { link, task, config });
         Ok(())

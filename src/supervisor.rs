@@ -207,8 +207,47 @@ async fn dial_round(
     ))
 }
 
+/// Runs a connection's task. A panic in it is a bug of the library (a hook's panic is
+/// contained where the hook runs): the connection then ends as closed, its queue refuses
+/// sends (the mailbox went with the task) and its hooks are dropped (`on_drop` runs), and the
+/// log says so, instead of the connection staying listed as open with nothing serving it. The
+/// panic's message is not logged: it may quote what the library was handling (a `str`
+/// slicing panic prints the text).
+pub(crate) async fn contained(name: Arc<str>, shared: Arc<Shared>, task: impl Future<Output = ()>) {
+    use futures_util::FutureExt;
+    if std::panic::AssertUnwindSafe(task)
+        .catch_unwind()
+        .await
+        .is_err()
+    {
+        log::error!(
+            "[{name}] the connection's task panicked (a bug of kharbranth); the connection is closed"
+        );
+        shared.set_state(ConnState::Closed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_connection_task_ends_its_connection_closed() {
+        let shared = Arc::new(Shared::new());
+        shared.set_state(ConnState::Open);
+        let s = shared.clone();
+        let task = tokio::spawn(contained("x".into(), s, async {
+            panic!("a bug");
+        }));
+        assert!(task.await.is_ok(), "the panic left the task");
+        assert_eq!(shared.state(), ConnState::Closed);
+        // A task that ends normally keeps its state.
+        let s = shared.clone();
+        shared.set_state(ConnState::Open);
+        contained("x".into(), s, async {}).await;
+        assert_eq!(shared.state(), ConnState::Open);
+    }
+
     /// Every idle connection holds its supervisor task for its whole life: keep it small
     /// (cold states are boxed, TLS is boxed in `Transport`). 10,000 idle connections measured
     /// 9.1 KiB RSS each with this at 1952 bytes.
