@@ -194,3 +194,154 @@ async fn an_upgrade_response_head_over_16_kib_is_refused() {
     mgr.shutdown().await;
     server.stop().await;
 }
+
+/// What the test HTTP proxy does after reading a `CONNECT`.
+#[derive(Clone, Copy)]
+enum ProxyAnswer {
+    /// Answers with the head and then serves the WebSocket itself, as if it were the target.
+    Tunnel(&'static str, usize),
+    /// Writes the head and then keeps the socket open without another byte.
+    Stall(&'static str, usize),
+    /// Writes half a status line, then closes (FIN).
+    CloseMidAnswer,
+    /// Writes half a status line, then resets the connection (RST).
+    ResetMidAnswer,
+}
+
+/// A one-trick HTTP proxy on 127.0.0.1 that answers every `CONNECT` as `answer` says (a status
+/// line, then that many bytes of filler headers).
+async fn http_proxy(answer: ProxyAnswer) -> Server {
+    Server::raw(move |mut tcp, _| async move {
+        let Some(req) = read_request(&mut tcp).await else {
+            return;
+        };
+        assert!(
+            req.starts_with("CONNECT target.test:80 HTTP/1.1\r\n"),
+            "{req}"
+        );
+        match answer {
+            ProxyAnswer::Tunnel(status, filler) => {
+                let head = format!("{status}\r\n{}\r\n", filler_headers(filler));
+                if tcp.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                if raw_upgrade(&mut tcp).await.is_none() {
+                    return;
+                }
+                let _ = tcp.write_all(&frame(0x81, b"hello")).await;
+                hold(server_ws(tcp).await).await;
+            }
+            ProxyAnswer::Stall(status, filler) => {
+                let head = format!("{status}\r\n{}", filler_headers(filler));
+                let _ = tcp.write_all(head.as_bytes()).await;
+                never_answer(tcp).await;
+            }
+            ProxyAnswer::CloseMidAnswer => {
+                let _ = tcp.write_all(b"HTTP/1.1 20").await;
+                let _ = tcp.shutdown().await;
+            }
+            ProxyAnswer::ResetMidAnswer => {
+                let _ = tcp.write_all(b"HTTP/1.1 20").await;
+                // Let the bytes leave before the reset, so the client sees them and then it.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = tcp.set_zero_linger();
+                drop(tcp);
+            }
+        }
+    })
+    .await
+}
+
+/// One attempt at `ws://target.test/` through `proxy`; the events once it opened or failed.
+async fn through(proxy: &Server) -> Recorder {
+    let mgr = WsManager::new();
+    let r = Recorder::default();
+    let c = cfg("ws://target.test/")
+        .proxy(format!("http://127.0.0.1:{}", proxy.port))
+        .max_reconnect_attempts(1)
+        .build()
+        .unwrap();
+    mgr.add("p", c, r.hooks_without_frames()).unwrap();
+    r.wait("an open or a failure", |evs| {
+        evs.iter().any(|e| matches!(e, Ev::Open | Ev::Error(_)))
+    })
+    .await;
+    if r.opens() > 0 {
+        r.wait_count("the text behind the upgrade", 1, |e| {
+            matches!(e, Ev::Text(_))
+        })
+        .await;
+    }
+    mgr.shutdown().await;
+    r
+}
+
+/// The first error of `r`'s connection, as text; panics if it opened.
+fn refusal(r: &Recorder) -> String {
+    assert_eq!(r.opens(), 0, "opened: {:?}", r.events());
+    match r.errors().first() {
+        Some(ConnectionError::ConnectFailed(m)) => m.clone(),
+        other => panic!("expected ConnectFailed, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_proxy_answer_with_kilobytes_of_headers_opens_the_tunnel() {
+    for (status, filler) in [
+        ("HTTP/1.1 200 Connection established", 4 * 1024),
+        ("HTTP/1.0 200 OK", 15 * 1024),
+    ] {
+        let proxy = http_proxy(ProxyAnswer::Tunnel(status, filler)).await;
+        let r = through(&proxy).await;
+        assert_eq!(
+            r.texts(),
+            ["hello"],
+            "{status}, {filler} bytes: {:?}",
+            r.events()
+        );
+        proxy.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_proxy_answer_over_16_kib_is_refused_at_once() {
+    let proxy = http_proxy(ProxyAnswer::Stall("HTTP/1.1 200 OK", 20 * 1024)).await;
+    let m = refusal(&through(&proxy).await);
+    assert!(m.contains("over 16384 bytes"), "{m}");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_proxy_answer_that_is_not_an_http_status_is_refused() {
+    for status in [
+        "HTTP/1.1 2000 OK",
+        "HTTP/1.1 2x0 OK",
+        "HTTP/1.1 20 OK",
+        "RTSP/1.0 200 OK",
+        "HTTP/2 200 OK",
+    ] {
+        let proxy = http_proxy(ProxyAnswer::Tunnel(status, 0)).await;
+        let m = refusal(&through(&proxy).await);
+        assert!(
+            m.contains("did not answer CONNECT with HTTP"),
+            "{status}: {m}"
+        );
+        proxy.stop().await;
+    }
+    let proxy = http_proxy(ProxyAnswer::Tunnel("HTTP/1.1 502 Bad Gateway", 0)).await;
+    let m = refusal(&through(&proxy).await);
+    assert!(m.contains("refused CONNECT with 502 (proxy"), "{m}");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_hangs_up_during_its_answer_is_told_apart_from_a_reset() {
+    let proxy = http_proxy(ProxyAnswer::CloseMidAnswer).await;
+    let m = refusal(&through(&proxy).await);
+    assert!(m.contains("closed the connection during CONNECT"), "{m}");
+    proxy.stop().await;
+    let proxy = http_proxy(ProxyAnswer::ResetMidAnswer).await;
+    let m = refusal(&through(&proxy).await);
+    assert!(m.contains("reading the CONNECT answer failed"), "{m}");
+    proxy.stop().await;
+}

@@ -105,9 +105,8 @@ async fn wss_with_a_ca_from_add_ca_file_connects_and_echoes() {
         .unwrap();
     assert!(config.is_tls());
     mgr.add("tls", config, rec.hooks()).unwrap();
-    within("wait_open", mgr.wait_open("tls", DEADLINE))
-        .await
-        .unwrap();
+    // A failed connect fails the test at once instead of at the deadline.
+    rec.wait_opens("the connection to open", 1, |_| false).await;
     mgr.send_text("tls", "over tls").unwrap();
     mgr.send_binary("tls", vec![0u8, 255]).unwrap();
     rec.wait("the echoes", |e| {
@@ -251,9 +250,8 @@ async fn mutual_tls_with_a_client_certificate_from_files_or_memory_connects() {
         let rec = Recorder::new();
         let mgr = WsManager::new();
         mgr.add(name, config, rec.hooks()).unwrap();
-        within("wait_open", mgr.wait_open(name, DEADLINE))
-            .await
-            .unwrap();
+        // A failed connect fails the test at once instead of at the deadline.
+        rec.wait_opens("the connection to open", 1, |_| false).await;
         mgr.send_text(name, "authenticated").unwrap();
         rec.wait("the echo", |e| {
             e.contains(&Ev::Text("authenticated".into()))
@@ -350,9 +348,8 @@ async fn wss_through_http_and_socks5_proxies_checks_the_targets_certificate_end_
             .build()
             .unwrap();
         mgr.add("tunnel", config, rec.hooks()).unwrap();
-        within("wait_open", mgr.wait_open("tunnel", DEADLINE))
-            .await
-            .unwrap();
+        // A failed connect fails the test at once instead of at the deadline.
+        rec.wait_opens("the connection to open", 1, |_| false).await;
         mgr.send_text("tunnel", "tls in a tunnel").unwrap();
         rec.wait("the echo", |e| {
             e.contains(&Ev::Text("tls in a tunnel".into()))

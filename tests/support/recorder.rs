@@ -170,6 +170,24 @@ impl Recorder {
         }
     }
 
+    /// Resolves with the first failed connect attempt (`ConnectFailed` or `Timeout`) recorded;
+    /// pending until one is. For racing a wait on the server side (see
+    /// [`Server::next_unless_connect_fails`](super::Server::next_unless_connect_fails)).
+    pub async fn connect_failure(&self) -> ConnectionError {
+        loop {
+            let failed = self.errors().into_iter().find(|e| {
+                matches!(
+                    e,
+                    ConnectionError::ConnectFailed(_) | ConnectionError::Timeout(_)
+                )
+            });
+            if let Some(e) = failed {
+                return e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// What `select` takes from each event, in order.
     fn pick<T>(&self, select: impl Fn(&Ev) -> Option<T>) -> Vec<T> {
         self.pick_timed(select)
