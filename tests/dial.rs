@@ -173,8 +173,14 @@ async fn an_upgrade_response_head_over_16_kib_is_refused() {
             return;
         };
         let head = switching_protocols(&req, &filler_headers(20 * 1024));
-        // Without its blank line: the head never ends.
-        let _ = tcp.write_all(&head.as_bytes()[..head.len() - 2]).await;
+        // Without its blank line: the head never ends. In pieces of 1000 bytes, so that the
+        // client's buffer grows in steps that do not land on 16 KiB exactly.
+        for piece in head.as_bytes()[..head.len() - 2].chunks(1000) {
+            if tcp.write_all(piece).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         never_answer(tcp).await;
     })
     .await;
@@ -344,4 +350,102 @@ async fn a_proxy_that_hangs_up_during_its_answer_is_told_apart_from_a_reset() {
     let m = refusal(&through(&proxy).await);
     assert!(m.contains("reading the CONNECT answer failed"), "{m}");
     proxy.stop().await;
+}
+
+/// `head` with `{accept}` replaced by the right `Sec-WebSocket-Accept` value for `req`, and the
+/// blank line that ends a head.
+fn answer_with(req: &str, head: &str) -> String {
+    let key = header(req, "sec-websocket-key").unwrap_or_default();
+    let accept = derive_accept_key(key.as_bytes());
+    format!("{}\r\n\r\n", head.replace("{accept}", &accept))
+}
+
+/// One attempt at a server answering the upgrade with `head` (see [`answer_with`]), offering
+/// `subprotocols`; the events once it opened or failed.
+async fn upgrade_answered_with(head: &'static str, subprotocols: &[&str]) -> Recorder {
+    let (server, _) = answering(move |req| answer_with(req, head)).await;
+    let mgr = WsManager::new();
+    let r = Recorder::default();
+    let mut c = cfg(server.url("u")).max_reconnect_attempts(1);
+    for p in subprotocols {
+        c = c.subprotocol(*p);
+    }
+    mgr.add("u", c.build().unwrap(), r.hooks_without_frames())
+        .unwrap();
+    r.wait("an open or a failure", |evs| {
+        evs.iter().any(|e| matches!(e, Ev::Open | Ev::Error(_)))
+    })
+    .await;
+    mgr.shutdown().await;
+    server.stop().await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_responses_that_break_rfc_6455_are_refused_with_the_reason() {
+    for (head, offered, want) in [
+        (
+            "RTSP/1.0 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}",
+            &[][..],
+            "malformed upgrade response",
+        ),
+        (
+            "HTTP/1.1 abc Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}",
+            &[],
+            "malformed upgrade response",
+        ),
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}",
+            &[],
+            "without Upgrade/Connection headers",
+        ),
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}",
+            &[],
+            "without Upgrade/Connection headers",
+        ),
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}",
+            &[],
+            "without Upgrade/Connection headers",
+        ),
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: dGhlIHNhbXBsZSBub25jZQ==",
+            &[],
+            "wrong Sec-WebSocket-Accept",
+        ),
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: feed.v9",
+            &["feed.v1"],
+            "a subprotocol that was not offered",
+        ),
+    ] {
+        let r = upgrade_answered_with(head, offered).await;
+        let m = refusal(&r);
+        assert!(m.contains(want), "{head:?}: {m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_responses_written_differently_but_valid_are_accepted() {
+    for (head, offered) in [
+        // Token lists and any case, as RFC 7230 allows.
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\nconnection: keep-alive, Upgrade\r\nsec-websocket-accept: {accept}",
+            &[][..],
+        ),
+        // The one subprotocol offered, chosen.
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: feed.v1",
+            &["feed.v1"],
+        ),
+        // None chosen of those offered: the server speaks the default protocol.
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}",
+            &["feed.v1"],
+        ),
+    ] {
+        let r = upgrade_answered_with(head, offered).await;
+        assert_eq!(r.opens(), 1, "{head:?}: {:?}", r.events());
+    }
 }
