@@ -827,4 +827,22 @@ mod tests {
         assert_eq!(take_all(&mut rx), ["a", "b"].map(Message::text));
         assert!(!rx.has_write());
     }
+
+    #[test]
+    fn without_a_socket_the_bound_does_not_apply_to_subscriptions_and_close_counts_theirs() {
+        let (tx, mut rx) = queue(1);
+        tx.try_send(Message::text("queued")).unwrap();
+        // No socket open: nothing is written now, so a full queue refuses no change of the set.
+        tx.subscribe("a", Message::text("a")).unwrap();
+        assert_eq!(tx.unsubscribe("a", Some(Message::text("un-a"))), Ok(false));
+        tx.subscribe("b", Message::text("b")).unwrap();
+        let mut replay = VecDeque::new();
+        rx.open_socket(&mut replay);
+        assert_eq!(Vec::from(replay), [Message::text("b")]);
+        assert_eq!(rx.try_write(), Some(Message::text("queued")));
+        tx.subscribe("c", Message::text("c")).unwrap();
+        tx.try_send(Message::text("x")).unwrap();
+        // Dropped by the close: the write and the unwritten subscribe message.
+        assert_eq!(rx.close(), 2);
+    }
 }
