@@ -776,9 +776,15 @@ mod tests {
         tx.subscribe("x", Message::text("x")).unwrap();
         rx.abandon_next_socket();
         assert_eq!(take_all(&mut rx), [Message::text("x")]);
-        // No longer rotating: a change goes to the live socket only.
+        // No longer rotating: a change goes to the live socket only, and no copy is kept for
+        // a second socket that is gone.
         tx.subscribe("y", Message::text("y")).unwrap();
         assert_eq!(take_all(&mut rx), [Message::text("y")]);
+        {
+            let s = rx.shared.lock();
+            assert!(!s.rotating);
+            assert!(s.subs.as_ref().is_some_and(|b| b.next.is_empty()));
+        }
         let mut next = VecDeque::new();
         rx.open_next_socket(&mut next);
         assert_eq!(Vec::from(next), ["x", "y"].map(Message::text));
