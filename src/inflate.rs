@@ -187,16 +187,23 @@ mod tests {
 
     use super::*;
 
+    /// Set once a body ran out of time: its thread still spins, and so does any other that
+    /// hung, so later bodies are not started (on two cores a few spinning threads would stall
+    /// every other test of the binary).
+    static HUNG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
     /// Runs a test's body on its own thread and fails it if the body has not returned within
-    /// 10 s: inflating is a loop, and a loop that makes no progress must fail the test, not
-    /// hang it (the spinning thread ends with the test binary).
+    /// 5 s (each takes milliseconds): inflating is a loop, and a loop that makes no progress
+    /// must fail the test, not hang it. The spinning thread ends with the test binary.
     fn bounded(body: impl FnOnce() + Send + 'static) {
+        use std::sync::atomic::Ordering::SeqCst;
+        assert!(!HUNG.load(SeqCst), "not run: an earlier inflate test hung");
         let (done, finished) = std::sync::mpsc::channel();
         let worker = std::thread::spawn(move || {
             body();
             let _ = done.send(());
         });
-        match finished.recv_timeout(std::time::Duration::from_secs(10)) {
+        match finished.recv_timeout(std::time::Duration::from_secs(5)) {
             Ok(()) => worker.join().unwrap(),
             // The body panicked: its panic is the test's failure.
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
@@ -205,7 +212,8 @@ mod tests {
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                panic!("inflating did not finish within 10 s")
+                HUNG.store(true, SeqCst);
+                panic!("inflating did not finish within 5 s")
             }
         }
     }
