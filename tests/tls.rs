@@ -375,3 +375,33 @@ async fn wss_through_http_and_socks5_proxies_checks_the_targets_certificate_end_
         "{errors:?}"
     );
 }
+
+/// A message larger than the socket buffers crosses TLS whole and in order, with no later
+/// write (the heartbeat is off) to push out anything the TLS layer might still hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_the_socket_buffers_reaches_a_tls_peer_whole() {
+    let ca = Ca::new("kharbranth test CA");
+    let ca_file = ca.pem_file();
+    let (chain, key) = ca.leaf(&["127.0.0.1"]);
+    let server = tls_echo_server(chain, key).await;
+    let rec = Recorder::new();
+    let mgr = WsManager::new();
+    let config = wss(server.port, "127.0.0.1")
+        .add_ca_file(&ca_file.0)
+        .ping_interval(Duration::from_secs(30))
+        .pong_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    mgr.add("big", config, rec.hooks_without_frames()).unwrap();
+    rec.wait_opens("the TLS connection to open", 1, |_| false)
+        .await;
+    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    mgr.send_binary("big", big.clone()).unwrap();
+    rec.wait("the echo of 4 MiB", |e| {
+        e.iter()
+            .any(|e| matches!(e, Ev::Binary(b) if b.len() == big.len()))
+    })
+    .await;
+    assert!(rec.events().contains(&Ev::Binary(big)), "the echo differs");
+    mgr.close("big", 1000, "done").await.unwrap();
+}
