@@ -106,3 +106,49 @@ impl ConnectionError {
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = ConnectionError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_its_own_snake_case_name() {
+        let all = [
+            ConnectionError::PingFailed(String::new()),
+            ConnectionError::PongReceiveTimeout(Duration::ZERO),
+            ConnectionError::ReadError(String::new()),
+            ConnectionError::WriteError(String::new()),
+            ConnectionError::ConnectionDropped(String::new()),
+            ConnectionError::ConnectionNotFound(String::new()),
+            ConnectionError::ConnectFailed(String::new()),
+            ConnectionError::InvalidArgument(String::new()),
+            ConnectionError::AlreadyExists(String::new()),
+            ConnectionError::QueueFull(String::new()),
+            ConnectionError::ShuttingDown,
+            ConnectionError::Timeout(String::new()),
+            ConnectionError::RetriesExhausted(0),
+            ConnectionError::MessageTooLarge { size: 0, max: 0 },
+            ConnectionError::System(String::new()),
+            ConnectionError::IdleTimeout(Duration::ZERO),
+            ConnectionError::InflateFailed(String::new()),
+            ConnectionError::SubscriptionNotFound(String::new()),
+            ConnectionError::SubscriptionExists(String::new()),
+        ];
+        let kinds: std::collections::HashSet<&str> = all.iter().map(|e| e.kind()).collect();
+        assert_eq!(
+            kinds.len(),
+            all.len(),
+            "two variants share a kind: {kinds:?}"
+        );
+        for k in kinds {
+            assert!(
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{k:?}"
+            );
+        }
+        assert_eq!(
+            ConnectionError::ConnectFailed(String::new()).kind(),
+            "connect_failed"
+        );
+    }
+}

@@ -792,4 +792,121 @@ mod tests {
         tx.control(Control::Restart).unwrap();
         assert_eq!(count.get(), 1);
     }
+
+    fn take_all(rx: &mut Receiver) -> Vec<Message> {
+        std::iter::from_fn(|| rx.try_write()).collect()
+    }
+
+    #[test]
+    fn during_a_rotation_each_change_reaches_both_sockets_and_the_switch_keeps_the_new_ones() {
+        let (tx, mut rx) = queue(8);
+        tx.subscribe("a", Message::text("a")).unwrap();
+        let mut live = VecDeque::new();
+        rx.open_socket(&mut live);
+        let mut next = VecDeque::new();
+        rx.open_next_socket(&mut next);
+        assert_eq!(
+            Vec::from(next),
+            [Message::text("a")],
+            "the second socket's replay"
+        );
+        tx.subscribe("b", Message::text("b")).unwrap();
+        assert_eq!(tx.unsubscribe("a", Some(Message::text("un-a"))), Ok(true));
+        // The live socket writes its copies; the second socket's wait for the switch.
+        assert_eq!(take_all(&mut rx), ["b", "un-a"].map(Message::text));
+        rx.switch_socket();
+        assert_eq!(take_all(&mut rx), ["b", "un-a"].map(Message::text));
+        // After the switch a change goes to the one socket left, once.
+        tx.subscribe("c", Message::text("c")).unwrap();
+        assert_eq!(take_all(&mut rx), [Message::text("c")]);
+        rx.end_socket();
+        let mut replay = VecDeque::new();
+        rx.open_socket(&mut replay);
+        assert_eq!(Vec::from(replay), ["b", "c"].map(Message::text));
+    }
+
+    #[test]
+    fn an_abandoned_or_ended_rotation_gives_its_changes_to_no_later_socket() {
+        let (tx, mut rx) = queue(8);
+        let mut out = VecDeque::new();
+        rx.open_socket(&mut out);
+        rx.open_next_socket(&mut out);
+        tx.subscribe("x", Message::text("x")).unwrap();
+        rx.abandon_next_socket();
+        assert_eq!(take_all(&mut rx), [Message::text("x")]);
+        // No longer rotating: a change goes to the live socket only, and no copy is kept for
+        // a second socket that is gone.
+        tx.subscribe("y", Message::text("y")).unwrap();
+        assert_eq!(take_all(&mut rx), [Message::text("y")]);
+        {
+            let s = rx.shared.lock();
+            assert!(!s.rotating);
+            assert!(s.subs.as_ref().is_some_and(|b| b.next.is_empty()));
+        }
+        let mut next = VecDeque::new();
+        rx.open_next_socket(&mut next);
+        assert_eq!(Vec::from(next), ["x", "y"].map(Message::text));
+        rx.switch_socket();
+        assert_eq!(
+            take_all(&mut rx),
+            [],
+            "the abandoned socket's copies came back"
+        );
+        // A socket that ends during a rotation ends it too.
+        rx.open_next_socket(&mut VecDeque::new());
+        rx.end_socket();
+        tx.subscribe("z", Message::text("z")).unwrap();
+        rx.open_socket(&mut VecDeque::new());
+        rx.switch_socket();
+        assert_eq!(
+            take_all(&mut rx),
+            [],
+            "a change while no socket was open was written"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rotation_yields_to_any_other_request() {
+        let (tx, mut rx) = queue(4);
+        tx.control(Control::Restart).unwrap();
+        tx.control(Control::Rotate).unwrap();
+        assert_eq!(within(rx.recv_control()).await, Some(Control::Restart));
+        tx.control(Control::Rotate).unwrap();
+        tx.control(Control::Restart).unwrap();
+        assert_eq!(within(rx.recv_control()).await, Some(Control::Restart));
+        tx.control(Control::Rotate).unwrap();
+        assert_eq!(within(rx.recv_control()).await, Some(Control::Rotate));
+    }
+
+    #[test]
+    fn a_write_put_back_stays_first_and_counts_against_the_bound() {
+        let (tx, mut rx) = queue(2);
+        assert!(!rx.has_write());
+        tx.try_send(Message::text("a")).unwrap();
+        tx.try_send(Message::text("b")).unwrap();
+        let a = rx.try_write().unwrap();
+        rx.put_back(a);
+        assert!(rx.has_write());
+        assert_eq!(tx.try_send(Message::text("c")), Err(SendError::Full));
+        assert_eq!(take_all(&mut rx), ["a", "b"].map(Message::text));
+        assert!(!rx.has_write());
+    }
+
+    #[test]
+    fn without_a_socket_the_bound_does_not_apply_to_subscriptions_and_close_counts_theirs() {
+        let (tx, mut rx) = queue(1);
+        tx.try_send(Message::text("queued")).unwrap();
+        // No socket open: nothing is written now, so a full queue refuses no change of the set.
+        tx.subscribe("a", Message::text("a")).unwrap();
+        assert_eq!(tx.unsubscribe("a", Some(Message::text("un-a"))), Ok(false));
+        tx.subscribe("b", Message::text("b")).unwrap();
+        let mut replay = VecDeque::new();
+        rx.open_socket(&mut replay);
+        assert_eq!(Vec::from(replay), [Message::text("b")]);
+        assert_eq!(rx.try_write(), Some(Message::text("queued")));
+        tx.subscribe("c", Message::text("c")).unwrap();
+        tx.try_send(Message::text("x")).unwrap();
+        // Dropped by the close: the write and the unwritten subscribe message.
+        assert_eq!(rx.close(), 2);
+    }
 }

@@ -198,6 +198,22 @@ mod tests {
     }
 
     #[test]
+    fn the_first_attempts_of_a_window_go_at_once_and_the_next_waits() {
+        let limiter = ConnectLimiter::default();
+        limiter.set(Some((3, Duration::from_secs(60))));
+        let before = Instant::now();
+        for k in 0..3 {
+            assert_eq!(limiter.reserve(), None, "attempt {k} is within the limit");
+        }
+        let wait = limiter.reserve().expect("the fourth attempt waits");
+        assert!(
+            wait >= before + Duration::from_secs(60),
+            "{:?} after the first",
+            wait - before
+        );
+    }
+
+    #[test]
     fn connect_slots_never_exceed_the_count_in_any_window() {
         let limiter = ConnectLimiter::default();
         assert_eq!(limiter.reserve(), None, "no limit: no wait");

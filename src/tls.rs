@@ -119,6 +119,55 @@ fn add_ca_file(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn pem_identity(names: &[&str]) -> (Vec<u8>, Vec<u8>) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let ck = rcgen::generate_simple_self_signed(names).unwrap();
+        (
+            ck.cert.pem().into_bytes(),
+            ck.signing_key.serialize_pem().into_bytes(),
+        )
+    }
+
+    #[test]
+    fn a_client_key_that_is_not_its_certificates_is_refused() {
+        let (chain, key) = pem_identity(&["client.test"]);
+        let (_, other_key) = pem_identity(&["other.test"]);
+        let good = ClientCert::Pem {
+            chain: chain.clone(),
+            key,
+        };
+        assert!(check_client_cert(&good).is_ok());
+        let mismatched = ClientCert::Pem {
+            chain,
+            key: other_key.clone(),
+        };
+        let err = check_client_cert(&mismatched).unwrap_err();
+        assert!(
+            matches!(err, ConnectionError::InvalidArgument(_)),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("client certificate"), "{err}");
+        // A chain without a certificate in it.
+        let empty = ClientCert::Pem {
+            chain: b"not a certificate".to_vec(),
+            key: other_key,
+        };
+        let err = check_client_cert(&empty).unwrap_err();
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn the_system_roots_are_trusted() {
+        // Where the system has root certificates, every connection's store starts with them.
+        let system = rustls_native_certs::load_native_certs().certs.len();
+        if system > 0 {
+            assert!(
+                !system_roots().is_empty(),
+                "{system} system roots, none loaded"
+            );
+        }
+    }
+
     #[test]
     fn missing_ca_file_is_refused_with_its_path() {
         let err = check_ca_file(Path::new("/nonexistent/ca.pem")).unwrap_err();

@@ -79,3 +79,51 @@ impl AsyncWrite for Transport {
 /// The socket every managed connection runs over: TCP or TLS, read through a
 /// [`BurstReader`](crate::burst::BurstReader), speaking WebSocket.
 pub(crate) type Socket = crate::wire::Wire<crate::burst::BurstReader<Transport>>;
+
+#[cfg(test)]
+mod tests {
+    use std::io::IoSlice;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Bounds a wait of these tests: loopback answers at once or not at all.
+    async fn within<F: std::future::Future>(fut: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(5), fut)
+            .await
+            .expect("the socket did not answer within 5 s")
+    }
+
+    #[tokio::test]
+    async fn a_plain_transport_passes_every_kind_of_read_and_write_to_its_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let mut t = Transport::Plain(client);
+        // Vectored writes go through as such: the socket says it takes them.
+        assert!(t.is_write_vectored());
+        let n = within(t.write_vectored(&[IoSlice::new(b"ab"), IoSlice::new(b"cd")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            n, 4,
+            "a vectored write of 4 bytes on loopback is taken whole"
+        );
+        within(t.write_all(b"ef")).await.unwrap();
+        within(t.flush()).await.unwrap();
+        server.write_all(b"xy").await.unwrap();
+        let mut got = [0u8; 2];
+        within(t.read_exact(&mut got)).await.unwrap();
+        assert_eq!(&got, b"xy");
+        // The shutdown reaches the peer as the end of the stream.
+        within(t.shutdown()).await.unwrap();
+        let mut all = Vec::new();
+        within(server.read_to_end(&mut all)).await.unwrap();
+        assert_eq!(all, b"abcdef");
+    }
+}

@@ -93,11 +93,13 @@ async fn server_kills_every_socket_mid_stream() {
             .unwrap();
         recs.push(r);
     }
-    let ok = wait_until(Duration::from_secs(30), || {
-        recs.iter().all(|r| r.opens() >= 2)
-    })
-    .await;
-    assert!(ok, "not every connection came back");
+    // A connect that fails (rather than the kill) fails the test at once, not at the deadline.
+    for (i, r) in recs.iter().enumerate() {
+        r.wait_opens(&format!("c{i} to come back"), 2, |e| {
+            matches!(e, ConnectionError::ConnectionDropped(_))
+        })
+        .await;
+    }
     let mut worst = Duration::ZERO;
     for (i, r) in recs.iter().enumerate() {
         let name = format!("c{i}");
@@ -166,7 +168,7 @@ async fn outage_backs_off_capped_and_returns() {
         .build()
         .unwrap();
     mgr.add("o", c, r.hooks_without_frames()).unwrap();
-    mgr.wait_open("o", Duration::from_secs(10)).await.unwrap();
+    r.wait_opens("the first open", 1, |_| false).await;
 
     // The outage: no listener, and the open socket reset.
     server.stop().await;
@@ -342,7 +344,13 @@ async fn half_frame_then_reset() {
         r.hooks_without_frames(),
     )
     .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || r.opens() >= 2).await);
+    r.wait_opens("the reconnect", 2, |e| {
+        matches!(
+            e,
+            ConnectionError::ConnectionDropped(_) | ConnectionError::ReadError(_)
+        )
+    })
+    .await;
     let errors = r.timed_errors();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
@@ -518,10 +526,10 @@ async fn protocol_violations_close_with_the_right_code() {
             .build()
             .unwrap();
         mgr.add(name, c, r.hooks_without_frames()).unwrap();
-        assert!(
-            wait_until(Duration::from_secs(10), || r.opens() >= 2).await,
-            "{name}"
-        );
+        r.wait_opens(&format!("{name}: the reconnect"), 2, |e| {
+            matches!(e, ConnectionError::ReadError(_))
+        })
+        .await;
         let rss_after = rss_kib();
         let errors = r.timed_errors();
         assert_eq!(errors.len(), 1, "{name}: {errors:?}");
@@ -602,12 +610,24 @@ async fn nothing_lost(conns: usize) {
     let mgr = WsManager::new();
     let got: Vec<Arc<Mutex<Vec<u64>>>> = (0..conns).map(|_| Arc::default()).collect();
     let bad = Arc::new(AtomicBool::new(false));
+    // The server only ends sockets it has accepted: a connect that fails is a bug, and it ends
+    // the wait at once instead of at its deadline.
+    let connect_failed: Arc<Mutex<Option<ConnectionError>>> = Arc::default();
     for (i, g) in got.iter().enumerate() {
-        let (g, bad) = (g.clone(), bad.clone());
-        let hooks = ReadHooks::new().on_text(move |_, t| match t.as_str().parse() {
-            Ok(n) => g.lock().unwrap().push(n),
-            Err(_) => bad.store(true, Ordering::Relaxed),
-        });
+        let (g, bad, failed) = (g.clone(), bad.clone(), connect_failed.clone());
+        let hooks = ReadHooks::new()
+            .on_text(move |_, t| match t.as_str().parse() {
+                Ok(n) => g.lock().unwrap().push(n),
+                Err(_) => bad.store(true, Ordering::Relaxed),
+            })
+            .on_error(move |_, e| {
+                if matches!(
+                    e,
+                    ConnectionError::ConnectFailed(_) | ConnectionError::Timeout(_)
+                ) {
+                    failed.lock().unwrap().get_or_insert_with(|| e.clone());
+                }
+            });
         let c = scenario_cfg(server.url(&format!("n{i}")))
             .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
             .connect_timeout(Duration::from_secs(20))
@@ -623,10 +643,13 @@ async fn nothing_lost(conns: usize) {
             .sum::<u64>()
     };
     let done = wait_until(Duration::from_secs(90 + conns as u64 / 10), || {
-        count() >= total
+        count() >= total || connect_failed.lock().unwrap().is_some()
     })
     .await;
     let took = started.elapsed();
+    if let Some(e) = connect_failed.lock().unwrap().take() {
+        panic!("a connect failed: {e}");
+    }
     assert!(done, "only {} of {total} messages arrived", count());
     let expected: Vec<u64> = (0..ROUNDS * PER_ROUND).collect();
     for (i, g) in got.iter().enumerate() {
@@ -814,10 +837,17 @@ async fn header_secrets_never_logged() {
         .build()
         .unwrap();
     mgr.add("s", c, r.hooks_without_frames()).unwrap();
-    // Open, killed by the server, open again.
-    assert!(wait_until(Duration::from_secs(10), || r.opens() >= 2).await);
+    // Open, killed by the server, open again. The kill shows as whatever the socket was doing
+    // (a read or the init message's write); only a failed connect is unexpected.
+    let killed = |e: &ConnectionError| {
+        !matches!(
+            e,
+            ConnectionError::ConnectFailed(_) | ConnectionError::Timeout(_)
+        )
+    };
+    r.wait_opens("the reconnect", 2, killed).await;
     mgr.restart("s").unwrap();
-    assert!(wait_until(Duration::from_secs(10), || r.opens() >= 3).await);
+    r.wait_opens("the restart", 3, killed).await;
     mgr.send_text("s", "x").unwrap();
     mgr.close("s", 1000, "bye").await.unwrap();
     server.stop().await;
@@ -896,7 +926,8 @@ async fn wss_upgrade_verifies_certificates_and_logs_no_secret() {
         .build()
         .unwrap();
     mgr.add("tls", c, r.hooks_without_frames()).unwrap();
-    mgr.wait_open("tls", Duration::from_secs(10)).await.unwrap();
+    r.wait_opens("the TLS connection to open", 1, |_| false)
+        .await;
     assert!(wait_until(Duration::from_secs(10), || !r.texts().is_empty()).await);
     assert_eq!(r.texts()[0], "over tls");
     mgr.close("tls", 1000, "bye").await.unwrap();

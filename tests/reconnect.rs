@@ -25,7 +25,7 @@ async fn dropped_socket_reconnects_and_resends_init_messages() {
         .unwrap();
     mgr.add("r", config, rec.hooks()).unwrap();
     for round in 0..2 {
-        let mut ws = server.next().await;
+        let mut ws = server.next_unless_connect_fails(&rec).await;
         assert_eq!(
             recv_data(&mut ws).await,
             Message::text(r#"{"op":"subscribe"}"#),
@@ -58,12 +58,14 @@ async fn init_messages_are_written_before_writes_queued_in_on_open() {
     let mgr = WsManager::new();
     let m = mgr.clone();
     let rec = Recorder::new();
-    let r = rec.clone();
-    let hooks = kharbranth::ReadHooks::new().on_open(move |name| {
-        // Queued the moment the connection opens: it must still go after the init messages.
-        let res = m.send_text(name, "app-write");
-        r.push(Ev::Text(format!("{res:?}")));
-    });
+    let (r, r2) = (rec.clone(), rec.clone());
+    let hooks = kharbranth::ReadHooks::new()
+        .on_open(move |name| {
+            // Queued the moment the connection opens: it must still go after the init messages.
+            let res = m.send_text(name, "app-write");
+            r.push(Ev::Text(format!("{res:?}")));
+        })
+        .on_error(move |_, e| r2.push(Ev::Error(e.clone())));
     let config = cfg(server.port)
         .init_text("init-1")
         .init_text("init-2")
@@ -71,7 +73,7 @@ async fn init_messages_are_written_before_writes_queued_in_on_open() {
         .unwrap();
     mgr.add("r", config, hooks).unwrap();
     for round in 0..2 {
-        let mut ws = server.next().await;
+        let mut ws = server.next_unless_connect_fails(&rec).await;
         let mut got = Vec::new();
         for _ in 0..3 {
             got.push(recv_data(&mut ws).await);
@@ -102,7 +104,7 @@ async fn server_close_code_reaches_on_close_and_client_reconnects() {
     let mgr = WsManager::new();
     mgr.add("r", cfg(server.port).build().unwrap(), rec.hooks())
         .unwrap();
-    let mut ws = server.next().await;
+    let mut ws = server.next_unless_connect_fails(&rec).await;
     ws.send(Message::Close(Some(CloseFrame {
         code: CloseCode::from(4002),
         reason: "maintenance".into(),
@@ -114,7 +116,7 @@ async fn server_close_code_reaches_on_close_and_client_reconnects() {
     assert!(rest.iter().all(|m| m.is_close()), "{rest:?}");
     // The server closes the TCP connection after the handshake (RFC 6455, 7.1.1).
     drop(ws);
-    let _ws2 = server.next().await;
+    let _ws2 = server.next_unless_connect_fails(&rec).await;
     rec.wait_count("a second on_open", 2, |e| *e == Ev::Open)
         .await;
     assert_eq!(
@@ -141,7 +143,20 @@ async fn backoff_grows_and_is_capped() {
         .build()
         .unwrap();
     mgr.add("b", config, rec.hooks()).unwrap();
-    eventually("nine connect attempts", || server.accepted() >= 9).await;
+    // Every error follows an accept (the server hangs up): an attempt that fails before it
+    // reaches the server fails the test at once.
+    let reached = || rec.errors().len() <= server.accepted();
+    wait_until(DEADLINE, || !reached() || server.accepted() >= 9).await;
+    assert!(
+        reached(),
+        "attempts failed before the server: {:?}",
+        rec.errors()
+    );
+    assert!(
+        server.accepted() >= 9,
+        "{} connect attempts",
+        server.accepted()
+    );
     mgr.close("b", 1000, "done").await.unwrap();
     let t = server.accept_times();
     let gaps: Vec<Duration> = t.windows(2).map(|w| w[1] - w[0]).collect();
@@ -258,7 +273,7 @@ async fn server_that_keeps_the_socket_after_its_close_still_gets_a_prompt_reconn
         .build()
         .unwrap();
     mgr.add("r", config, rec.hooks()).unwrap();
-    let mut ws = server.next().await;
+    let mut ws = server.next_unless_connect_fails(&rec).await;
     ws.send(Message::Close(Some(CloseFrame {
         code: CloseCode::from(4002),
         reason: "maintenance".into(),
@@ -269,7 +284,7 @@ async fn server_that_keeps_the_socket_after_its_close_still_gets_a_prompt_reconn
     // (RFC 6455, 7.1.1 lets the client drop it after a reasonable time).
     let reply = recv(&mut ws).await;
     assert!(reply.is_close(), "{reply:?}");
-    let _ws2 = server.next().await;
+    let _ws2 = server.next_unless_connect_fails(&rec).await;
     rec.wait_count("a second on_open", 2, |e| *e == Ev::Open)
         .await;
     assert!(rec.errors().is_empty(), "{:?}", rec.errors());

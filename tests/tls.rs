@@ -105,9 +105,8 @@ async fn wss_with_a_ca_from_add_ca_file_connects_and_echoes() {
         .unwrap();
     assert!(config.is_tls());
     mgr.add("tls", config, rec.hooks()).unwrap();
-    within("wait_open", mgr.wait_open("tls", DEADLINE))
-        .await
-        .unwrap();
+    // A failed connect fails the test at once instead of at the deadline.
+    rec.wait_opens("the connection to open", 1, |_| false).await;
     mgr.send_text("tls", "over tls").unwrap();
     mgr.send_binary("tls", vec![0u8, 255]).unwrap();
     rec.wait("the echoes", |e| {
@@ -251,9 +250,8 @@ async fn mutual_tls_with_a_client_certificate_from_files_or_memory_connects() {
         let rec = Recorder::new();
         let mgr = WsManager::new();
         mgr.add(name, config, rec.hooks()).unwrap();
-        within("wait_open", mgr.wait_open(name, DEADLINE))
-            .await
-            .unwrap();
+        // A failed connect fails the test at once instead of at the deadline.
+        rec.wait_opens("the connection to open", 1, |_| false).await;
         mgr.send_text(name, "authenticated").unwrap();
         rec.wait("the echo", |e| {
             e.contains(&Ev::Text("authenticated".into()))
@@ -350,9 +348,8 @@ async fn wss_through_http_and_socks5_proxies_checks_the_targets_certificate_end_
             .build()
             .unwrap();
         mgr.add("tunnel", config, rec.hooks()).unwrap();
-        within("wait_open", mgr.wait_open("tunnel", DEADLINE))
-            .await
-            .unwrap();
+        // A failed connect fails the test at once instead of at the deadline.
+        rec.wait_opens("the connection to open", 1, |_| false).await;
         mgr.send_text("tunnel", "tls in a tunnel").unwrap();
         rec.wait("the echo", |e| {
             e.contains(&Ev::Text("tls in a tunnel".into()))
@@ -377,4 +374,34 @@ async fn wss_through_http_and_socks5_proxies_checks_the_targets_certificate_end_
         format!("{errors:?}").to_lowercase().contains("certificate"),
         "{errors:?}"
     );
+}
+
+/// A message larger than the socket buffers crosses TLS whole and in order, with no later
+/// write (the heartbeat is off) to push out anything the TLS layer might still hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_the_socket_buffers_reaches_a_tls_peer_whole() {
+    let ca = Ca::new("kharbranth test CA");
+    let ca_file = ca.pem_file();
+    let (chain, key) = ca.leaf(&["127.0.0.1"]);
+    let server = tls_echo_server(chain, key).await;
+    let rec = Recorder::new();
+    let mgr = WsManager::new();
+    let config = wss(server.port, "127.0.0.1")
+        .add_ca_file(&ca_file.0)
+        .ping_interval(Duration::from_secs(30))
+        .pong_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    mgr.add("big", config, rec.hooks_without_frames()).unwrap();
+    rec.wait_opens("the TLS connection to open", 1, |_| false)
+        .await;
+    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    mgr.send_binary("big", big.clone()).unwrap();
+    rec.wait("the echo of 4 MiB", |e| {
+        e.iter()
+            .any(|e| matches!(e, Ev::Binary(b) if b.len() == big.len()))
+    })
+    .await;
+    assert!(rec.events().contains(&Ev::Binary(big)), "the echo differs");
+    mgr.close("big", 1000, "done").await.unwrap();
 }

@@ -132,6 +132,62 @@ impl Recorder {
             .await
     }
 
+    /// Waits until `on_open` has run `n` times; panics at once, with the events, at an error
+    /// before that for which `expected` is false: a connection that fails where the test expects
+    /// it to open fails the test within moments instead of at the deadline.
+    pub async fn wait_opens(
+        &self,
+        what: &str,
+        n: usize,
+        expected: impl Fn(&ConnectionError) -> bool,
+    ) {
+        // Some(true): opened n times; Some(false): an unexpected error came first.
+        let verdict = |evs: &[Ev]| {
+            let mut opens = 0;
+            for e in evs {
+                match e {
+                    Ev::Open => opens += 1,
+                    Ev::Error(err) if !expected(err) => return Some(false),
+                    _ => {}
+                }
+                if opens >= n {
+                    return Some(true);
+                }
+            }
+            None
+        };
+        let _ = wait_until(DEADLINE, || {
+            verdict(&self.log.lock().unwrap().events).is_some()
+        })
+        .await;
+        let events = self.events();
+        match verdict(&events) {
+            Some(true) => {}
+            Some(false) => {
+                panic!("an unexpected error while waiting for {what}; events: {events:?}")
+            }
+            None => panic!("timed out after {DEADLINE:?} waiting for {what}; events: {events:?}"),
+        }
+    }
+
+    /// Resolves with the first failed connect attempt (`ConnectFailed` or `Timeout`) recorded;
+    /// pending until one is. For racing a wait on the server side (see
+    /// [`Server::next_unless_connect_fails`](super::Server::next_unless_connect_fails)).
+    pub async fn connect_failure(&self) -> ConnectionError {
+        loop {
+            let failed = self.errors().into_iter().find(|e| {
+                matches!(
+                    e,
+                    ConnectionError::ConnectFailed(_) | ConnectionError::Timeout(_)
+                )
+            });
+            if let Some(e) = failed {
+                return e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// What `select` takes from each event, in order.
     fn pick<T>(&self, select: impl Fn(&Ev) -> Option<T>) -> Vec<T> {
         self.pick_timed(select)

@@ -110,6 +110,17 @@ impl Server {
             .expect("accept loop ended")
     }
 
+    /// [`next`](Self::next), but a connect of the client that `rec` records fails the wait at
+    /// once: a client that cannot connect fails its test within moments, not at the deadline.
+    pub async fn next_unless_connect_fails(&mut self, rec: &super::Recorder) -> ServerWs {
+        tokio::select! {
+            ws = self.next() => ws,
+            e = rec.connect_failure() => {
+                panic!("the client's connect failed while the server waited for it: {e}")
+            }
+        }
+    }
+
     /// TCP connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepts.lock().unwrap().len()
