@@ -223,6 +223,10 @@ pub(crate) async fn contained(name: Arc<str>, shared: Arc<Shared>, task: impl Fu
         log::error!(
             "[{name}] the connection's task panicked (a bug of kharbranth); the connection is closed"
         );
+        // `wait_open` and the stats tell why it stopped.
+        shared.set_last_failure(Some(ConnectionError::System(
+            "the connection's task panicked (a bug of kharbranth)".into(),
+        )));
         shared.set_state(ConnState::Closed);
     }
 }
@@ -241,6 +245,10 @@ mod tests {
         }));
         assert!(task.await.is_ok(), "the panic left the task");
         assert_eq!(shared.state(), ConnState::Closed);
+        assert!(matches!(
+            shared.last_failure(),
+            Some(ConnectionError::System(_))
+        ));
         // A task that ends normally keeps its state.
         let s = shared.clone();
         shared.set_state(ConnState::Open);
