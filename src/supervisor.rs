@@ -224,7 +224,7 @@ pub(crate) async fn contained(name: Arc<str>, shared: Arc<Shared>, task: impl Fu
             "[{name}] the connection's task panicked (a bug of kharbranth); the connection is closed"
         );
         // `wait_open` and the stats tell why it stopped.
-        shared.set_last_failure(Some(ConnectionError::System(
+        shared.set_last_failure(Some(ConnectionError::ConnectionDropped(
             "the connection's task panicked (a bug of kharbranth)".into(),
         )));
         shared.set_state(ConnState::Closed);
