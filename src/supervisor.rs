@@ -247,7 +247,7 @@ mod tests {
         assert_eq!(shared.state(), ConnState::Closed);
         assert!(matches!(
             shared.last_failure(),
-            Some(ConnectionError::System(_))
+            Some(ConnectionError::ConnectionDropped(_))
         ));
         // A task that ends normally keeps its state.
         let s = shared.clone();
