@@ -213,22 +213,31 @@ async fn dial_round(
 /// log says so, instead of the connection staying listed as open with nothing serving it. The
 /// panic's message is not logged: it may quote what the library was handling (a `str`
 /// slicing panic prints the text).
-pub(crate) async fn contained(name: Arc<str>, shared: Arc<Shared>, task: impl Future<Output = ()>) {
+///
+/// A combinator, not an `async fn`: an `async fn` would hold the task future twice (as its
+/// argument and as the future it awaits), which doubled every idle connection's task
+/// (10,000 idle connections: 9.1 -> 11.5 KiB RSS each).
+pub(crate) fn contained(
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    task: impl Future<Output = ()>,
+) -> impl Future<Output = ()> {
     use futures_util::FutureExt;
-    if std::panic::AssertUnwindSafe(task)
+    std::panic::AssertUnwindSafe(task)
         .catch_unwind()
-        .await
-        .is_err()
-    {
-        log::error!(
-            "[{name}] the connection's task panicked (a bug of kharbranth); the connection is closed"
-        );
-        // `wait_open` and the stats tell why it stopped.
-        shared.set_last_failure(Some(ConnectionError::ConnectionDropped(
-            "the connection's task panicked (a bug of kharbranth)".into(),
-        )));
-        shared.set_state(ConnState::Closed);
-    }
+        .map(move |ended| {
+            if ended.is_err() {
+                log::error!(
+                    "[{name}] the connection's task panicked (a bug of kharbranth); the \
+                     connection is closed"
+                );
+                // `wait_open` and the stats tell why it stopped.
+                shared.set_last_failure(Some(ConnectionError::ConnectionDropped(
+                    "the connection's task panicked (a bug of kharbranth)".into(),
+                )));
+                shared.set_state(ConnState::Closed);
+            }
+        })
 }
 
 #[cfg(test)]
@@ -273,5 +282,11 @@ mod tests {
         );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2560, "the supervisor future grew to {size} bytes");
+        let shared = link.shared.clone();
+        let wrapped = std::mem::size_of_val(&super::contained("x".into(), shared, task));
+        assert!(
+            wrapped <= size + 64,
+            "the panic guard made the task {wrapped} bytes (the future alone: {size})"
+        );
     }
 }
