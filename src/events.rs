@@ -737,41 +737,32 @@ impl Sink {
         // connection, of which there may be thousands, holds none; a large one (a busy feed)
         // trades them for an emptied batch's from the pool, which its next read fills again
         // (a feed that stops right after a large batch holds those until its next flush).
-        let mut own = (n < REUSE_FROM).then(|| self.take_batch());
+        let own = (n < REUSE_FROM).then(|| self.take_batch());
         let consumers = {
             let mut st = self.queue.lock();
-            let batch = match own.take() {
-                Some(b) => b,
-                None => match st.pool.pop() {
-                    Some(mut b) => match Arc::get_mut(&mut b) {
-                        // Pooled batches are empty and held by the pool alone (`reusable`).
-                        Some(shell) => {
-                            if !Arc::ptr_eq(&shell.name.0, &self.name.0) {
-                                shell.name = self.name.clone();
-                            }
-                            std::mem::swap(&mut shell.data, &mut self.data);
-                            std::mem::swap(&mut shell.items, &mut self.items);
-                            std::mem::swap(&mut shell.owned, &mut self.owned);
-                            std::mem::swap(&mut shell.times, &mut self.times);
-                            b
-                        }
-                        None => Arc::new(Batch::take(
-                            &self.name,
-                            &mut self.data,
-                            &mut self.items,
-                            &mut self.owned,
-                            &mut self.times,
-                        )),
-                    },
-                    None => Arc::new(Batch::take(
-                        &self.name,
-                        &mut self.data,
-                        &mut self.items,
-                        &mut self.owned,
-                        &mut self.times,
-                    )),
-                },
-            };
+            // A large batch trades the sink's buffers for a pooled batch's (emptied, and held
+            // by the pool alone: `reusable`), else it takes them along.
+            let reused = own.or_else(|| {
+                let mut b = st.pool.pop()?;
+                let shell = Arc::get_mut(&mut b)?;
+                if !Arc::ptr_eq(&shell.name.0, &self.name.0) {
+                    shell.name = self.name.clone();
+                }
+                std::mem::swap(&mut shell.data, &mut self.data);
+                std::mem::swap(&mut shell.items, &mut self.items);
+                std::mem::swap(&mut shell.owned, &mut self.owned);
+                std::mem::swap(&mut shell.times, &mut self.times);
+                Some(b)
+            });
+            let batch = reused.unwrap_or_else(|| {
+                Arc::new(Batch::take(
+                    &self.name,
+                    &mut self.data,
+                    &mut self.items,
+                    &mut self.owned,
+                    &mut self.times,
+                ))
+            });
             let n = batch.items.len();
             st.len += n;
             st.pieces.push_back(Piece {
