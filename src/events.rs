@@ -32,6 +32,11 @@ use crate::limits;
 /// [`WsManager::set_event_capacity`](crate::WsManager::set_event_capacity).
 pub const DEFAULT_EVENT_CAPACITY: usize = 65_536;
 
+/// The payload bytes a manager's event queue holds before polled connections stop reading,
+/// unless set with
+/// [`WsManager::set_event_byte_capacity`](crate::WsManager::set_event_byte_capacity): 64 MiB.
+pub const DEFAULT_EVENT_BYTES: usize = 64 << 20;
+
 /// Events an [`EventStream`] takes from the queue under one lock.
 const STREAM_BATCH: usize = 256;
 
@@ -151,6 +156,8 @@ pub(crate) struct Batch {
     /// Receive times (receive timestamps on): `(i, t)` stamps the frames from item `i` on with
     /// `t`, up to the next entry. One entry per socket read, none without the option.
     times: Vec<(u32, ReceiveTime)>,
+    /// Payload bytes of the `Owned::Payload` entries.
+    owned_bytes: usize,
 }
 
 impl Batch {
@@ -161,6 +168,7 @@ impl Batch {
         items: &mut Vec<Item>,
         owned: &mut Vec<Owned>,
         times: &mut Vec<(u32, ReceiveTime)>,
+        owned_bytes: &mut usize,
     ) -> Self {
         Self {
             name: name.clone(),
@@ -168,7 +176,13 @@ impl Batch {
             items: std::mem::take(items),
             owned: std::mem::take(owned),
             times: std::mem::take(times),
+            owned_bytes: std::mem::take(owned_bytes),
         }
+    }
+
+    /// The payload bytes the batch holds, which count against the queue's byte capacity.
+    fn payload_bytes(&self) -> usize {
+        self.data.len() + self.owned_bytes
     }
 
     /// Whether any event of the batch has a receive time.
@@ -262,6 +276,12 @@ impl Piece {
     fn len(&self) -> usize {
         self.to - self.from
     }
+
+    /// Whether the piece holds its batch's last item: the batch's bytes count against the
+    /// queue's byte capacity while that item is queued.
+    fn ends_batch(&self) -> bool {
+        self.to == self.batch.items.len()
+    }
 }
 
 /// Batches the queue keeps for reuse at most; larger ones than `POOL_BYTES` are not kept.
@@ -280,6 +300,10 @@ struct State {
     /// Events in `pieces`.
     len: usize,
     capacity: usize,
+    /// Payload bytes of the batches in `pieces` (a batch counts whole until its last item is
+    /// taken).
+    bytes: usize,
+    byte_capacity: usize,
     /// Emptied batches, for the sinks to stage into again.
     pool: Vec<Arc<Batch>>,
     /// Connections that found the queue full, by sink: woken when a poll frees room. Keyed so a
@@ -307,16 +331,32 @@ impl State {
         self.room_left() > 0
     }
 
-    /// Events that fit before the queue is full.
+    /// Events that fit before the queue is full (none while its payload bytes are at their
+    /// capacity).
     fn room_left(&self) -> usize {
         if self.unbounded {
             return usize::MAX;
         }
+        if self.bytes >= self.byte_capacity {
+            return 0;
+        }
         self.capacity.saturating_sub(self.len)
     }
 
+    /// What a connection may stage before it flushes, so that it passes neither capacity by
+    /// more than one message: events, and payload bytes (at most [`STAGE_BYTES`]).
+    fn staging_room(&self) -> (usize, usize) {
+        let bytes = if self.unbounded {
+            STAGE_BYTES
+        } else {
+            STAGE_BYTES.min(self.byte_capacity.saturating_sub(self.bytes))
+        };
+        (self.room_left(), bytes)
+    }
+
     /// Moves up to `max` events to `out` (whole batches where they fit, a batch's first items
-    /// where not) and keeps the emptied batches in `done` for reuse; returns the connections to
+    /// where not), stopping after the batch that brings the payload bytes taken to the byte
+    /// capacity, and keeps the emptied batches in `done` for reuse; returns the connections to
     /// wake (outside the lock) when that made room for them.
     fn take(
         &mut self,
@@ -326,7 +366,10 @@ impl State {
     ) -> Vec<Waker> {
         self.recycle(done);
         let mut left = max;
-        while left > 0 {
+        // What a poller holds is bounded like the queue: a take stops at the batch that
+        // brings it to the byte capacity.
+        let mut taken_bytes = 0;
+        while left > 0 && (taken_bytes < self.byte_capacity || self.unbounded) {
             let Some(front) = self.pieces.front_mut() else {
                 break;
             };
@@ -346,6 +389,11 @@ impl State {
             };
             left -= piece.len();
             self.len -= piece.len();
+            if piece.ends_batch() {
+                let bytes = piece.batch.payload_bytes();
+                self.bytes -= bytes;
+                taken_bytes += bytes;
+            }
             out.extend(std::iter::once(piece));
         }
         let n = max - left;
@@ -377,6 +425,9 @@ impl State {
     fn give_back(&mut self, pieces: impl DoubleEndedIterator<Item = Piece>) {
         for p in pieces.rev() {
             self.len += p.len();
+            if p.ends_batch() {
+                self.bytes += p.batch.payload_bytes();
+            }
             self.pieces.push_front(p);
         }
         #[cfg(unix)]
@@ -403,6 +454,7 @@ pub(crate) fn reusable(pieces: impl IntoIterator<Item = Piece>, done: &mut Vec<A
             b.data.clear();
             b.owned.clear();
             b.times.clear();
+            b.owned_bytes = 0;
             done.push(batch);
         }
     }
@@ -415,6 +467,8 @@ impl EventQueue {
                 pieces: VecDeque::new(),
                 len: 0,
                 capacity: DEFAULT_EVENT_CAPACITY,
+                bytes: 0,
+                byte_capacity: DEFAULT_EVENT_BYTES,
                 pool: Vec::new(),
                 stalled: HashMap::new(),
                 consumers: Vec::new(),
@@ -450,6 +504,28 @@ impl EventQueue {
         };
         woken.into_iter().for_each(Waker::wake);
         Ok(())
+    }
+
+    /// Sets the byte capacity; a larger one lets waiting connections read again at once.
+    pub(crate) fn set_byte_capacity(&self, bytes: usize) -> Result<()> {
+        let bytes = limits::event_bytes(bytes)?;
+        let woken = {
+            let mut st = self.lock();
+            st.byte_capacity = bytes;
+            if st.has_room() {
+                st.stalled.drain().map(|(_, w)| w).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        woken.into_iter().for_each(Waker::wake);
+        Ok(())
+    }
+
+    /// Payload bytes queued and not yet taken by a poller (a batch counts whole until its last
+    /// event is taken).
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// The manager is shutting down: from now on connections do not wait for room.
@@ -622,6 +698,12 @@ pub(crate) struct Sink {
     /// Room in the queue at the last flush: a read stages no more than that before flushing,
     /// so staging never takes a connection past the capacity.
     room_left: usize,
+    /// Payload bytes a read stages before it flushes: [`STAGE_BYTES`], or less when the queue
+    /// had less byte room at the last flush, so a connection passes the byte capacity by one
+    /// message at most.
+    stage_bytes: usize,
+    /// Payload bytes of the staged `Owned::Payload` entries.
+    owned_bytes: usize,
     /// The current read's small payloads and items, not yet in the queue: they enter it
     /// together, as one [`Batch`], under one lock and with one wake-up, when the connection's
     /// poll ends (see [`flush`](Self::flush)).
@@ -653,6 +735,8 @@ impl Sink {
             id: NEXT_SINK.fetch_add(1, Ordering::Relaxed),
             room: true,
             room_left: 1,
+            stage_bytes: 1,
+            owned_bytes: 0,
             data: Vec::new(),
             items: Vec::new(),
             owned: Vec::new(),
@@ -713,6 +797,9 @@ impl Sink {
 
     #[cold]
     fn stage_owned(&mut self, owned: Owned) {
+        if let Owned::Payload(_, b) = &owned {
+            self.owned_bytes += b.len();
+        }
         self.items.push(Item {
             kind: None,
             start: self.owned.len() as u32,
@@ -724,7 +811,9 @@ impl Sink {
 
     #[inline]
     fn flush_if_full(&mut self) {
-        if self.items.len() >= STAGE_MAX.min(self.room_left) || self.data.len() >= STAGE_BYTES {
+        if self.items.len() >= STAGE_MAX.min(self.room_left)
+            || self.data.len() + self.owned_bytes >= self.stage_bytes
+        {
             self.flush();
         }
     }
@@ -756,6 +845,7 @@ impl Sink {
                 std::mem::swap(&mut shell.items, &mut self.items);
                 std::mem::swap(&mut shell.owned, &mut self.owned);
                 std::mem::swap(&mut shell.times, &mut self.times);
+                std::mem::swap(&mut shell.owned_bytes, &mut self.owned_bytes);
                 Some(b)
             });
             let batch = reused.unwrap_or_else(|| {
@@ -765,16 +855,18 @@ impl Sink {
                     &mut self.items,
                     &mut self.owned,
                     &mut self.times,
+                    &mut self.owned_bytes,
                 ))
             });
             let n = batch.items.len();
             st.len += n;
+            st.bytes += batch.payload_bytes();
             st.pieces.push_back(Piece {
                 batch,
                 from: 0,
                 to: n,
             });
-            self.room_left = st.room_left();
+            (self.room_left, self.stage_bytes) = st.staging_room();
             self.room = self.room_left > 0;
             #[cfg(unix)]
             if let Some(s) = st.signal.as_mut() {
@@ -803,6 +895,7 @@ impl Sink {
             &mut self.items,
             &mut self.owned,
             &mut self.times,
+            &mut self.owned_bytes,
         ))
     }
 
@@ -821,7 +914,7 @@ impl Sink {
         let mut st = self.queue.lock();
         if st.has_room() {
             self.room = true;
-            self.room_left = st.room_left();
+            (self.room_left, self.stage_bytes) = st.staging_room();
             st.stalled.remove(&self.id);
             return Poll::Ready(());
         }
@@ -842,8 +935,8 @@ impl Drop for Sink {
 /// [`Stream`](futures_util::Stream) (or with [`recv`](Self::recv)). Made by
 /// [`WsManager::events`](crate::WsManager::events).
 ///
-/// It takes events from the manager's queue in batches of up to 256, so a stream holds at most
-/// that many beyond the queue's capacity. Several streams of one manager share its events: each
+/// It takes events from the manager's queue in batches of up to 256 (and up to the queue's byte
+/// capacity), so a stream holds at most that many beyond the queue's capacities. Several streams of one manager share its events: each
 /// event goes to one of them. The stream ends after the manager shut down (or was dropped) and
 /// every queued event was taken.
 pub struct EventStream {
@@ -1097,6 +1190,101 @@ mod tests {
         assert!(poll(&q, 8, None).is_empty() && t0.elapsed() < Duration::from_secs(5));
         q.close();
         assert!(poll(&q, 8, None).is_empty());
+    }
+
+    fn binary(len: usize) -> Event {
+        Event::Binary(Bytes::from(vec![7u8; len]))
+    }
+
+    #[test]
+    fn a_queue_full_of_bytes_parks_the_connection_until_a_poll_takes_a_message() {
+        let q = EventQueue::new();
+        q.set_byte_capacity(10_000).unwrap();
+        let mut sink = Sink::new(q.clone(), "a");
+        let counter = Arc::new(Counter::default());
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        // Large messages, kept as they are: they count as much as copied ones.
+        sink.push(binary(6000));
+        assert!(sink.poll_room(&mut cx).is_ready());
+        sink.push(binary(6000));
+        assert_eq!(q.pending_bytes(), 12_000);
+        assert!(sink.poll_room(&mut cx).is_pending());
+        let out = poll(&q, 1, Some(Duration::ZERO));
+        assert_eq!(out.len(), 1);
+        assert_eq!(q.pending_bytes(), 6000);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert!(sink.poll_room(&mut cx).is_ready());
+        // A larger capacity lets a waiting connection read at once.
+        sink.push(binary(6000));
+        assert!(sink.poll_room(&mut cx).is_pending());
+        q.set_byte_capacity(20_000).unwrap();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        assert!(sink.poll_room(&mut cx).is_ready());
+        assert!(q.set_byte_capacity(0).is_err());
+    }
+
+    #[test]
+    fn a_poll_takes_about_the_byte_capacity_at_most() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "a");
+        for _ in 0..3 {
+            sink.push(binary(6000));
+        }
+        q.set_byte_capacity(10_000).unwrap();
+        // The second batch brings the poll to the capacity: the third stays queued.
+        assert_eq!(poll(&q, 100, Some(Duration::ZERO)).len(), 2);
+        assert_eq!(q.pending_bytes(), 6000);
+        assert_eq!(poll(&q, 100, Some(Duration::ZERO)).len(), 1);
+        assert_eq!(q.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn staging_passes_the_byte_capacity_by_one_message_at_most() {
+        for (size, capacity) in [(100, 1000), (5000, 12_000), (1, 1)] {
+            let q = EventQueue::new();
+            q.set_byte_capacity(capacity).unwrap();
+            let mut sink = Sink::new(q.clone(), "a");
+            let counter = Arc::new(Counter::default());
+            let waker = Waker::from(counter.clone());
+            let mut cx = Context::from_waker(&waker);
+            let mut staged = 0;
+            while sink.poll_room(&mut cx).is_ready() {
+                sink.stage(binary(size));
+                staged += 1;
+                assert!(staged < 1000, "the sink never saw the queue full");
+            }
+            sink.flush();
+            let bytes = q.pending_bytes();
+            assert!(
+                (capacity..capacity + size).contains(&bytes),
+                "{bytes} bytes queued with a capacity of {capacity} and {size}-byte messages"
+            );
+            // Taken in pieces smaller than the batches: counted until a batch's last event.
+            let mut taken = 0;
+            while !poll(&q, 3, Some(Duration::ZERO)).is_empty() {
+                taken += 1;
+                assert!(q.pending_bytes() <= bytes);
+            }
+            assert!(taken > 0);
+            assert_eq!(q.pending_bytes(), 0);
+        }
+    }
+
+    #[test]
+    fn large_messages_staged_in_one_read_enter_the_queue_every_256_kib() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "a");
+        // The first look at the queue (a sink starts knowing no room) passes one message.
+        sink.stage(binary(10));
+        for _ in 0..10 {
+            sink.stage(binary(64 * 1024));
+        }
+        // Every 4 x 64 KiB staged reach STAGE_BYTES: flushed without waiting for the read's
+        // end (after the 4th and the 8th).
+        assert_eq!(q.len(), 9, "{} events queued", q.len());
+        sink.flush();
+        assert_eq!(q.len(), 11);
     }
 
     /// Waits (bounded) until a poller is blocked on the queue.

@@ -71,7 +71,7 @@ pub use clock::{ReceiveTime, receive_time};
 pub use config::{Compression, Config, ConfigBuilder, Heartbeat, InitMessage, defaults};
 pub use connection::{Connection, Ended};
 pub use error::{ConnectionError, Result};
-pub use events::{ConnEvent, DEFAULT_EVENT_CAPACITY, EventStream};
+pub use events::{ConnEvent, DEFAULT_EVENT_BYTES, DEFAULT_EVENT_CAPACITY, EventStream};
 pub use handle::{ConnState, Link, StateChange, Stats};
 pub use hooks::{CLOSE_NO_STATUS, Event, ReadHooks, opcode};
 pub use logging::init_logging;

@@ -468,6 +468,20 @@ pub(crate) fn event_capacity(n: usize) -> Result<usize> {
     Ok(n)
 }
 
+/// Largest event queue byte capacity (see [`event_bytes`]): 1 TiB.
+pub(crate) const MAX_EVENT_BYTES: usize = 1 << 40;
+
+/// The byte capacity of a manager's event queue: 1 up to [`MAX_EVENT_BYTES`] (a queue that
+/// held more would not be bounded in any useful sense).
+pub(crate) fn event_bytes(n: usize) -> Result<usize> {
+    if !(1..=MAX_EVENT_BYTES).contains(&n) {
+        return Err(invalid(format!(
+            "the event byte capacity must be 1..={MAX_EVENT_BYTES}, not {n}"
+        )));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

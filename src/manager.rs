@@ -120,10 +120,11 @@ impl WsManager {
     /// error), with the connection's name, in arrival order per connection. Take them with
     /// [`events`](Self::events).
     ///
-    /// The queue is bounded ([`set_event_capacity`](Self::set_event_capacity)): while it is
-    /// full, polled connections stop reading their sockets until the poller takes events, so
-    /// TCP slows the peers and nothing is dropped. Each connection may put one event beyond
-    /// the capacity, and open and error events are never held back. While a connection waits
+    /// The queue is bounded, in events ([`set_event_capacity`](Self::set_event_capacity)) and
+    /// in payload bytes ([`set_event_byte_capacity`](Self::set_event_byte_capacity)): while it
+    /// is full, polled connections stop reading their sockets until the poller takes events,
+    /// so TCP slows the peers and nothing is dropped. Each connection may put one message
+    /// beyond either capacity, and open and error events are never held back. While a connection waits
     /// for room its heartbeat does not time out (the answer may wait unread); a close of it
     /// then waits for room too, up to the close timeout.
     pub fn add_polled(&self, name: &str, config: Config) -> Result<()> {
@@ -152,6 +153,22 @@ impl WsManager {
     /// May be changed at any time; a larger capacity lets waiting connections read at once.
     pub fn set_event_capacity(&self, capacity: usize) -> Result<()> {
         self.inner.events.set_capacity(capacity)
+    }
+
+    /// Sets how many payload bytes the manager's queue holds before polled connections stop
+    /// reading (1 to 2^40; the default is [`DEFAULT_EVENT_BYTES`](crate::DEFAULT_EVENT_BYTES),
+    /// 64 MiB): with large messages this, not the event capacity, bounds the queue's memory.
+    /// A message counts until a poller takes the last event of the batch it arrived in (the
+    /// events one read of its connection queued). May be changed at any time; a larger
+    /// capacity lets waiting connections read at once.
+    pub fn set_event_byte_capacity(&self, bytes: usize) -> Result<()> {
+        self.inner.events.set_byte_capacity(bytes)
+    }
+
+    /// Payload bytes queued for a poller (see
+    /// [`set_event_byte_capacity`](Self::set_event_byte_capacity) for how they are counted).
+    pub fn pending_event_bytes(&self) -> usize {
+        self.inner.events.pending_bytes()
     }
 
     /// How many events wait in the manager's queue for a poller.

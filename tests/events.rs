@@ -189,6 +189,59 @@ async fn a_full_queue_slows_the_socket_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_capacity_bounds_a_queue_of_large_messages_and_loses_nothing() {
+    const N: u32 = 120;
+    const SIZE: usize = 256 * 1024;
+    const BYTES: usize = 1 << 20;
+    let mut server = Server::start().await;
+    let mgr = WsManager::new();
+    mgr.set_event_byte_capacity(BYTES).unwrap();
+    assert!(mgr.set_event_byte_capacity(0).is_err());
+    let mut events = mgr.events();
+    mgr.add_polled("big", cfg(server.port).build().unwrap())
+        .unwrap();
+    let ws = server.next().await;
+    let feed = AbortOnDrop(tokio::spawn(async move {
+        let mut ws = numbered_feed(ws, N, SIZE).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    }));
+    assert!(matches!(next(&mut events).await.into_event(), Event::Open));
+    let mut expected = 0u32;
+    while expected < N {
+        match next(&mut events).await.into_event() {
+            Event::Binary(b) => {
+                assert_eq!(b.len(), SIZE);
+                let i = u32::from_be_bytes(b[..4].try_into().unwrap());
+                assert_eq!(i, expected, "message {i} arrived when {expected} was due");
+                expected += 1;
+            }
+            Event::Pong(_) => {}
+            other => panic!("unexpected event {other:?} after {expected} messages"),
+        }
+        if expected == 5 {
+            // A slow poller: 30 MiB cannot fit the socket buffers, and the event capacity
+            // (65,536) alone would let the queue take all of it.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let bytes = mgr.pending_event_bytes();
+            assert!(
+                bytes < BYTES + SIZE,
+                "{bytes} payload bytes queued with a byte capacity of {BYTES}"
+            );
+            assert!(
+                bytes >= BYTES,
+                "only {bytes} bytes queued: the feed stalled early"
+            );
+            assert!(
+                !feed.0.is_finished(),
+                "the whole feed was read past a full queue"
+            );
+        }
+    }
+    assert_eq!(mgr.pending_event_bytes(), 0);
+    mgr.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_unpolled_events_is_bounded_and_ends_the_stream() {
     let mut server = Server::start().await;
     let mgr = WsManager::new();

@@ -177,6 +177,7 @@ def _load(path=None):
         "kh_manager_add_polled_ex": (c_uint32, [p, c_char_p, p, c_uint32]),
         "kh_config_set_receive_timestamps": (c_uint32, [p, c_int]),
         "kh_manager_set_event_capacity": (c_uint32, [p, c_size_t]),
+        "kh_manager_set_event_byte_capacity": (c_uint32, [p, c_size_t]),
         "kh_manager_poll": (c_uint32, [p, POINTER(_KhEvent), c_size_t, c_int32,
                                        POINTER(c_size_t)]),
         "kh_manager_event_fd": (c_uint32, [p, POINTER(c_int)]),
@@ -362,7 +363,7 @@ class Manager:
 
     Close it with `close()` or a `with` block (stops every connection, bounded in time)."""
 
-    def __init__(self, threads=0, event_capacity=None):
+    def __init__(self, threads=0, event_capacity=None, event_bytes=None):
         self._lib = _lib()
         self._poller = None
         try:
@@ -384,6 +385,8 @@ class Manager:
         self._full = False
         if event_capacity is not None:
             self.set_event_capacity(event_capacity)
+        if event_bytes is not None:
+            self.set_event_byte_capacity(event_bytes)
 
     def _mgr(self):
         if self._m is None:
@@ -393,6 +396,11 @@ class Manager:
     def set_event_capacity(self, capacity):
         """How many events wait before connections stop reading (1 to 16777216)."""
         _check(self._lib.kh_manager_set_event_capacity(self._mgr(), capacity))
+
+    def set_event_byte_capacity(self, nbytes):
+        """How many payload bytes wait before connections stop reading (1 to 2**40; 64 MiB by
+        default): with large messages this bounds the queue's memory."""
+        _check(self._lib.kh_manager_set_event_byte_capacity(self._mgr(), nbytes))
 
     def add(self, name, url, *, ping_interval=None, pong_timeout=None, connect_timeout=None,
             close_timeout=None, reconnect_backoff=None, init_text=(), state_events=False,

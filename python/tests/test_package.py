@@ -140,6 +140,11 @@ def test_errors_are_exceptions_named_after_their_code(server):
         with pytest.raises(kharbranth.InvalidArgument):
             mgr.set_event_capacity(0)
         with pytest.raises(kharbranth.InvalidArgument):
+            mgr.set_event_byte_capacity(0)
+        with pytest.raises(kharbranth.InvalidArgument):
+            mgr.set_event_byte_capacity(2**40 + 1)
+        mgr.set_event_byte_capacity(1 << 20)
+        with pytest.raises(kharbranth.InvalidArgument):
             mgr.add("y", "http://not-a-websocket/")
         with pytest.raises(kharbranth.ConnectionNotFound):
             mgr.send_text("nobody", "hi")

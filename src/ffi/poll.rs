@@ -215,10 +215,11 @@ pub(crate) type LentEvents = Mutex<Lent>;
 /// ping, pong, close, error) go to the manager's event queue, which `kh_manager_poll` empties.
 /// One manager may hold connections of both kinds.
 ///
-/// The queue is bounded (`kh_manager_set_event_capacity`). While it is full, polled connections
-/// stop reading their sockets until a poll takes events: TCP slows the peers, nothing is
-/// dropped, and no runtime thread is held. Each connection may put one event beyond the
-/// capacity, and open and error events are never held back. A connection waiting for room does
+/// The queue is bounded, in events (`kh_manager_set_event_capacity`) and in payload bytes
+/// (`kh_manager_set_event_byte_capacity`). While it is full, polled connections stop reading
+/// their sockets until a poll takes events: TCP slows the peers, nothing is dropped, and no
+/// runtime thread is held. Each connection may put one message beyond either capacity, and
+/// open and error events are never held back. A connection waiting for room does
 /// not time out its heartbeat (the answer may wait unread), and a close of it waits for room
 /// too, up to its close timeout. Fails like `kh_manager_add`.
 #[unsafe(no_mangle)]
@@ -251,9 +252,29 @@ pub unsafe extern "C" fn kh_manager_set_event_capacity(
     })
 }
 
+/// Sets how many payload bytes the manager's queue holds before polled connections stop
+/// reading: 1 to 2^40 (the default is 64 MiB). With large messages this, not the event
+/// capacity, bounds the queue's memory. A message counts until a poll takes the last event of
+/// the batch it arrived in (the events one read of its connection queued). May be called at
+/// any time; a larger capacity lets waiting connections read again at once.
+/// `KH_INVALID_ARGUMENT` outside that range.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_set_event_byte_capacity(
+    mgr: *mut super::kh_manager,
+    bytes: usize,
+) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or a valid manager, per the header.
+        let m = unsafe { manager(mgr) }?;
+        m.manager.set_event_byte_capacity(bytes)
+    })
+}
+
 /// Takes up to `cap` events of the polled connections into `events[0..*n_out]`, waiting for the
 /// first one up to `timeout_ms` milliseconds (0: do not wait; negative: wait until an event
-/// comes or `kh_manager_wakeup` is called). Events of one connection come in arrival order.
+/// comes or `kh_manager_wakeup` is called). Events of one connection come in arrival order. A
+/// poll also stops at about the queue's byte capacity in payloads (see
+/// `kh_manager_set_event_byte_capacity`), so what a caller holds is bounded like the queue.
 ///
 /// Returns `KH_OK` with `*n_out` = 0 when the time ran out, when `kh_manager_wakeup` woke it,
 /// and also when no connection of the manager is polled (then it just waits `timeout_ms`).

@@ -1822,6 +1822,10 @@ static void test_poll_bad_input(void) {
   EXPECT_RC(kh_manager_set_event_capacity(m, 0), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_set_event_capacity(m, SIZE_MAX), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_set_event_capacity(m, 1000), KH_OK);
+  EXPECT_RC(kh_manager_set_event_byte_capacity(NULL, 4096), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_event_byte_capacity(m, 0), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_event_byte_capacity(m, SIZE_MAX), KH_INVALID_ARGUMENT);
+  EXPECT_RC(kh_manager_set_event_byte_capacity(m, 1 << 20), KH_OK);
   kh_config *cfg = new_config(g_url);
   EXPECT_RC(kh_manager_add_polled(NULL, "p", cfg), KH_INVALID_ARGUMENT);
   EXPECT_RC(kh_manager_add_polled(m, NULL, cfg), KH_INVALID_ARGUMENT);
