@@ -40,7 +40,8 @@ def floor(wl, pin, field, best):
 workloads = [("push_64B", "push 64 B"), ("push_1KiB", "push 1 KiB"),
              ("push_64B_bin", "push 64 B binary"), ("echo_64B", "echo 64 B p50")]
 clients = ["kharbranth Rust API", "kharbranth C ABI", "kharbranth C ABI, 1 worker",
-           "kharbranth C ABI (poll)", "kharbranth Python ctypes", "kharbranth Python package (poll)", "libwebsockets",
+           "kharbranth C ABI (poll)", "kharbranth C ABI (poll), 1 worker", "kharbranth Python ctypes",
+           "kharbranth Python package (poll)", "libwebsockets",
            "picows (Python)", "node ws"]
 colors = ["#1f6feb", "#2da44e", "#7ee787", "#56d364", "#bf8700", "#d4a72c", "#8250df", "#cf222e",
           "#6e7781"]

@@ -149,6 +149,7 @@ for set in "${push_sets[@]}"; do
     [ "$have_c" = 1 ] && run "kharbranth C ABI" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url$path" "$n" "$s" "${c_bin[@]}"
     [ "$have_c" = 1 ] && run "kharbranth C ABI, 1 worker" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url$path" "$n" "$s" workers=1 "${c_bin[@]}"
     [ "$have_c" = 1 ] && run "kharbranth C ABI (poll)" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url$path" "$n" "$s" poll=1 "${c_bin[@]}"
+    [ "$have_c" = 1 ] && run "kharbranth C ABI (poll), 1 worker" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url$path" "$n" "$s" poll=1 workers=1 "${c_bin[@]}"
     # The binary run compares the library with its floor only.
     [ -n "$kind" ] && continue
     [ "$have_py" = 1 ] && run "kharbranth Python ctypes" main cross "$CLI_CPU" "$rep" python3 bench/py_client.py push "$url/push/$n/$s" "$n" "$s"
@@ -174,6 +175,7 @@ for pin in cross same; do
     [ "$have_c" = 1 ] && run "kharbranth C ABI" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64
     [ "$have_c" = 1 ] && run "kharbranth C ABI, 1 worker" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64 workers=1
     [ "$have_c" = 1 ] && run "kharbranth C ABI (poll)" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64 poll=1
+    [ "$have_c" = 1 ] && run "kharbranth C ABI (poll), 1 worker" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64 poll=1 workers=1
     [ "$have_py" = 1 ] && run "kharbranth Python ctypes" main "$pin" "$cpu" "$rep" python3 bench/py_client.py echo "$url/echo" "$echo_n" 64
     [ "$have_py" = 1 ] && run "kharbranth Python package (poll)" main "$pin" "$cpu" "$rep" python3 bench/py_pkg_client.py echo "$url/echo" "$echo_n" 64
     [ "$have_lws" = 1 ] && run "libwebsockets" main "$pin" "$cpu" "$rep" target/bench/lws_client echo "$PORT" /echo "$echo_n" 64
