@@ -44,7 +44,7 @@ clients = ["kharbranth Rust API", "kharbranth C ABI", "kharbranth C ABI, 1 worke
            "kharbranth Python package (poll)", "libwebsockets",
            "picows (Python)", "node ws"]
 colors = ["#1f6feb", "#2da44e", "#7ee787", "#56d364", "#bf8700", "#d4a72c", "#8250df", "#cf222e",
-          "#6e7781"]
+          "#6e7781", "#0a3069"]
 
 fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [3, 1]})
 width = 0.8 / len(clients)
