@@ -493,25 +493,22 @@ impl EventQueue {
     /// Sets the capacity; a larger one lets waiting connections read again at once.
     pub(crate) fn set_capacity(&self, capacity: usize) -> Result<()> {
         let capacity = limits::event_capacity(capacity)?;
-        let woken = {
-            let mut st = self.lock();
-            st.capacity = capacity;
-            if st.has_room() {
-                st.stalled.drain().map(|(_, w)| w).collect()
-            } else {
-                Vec::new()
-            }
-        };
-        woken.into_iter().for_each(Waker::wake);
+        self.resize(|st| st.capacity = capacity);
         Ok(())
     }
 
     /// Sets the byte capacity; a larger one lets waiting connections read again at once.
     pub(crate) fn set_byte_capacity(&self, bytes: usize) -> Result<()> {
         let bytes = limits::event_bytes(bytes)?;
-        let woken = {
+        self.resize(|st| st.byte_capacity = bytes);
+        Ok(())
+    }
+
+    /// Changes a capacity, and wakes the waiting connections when that made room.
+    fn resize(&self, change: impl FnOnce(&mut State)) {
+        let woken: Vec<Waker> = {
             let mut st = self.lock();
-            st.byte_capacity = bytes;
+            change(&mut st);
             if st.has_room() {
                 st.stalled.drain().map(|(_, w)| w).collect()
             } else {
@@ -519,7 +516,6 @@ impl EventQueue {
             }
         };
         woken.into_iter().for_each(Waker::wake);
-        Ok(())
     }
 
     /// Payload bytes queued and not yet taken by a poller (a batch counts whole until its last
@@ -936,9 +932,9 @@ impl Drop for Sink {
 /// [`WsManager::events`](crate::WsManager::events).
 ///
 /// It takes events from the manager's queue in batches of up to 256 (and up to the queue's byte
-/// capacity), so a stream holds at most that many beyond the queue's capacities. Several streams of one manager share its events: each
-/// event goes to one of them. The stream ends after the manager shut down (or was dropped) and
-/// every queued event was taken.
+/// capacity), so a stream holds at most that many beyond the queue's capacities. Several
+/// streams of one manager share its events: each event goes to one of them. The stream ends
+/// after the manager shut down (or was dropped) and every queued event was taken.
 pub struct EventStream {
     queue: Arc<EventQueue>,
     buf: VecDeque<Piece>,
