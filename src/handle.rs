@@ -43,7 +43,11 @@ impl ConnState {
 }
 
 /// Counters of a connection, read with [`WsManager::stats`](crate::WsManager::stats).
+///
+/// Later versions add counters (`rotations` was added this way), so it is made by the library
+/// (or `Default`) only, never by a struct literal.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Text and binary messages received.
     pub messages_in: u64,
@@ -76,7 +80,11 @@ pub struct Stats {
 ///
 /// The gap fields (`attempts`, `down_for`) are set on every [`ConnState::Open`] after the first
 /// one, so a consumer knows that it missed messages and for how long.
+///
+/// Later versions add fields (`endpoint` and `last_message_at` were added this way), so it is
+/// made by the library only, never by a struct literal.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StateChange {
     /// The state entered.
     pub state: ConnState,

@@ -34,7 +34,11 @@ pub mod opcode {
 pub const CLOSE_NO_STATUS: u16 = 1005;
 
 /// One thing that happened on a connection.
+///
+/// Later versions add kinds of events (state changes and rotations were added this way), so a
+/// `match` needs a `_` arm: that keeps a program compiling when a kind is added.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Event {
     /// The connection (re)connected and its init messages were queued.
     Open,
