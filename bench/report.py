@@ -20,6 +20,7 @@ ap.add_argument("--sweep-reps", default="?")
 ap.add_argument("--elapsed", default="?")
 ap.add_argument("--load-start", default="?")
 ap.add_argument("--load-end", default="?")
+ap.add_argument("--steal", default="?")
 ap.add_argument("--server-cpu", default="0")
 ap.add_argument("--client-cpu", default="1")
 ap.add_argument("--nofile", default="?")
@@ -104,7 +105,8 @@ w(f"- Command: `{a.command}` (REPS={a.reps}, SWEEP_REPS={a.sweep_reps}; {a.elaps
 w(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
 w(f"- Machine: `nproc` = {sh('nproc')}, {model}, {sh('uname -r')}, "
   f"{platform.python_implementation()} {platform.python_version()}")
-w(f"- Load average (1/5/15 min) at start: {a.load_start}; at end: {a.load_end}. "
+w(f"- Load average (1/5/15 min) at start: {a.load_start}; at end: {a.load_end}. CPU time "
+  f"stolen by the hypervisor over the run: {a.steal} %. "
   "Other work on the machine skews single runs: read ratios, not absolute numbers.")
 w(f"- Pinning: server on CPU {a.server_cpu}, clients on CPU {a.client_cpu} (cross-core); "
   f"same-core echo runs the client on CPU {a.server_cpu} too.")

@@ -102,6 +102,10 @@ for _ in $(seq 100); do
 done
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+# CPU time the hypervisor gave to other guests (the 'steal' column of /proc/stat) over the run:
+# on a shared VM it moves every wall-clock figure, and the load average does not show it.
+cpu_ticks() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $9}' /proc/stat; }
+ticks_start=$(cpu_ticks)
 : >"$out_jsonl.tmp"
 fails=0
 # run LABEL SUITE PIN CPU command...: one client run; its JSON line, tagged, goes to the jsonl.
@@ -229,10 +233,12 @@ if [ "${SKIP_SWEEP:-0}" != 1 ]; then
 fi
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+steal=$(printf '%s %s\n' "$ticks_start" "$(cpu_ticks)" |
+  awk '{ d = $3 - $1; printf "%.1f", d > 0 ? 100 * ($4 - $2) / d : 0 }')
 elapsed=$(($(date +%s) - started))
 mv "$out_jsonl.tmp" "$out_jsonl"
 python3 bench/report.py "$out_jsonl" "$out_md" --nofile "$nofile" \
   --command "bash bench/run.sh" --reps "$REPS" --sweep-reps "$SWEEP_REPS" --elapsed "$elapsed" \
-  --load-start "$load_start" --load-end "$load_end" --server-cpu "$SRV_CPU" --client-cpu "$CLI_CPU"
+  --load-start "$load_start" --load-end "$load_end" --steal "$steal" --server-cpu "$SRV_CPU" --client-cpu "$CLI_CPU"
 python3 bench/chart.py "$out_jsonl" bench/results.svg || say "no chart (matplotlib missing?)"
 say "done in ${elapsed}s: $out_md, $out_jsonl, bench/results.svg ($fails failed run(s))"
