@@ -7,6 +7,7 @@
 //! queued, if it is under 4 KiB; see `events::Batch`).
 
 use std::ffi::{CString, c_char, c_int};
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -191,6 +192,33 @@ impl Lent {
         out.len = data.len();
         out
     }
+    /// Writes the events of `pieces` (which the queue handed out for at most `slots.len()`
+    /// events) to `slots`, in order; returns how many.
+    fn fill(&mut self, pieces: &[Piece], slots: &mut [MaybeUninit<kh_event>]) -> usize {
+        let mut n = 0;
+        for piece in pieces {
+            let (batch, items) = piece.parts();
+            // One look per batch: only connections with receive timestamps have times.
+            if batch.has_times() {
+                let first = piece.first();
+                for (k, (slot, item)) in slots[n..].iter_mut().zip(items).enumerate() {
+                    let mut e = self.describe(batch, item);
+                    if let Some(t) = batch.received_at(first + k) {
+                        e.recv_mono_ns = t.monotonic_ns();
+                        e.recv_wall_ns = t.wall_ns();
+                    }
+                    slot.write(e);
+                }
+            } else {
+                for (slot, item) in slots[n..].iter_mut().zip(items) {
+                    slot.write(self.describe(batch, item));
+                }
+            }
+            n += items.len();
+        }
+        n
+    }
+
     /// An error's NUL-terminated message, kept until the next poll; the bytes before the NUL.
     fn message(&mut self, err: &ConnectionError) -> &[u8] {
         self.messages.push(error_message(err));
@@ -321,28 +349,7 @@ pub unsafe extern "C" fn kh_manager_poll(
         m.manager
             .event_queue()
             .poll_blocking(slots.len(), timeout, &mut pieces, &mut lent.done);
-        let mut n = 0;
-        for piece in &pieces {
-            let (batch, items) = piece.parts();
-            // One look per batch: only connections with receive timestamps have times.
-            if batch.has_times() {
-                let first = piece.first();
-                for (k, (slot, item)) in slots[n..].iter_mut().zip(items).enumerate() {
-                    let mut e = lent.describe(batch, item);
-                    if let Some(t) = batch.received_at(first + k) {
-                        e.recv_mono_ns = t.monotonic_ns();
-                        e.recv_wall_ns = t.wall_ns();
-                    }
-                    slot.write(e);
-                }
-            } else {
-                for (slot, item) in slots[n..].iter_mut().zip(items) {
-                    slot.write(lent.describe(batch, item));
-                }
-            }
-            n += items.len();
-        }
-        n_out.write(n);
+        n_out.write(lent.fill(&pieces, slots));
         lent.pieces = pieces;
         Ok(())
     })
@@ -430,4 +437,89 @@ pub unsafe extern "C" fn kh_manager_add_polled_ex(
             PollOptions::new().state_events(flags & kh_poll_flag::KH_POLL_STATE_EVENTS as u32 != 0);
         m.manager.add_polled_with(name, cfg.build()?, options)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+
+    use super::*;
+    use crate::clock::ReceiveTime;
+    use crate::events::{EventQueue, Sink};
+
+    /// One poll of up to `cap` events of `q`, as kh_manager_poll fills them.
+    fn poll(q: &EventQueue, lent: &mut Lent, cap: usize) -> Vec<kh_event> {
+        let mut pieces = Vec::new();
+        q.poll_blocking(cap, Some(Duration::ZERO), &mut pieces, &mut Vec::new());
+        let mut slots = vec![MaybeUninit::uninit(); cap];
+        let n = lent.fill(&pieces, &mut slots);
+        lent.pieces = pieces;
+        // SAFETY: fill wrote the first n slots.
+        slots[..n]
+            .iter()
+            .map(|s| unsafe { s.assume_init() })
+            .collect()
+    }
+
+    fn payload(e: &kh_event) -> &[u8] {
+        // SAFETY: the event's payload, lent until the next poll (the test holds `lent`).
+        unsafe { std::slice::from_raw_parts(e.data, e.len) }
+    }
+
+    #[test]
+    fn a_poll_that_takes_part_of_a_batch_gives_each_frame_its_own_receive_time() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "feed");
+        let (t1, t2) = (ReceiveTime::now(), ReceiveTime::now());
+        // As the session does: the time of its read before each frame. The first frame goes
+        // out alone (a new sink knows no room yet); the other three are one batch.
+        for (t, e) in [
+            (t1, Event::Text("a".into())),
+            (t1, Event::Text("b".into())),
+            (t2, Event::Binary(vec![7u8; 5000].into())),
+            (t2, Event::Text("d".into())),
+        ] {
+            sink.set_receive_time(t);
+            sink.stage(e);
+        }
+        sink.flush();
+        let mut lent = Lent::default();
+        // The first batch and two of the second, then the rest of the second (a piece that
+        // starts at its third event). The first poll's events are copied before the second
+        // poll takes their memory back.
+        let mut events = poll(&q, &mut lent, 3);
+        let payloads: Vec<Vec<u8>> = events.iter().map(|e| payload(e).to_vec()).collect();
+        assert_eq!(payloads, [b"a".to_vec(), b"b".to_vec(), vec![7u8; 5000]]);
+        for e in &events {
+            // SAFETY: the connection's NUL-terminated name, owned by the batch.
+            assert_eq!(unsafe { CStr::from_ptr(e.conn) }, c"feed");
+        }
+        events.extend(poll(&q, &mut lent, 8));
+        let times: Vec<u64> = events.iter().map(|e| e.recv_mono_ns).collect();
+        let (m1, m2) = (t1.monotonic_ns(), t2.monotonic_ns());
+        assert_eq!(times, [m1, m1, m2, m2]);
+        assert!(events.iter().all(|e| e.recv_wall_ns != 0));
+        assert_eq!(payload(&events[3]), b"d");
+    }
+
+    #[test]
+    fn events_without_receive_timestamps_carry_none() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "plain");
+        sink.stage(Event::Text("a".into()));
+        sink.stage(Event::Open);
+        sink.flush();
+        let mut lent = Lent::default();
+        let events = poll(&q, &mut lent, 8);
+        assert_eq!(events.len(), 2);
+        assert!(
+            events
+                .iter()
+                .all(|e| e.recv_mono_ns == 0 && e.recv_wall_ns == 0)
+        );
+        assert_eq!(events[0].kind, kh_event_kind::KH_EVENT_TEXT);
+        assert_eq!(payload(&events[0]), b"a");
+        assert_eq!(events[1].kind, kh_event_kind::KH_EVENT_OPEN);
+        assert_eq!(events[1].len, 0);
+    }
 }
