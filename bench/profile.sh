@@ -39,6 +39,11 @@ client_cmd() { # NAME N S -> the command line of that client
     tt8k) echo "$BIN tt workload=push url=$url/push/$n/$s n=$n s=$s rbuf=8192 secs=600" ;;
     kh) echo "$BIN kh workload=push url=$url/push/$n/$s n=$n s=$s secs=600" ;;
     c) echo "target/bench/c_client push $url/push/$n/$s $n $s" ;;
+    cpoll) echo "target/bench/c_client push $url/push/$n/$s $n $s workers=1 poll=1" ;;
+    c1) echo "target/bench/c_client push $url/push/$n/$s $n $s workers=1" ;;
+    # The Python clients of bench/run.sh: the package (its C extension, built there) and picows.
+    pkg) echo "python3 bench/py_pkg_client.py push $url/push/$n/$s $n $s" ;;
+    picows) echo "python3 bench/py_others.py picows push $url/push/$n/$s $n $s" ;;
   esac
 }
 
@@ -50,7 +55,7 @@ if command -v valgrind >/dev/null; then
   for s in 64 1024; do
     n1=50000; n2=150000
     [ "$s" = 1024 ] && { n1=20000; n2=60000; }
-    for who in tt tt8k kh c; do
+    for who in tt tt8k kh c c1 cpoll; do
       say "callgrind $who push ${s} B"
       for n in $n1 $n2; do
         # shellcheck disable=SC2046
@@ -63,6 +68,30 @@ if command -v valgrind >/dev/null; then
         | tee -a "$out/summary.jsonl"
       callgrind_annotate --threshold=99 "$out/cg.$who.$s.$n2" 2>/dev/null | head -60 \
         >"$out/callgrind.$who.$s.txt"
+    done
+  done
+fi
+
+# Python: the whole process (interpreter, extension, library threads) per message, the package
+# against picows. Slow under callgrind (a minute or two a run): PY=0 leaves it out.
+# The comparison clients are in the venv bench/deps.sh fills.
+[ -x target/venv/bin/python3 ] && export PATH="$root/target/venv/bin:$PATH"
+if command -v valgrind >/dev/null && [ "${PY:-1}" = 1 ] && python3 -c 'import picows' 2>/dev/null &&
+  bash bench/py_ext.sh; then
+  export KH_LIB="$root/target/release/libkharbranth.so"
+  for s in 64 1024; do
+    n1=20000; n2=60000
+    for who in pkg picows; do
+      say "callgrind $who push ${s} B"
+      for n in $n1 $n2; do
+        # shellcheck disable=SC2046
+        taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$out/cg.$who.$s.$n" \
+          $(client_cmd "$who" "$n" "$s") >/dev/null 2>&1 || say "callgrind run failed: $who $n"
+      done
+      a=$(ir_total "$out/cg.$who.$s.$n1"); b=$(ir_total "$out/cg.$who.$s.$n2")
+      per=$(( (b - a) / (n2 - n1) ))
+      echo "{\"tool\":\"callgrind\",\"client\":\"$who\",\"size\":$s,\"instructions_per_msg\":$per}" \
+        | tee -a "$out/summary.jsonl"
     done
   done
 fi

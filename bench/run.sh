@@ -80,10 +80,7 @@ have_py=0
 # without it the package client runs its ctypes fallback and says so in its client name.
 # Compiled here like the C clients (no setuptools needed), with the flags python/setup.py uses.
 if [ "$have_py" = 1 ]; then
-  py_inc=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
-  py_ext=$(python3 -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-  $CC -shared -fPIC -O2 -std=c11 -Wall -Wextra -I"$py_inc" -o "python/kharbranth/_speedups$py_ext" \
-    python/kharbranth/_speedups.c -lpthread >>"$log" 2>&1 ||
+  CC=$CC bash bench/py_ext.sh >>"$log" 2>&1 ||
     say "the Python package's C extension did not build: its rows measure the ctypes fallback"
 fi
 have_picows=0; python3 -c 'import picows' 2>/dev/null && have_picows=1
