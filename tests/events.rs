@@ -272,6 +272,34 @@ async fn shutdown_with_unpolled_events_is_bounded_and_ends_the_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_reads_past_a_full_queue_to_the_peers_close_reply() {
+    let mut server = Server::start().await;
+    let mgr = WsManager::new();
+    mgr.set_event_capacity(4).unwrap();
+    let events = mgr.events();
+    // A close timeout far beyond the bound below: only reading the peer's reply ends the
+    // close in time, and a connection waiting for room reads nothing.
+    let config = cfg(server.port)
+        .close_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    mgr.add_polled("full", config).unwrap();
+    let ws = server.next().await;
+    let _feed = AbortOnDrop(tokio::spawn(async move {
+        // Small enough for the socket buffers: the server then reads, and answers the close.
+        let mut ws = numbered_feed(ws, 64, 16 * 1024).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    }));
+    eventually("a full queue", || mgr.pending_events() >= 4).await;
+    let bound = Duration::from_secs(5);
+    assert!(
+        tokio::time::timeout(bound, mgr.shutdown()).await.is_ok(),
+        "the shutdown took over {bound:?}: the close waited for room"
+    );
+    drop(events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_stream_puts_its_batch_back() {
     let server = echo_server().await;
     let mgr = WsManager::new();
