@@ -1227,8 +1227,8 @@ mod tests {
         for _ in 0..3 {
             sink.push(binary(6000));
         }
-        q.set_byte_capacity(10_000).unwrap();
-        // The second batch brings the poll to the capacity: the third stays queued.
+        q.set_byte_capacity(12_000).unwrap();
+        // The second batch brings the poll to the capacity exactly: the third stays queued.
         assert_eq!(poll(&q, 100, Some(Duration::ZERO)).len(), 2);
         assert_eq!(q.pending_bytes(), 6000);
         assert_eq!(poll(&q, 100, Some(Duration::ZERO)).len(), 1);
@@ -1434,6 +1434,34 @@ mod tests {
     }
 
     #[cfg(unix)]
+    #[test]
+    fn events_a_dropped_stream_gives_back_make_the_descriptor_readable_again() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "a");
+        q.event_fd().unwrap();
+        sink.push(text("1"));
+        sink.push(text("2"));
+        let mut stream = EventStream::new(q.clone());
+        assert!(stream.try_recv().is_some());
+        // The stream holds the second event: the queue is empty and its descriptor quiet.
+        assert!(!q.lock().signal.as_ref().unwrap().armed);
+        drop(stream);
+        assert_eq!(q.len(), 1);
+        assert!(q.lock().signal.as_ref().unwrap().armed);
+    }
+
+    #[test]
+    fn an_event_shows_its_connection_and_what_happened_in_debug_output() {
+        let q = EventQueue::new();
+        Sink::new(q.clone(), "trades").push(text("hello"));
+        let e = poll(&q, 1, Some(Duration::ZERO)).pop().unwrap();
+        let shown = format!("{e:?}");
+        assert!(
+            shown.contains("trades") && shown.contains("hello"),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn the_event_fd_holds_a_byte_exactly_while_events_wait() {
         use std::io::Read;
