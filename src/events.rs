@@ -1181,11 +1181,35 @@ mod tests {
         let t0 = Instant::now();
         assert!(poll(&q, 8, Some(Duration::from_millis(50))).is_empty());
         assert!(t0.elapsed() >= Duration::from_millis(50));
+        // Polls without a time limit, on a thread of their own: the test waits for each one
+        // only so long, so a poll that is never ended fails it instead of hanging it.
+        let unlimited = |q: &Arc<EventQueue>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(poll(&q, 8, None).len());
+            });
+            rx
+        };
         q.wakeup();
-        let t0 = Instant::now();
-        assert!(poll(&q, 8, None).is_empty() && t0.elapsed() < Duration::from_secs(5));
+        let ended = unlimited(&q).recv_timeout(Duration::from_secs(5));
+        assert_eq!(ended.ok(), Some(0), "the wakeup did not end the next poll");
+        let waiting = unlimited(&q);
+        until_a_poller_waits(&q);
+        q.wakeup();
+        let ended = waiting.recv_timeout(Duration::from_secs(5));
+        assert_eq!(ended.ok(), Some(0), "the wakeup did not end a waiting poll");
+        let waiting = unlimited(&q);
+        until_a_poller_waits(&q);
         q.close();
-        assert!(poll(&q, 8, None).is_empty());
+        let ended = waiting.recv_timeout(Duration::from_secs(5));
+        assert_eq!(
+            ended.ok(),
+            Some(0),
+            "closing the queue did not end a waiting poll"
+        );
+        let ended = unlimited(&q).recv_timeout(Duration::from_secs(5));
+        assert_eq!(ended.ok(), Some(0), "a poll of a closed queue waited");
     }
 
     fn binary(len: usize) -> Event {
