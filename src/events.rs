@@ -1199,6 +1199,16 @@ mod tests {
         q.wakeup();
         let ended = waiting.recv_timeout(Duration::from_secs(5));
         assert_eq!(ended.ok(), Some(0), "the wakeup did not end a waiting poll");
+        // A timeout beyond what the clock can add waits without limit too.
+        let (tx, beyond) = std::sync::mpsc::channel();
+        let q2 = q.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(poll(&q2, 8, Some(Duration::MAX)).len());
+        });
+        until_a_poller_waits(&q);
+        assert!(beyond.recv_timeout(Duration::from_millis(100)).is_err());
+        q.wakeup();
+        assert_eq!(beyond.recv_timeout(Duration::from_secs(5)).ok(), Some(0));
         let waiting = unlimited(&q);
         until_a_poller_waits(&q);
         q.close();
