@@ -1117,7 +1117,9 @@ mod tests {
         sink.stage(Event::Close(1000, Utf8Bytes::from_static("bye")));
         sink.flush();
         let mut stream = EventStream::new(q.clone());
+        // Bounded: a stream that handed out one event forever must fail the test, not hang it.
         let got: Vec<Option<ReceiveTime>> = std::iter::from_fn(|| stream.try_recv())
+            .take(10)
             .map(|e| e.received_at())
             .collect();
         assert_eq!(got, [Some(t1), Some(t1), None, Some(t2)]);
@@ -1448,6 +1450,43 @@ mod tests {
     }
 
     #[test]
+    fn connections_trading_pooled_batches_keep_their_own_names() {
+        let q = EventQueue::new();
+        let mut done = Vec::new();
+        let mut pieces = Vec::new();
+        // From the third round on, a connection stages into the batches the other one emptied.
+        for name in ["a", "b", "b", "a"] {
+            let mut sink = Sink::new(q.clone(), name);
+            for _ in 0..REUSE_FROM + 10 {
+                sink.stage(text("x"));
+            }
+            sink.flush();
+            // The previous round's batch, emptied, went back to the pool with this poll.
+            q.poll_blocking(1000, Some(Duration::ZERO), &mut pieces, &mut done);
+            let names: Vec<&str> = pieces.iter().map(|p| p.batch.name.as_str()).collect();
+            assert!(
+                !names.is_empty() && names.iter().all(|n| *n == name),
+                "batches of {name} came as {names:?}"
+            );
+            reusable(pieces.drain(..), &mut done);
+        }
+        assert!(!done.is_empty() || !q.lock().pool.is_empty());
+    }
+
+    #[test]
+    fn a_stream_shows_how_many_events_it_holds_in_debug_output() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "a");
+        sink.push(text("1"));
+        sink.push(text("2"));
+        sink.push(text("3"));
+        let mut stream = EventStream::new(q);
+        assert!(stream.try_recv().is_some());
+        let shown = format!("{stream:?}");
+        assert!(shown.contains("buffered: 2"), "{shown}");
+    }
+
+    #[test]
     fn a_dropped_stream_gives_back_what_it_took_and_did_not_hand_out() {
         let q = EventQueue::new();
         let mut sink = Sink::new(q.clone(), "a");
@@ -1502,6 +1541,10 @@ mod tests {
         let q = EventQueue::new();
         let mut sink = Sink::new(q.clone(), "a");
         sink.push(text("before the descriptor"));
+        // Made on an empty queue, the descriptor is quiet.
+        let quiet = EventQueue::new();
+        quiet.event_fd().unwrap();
+        assert!(!quiet.lock().signal.as_ref().unwrap().armed);
         let fd = q.event_fd().unwrap();
         assert_eq!(q.event_fd().unwrap(), fd);
         let rx = q.lock().signal.as_ref().unwrap().rx.try_clone().unwrap();

@@ -503,6 +503,23 @@ mod tests {
     }
 
     #[test]
+    fn an_error_event_carries_its_code_and_its_message_nul_terminated() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "e");
+        let err = ConnectionError::ConnectFailed("refused by 127.0.0.1:9".into());
+        sink.push(Event::Error(err.clone()));
+        let mut lent = Lent::default();
+        let events = poll(&q, &mut lent, 8);
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.kind, kh_event_kind::KH_EVENT_ERROR);
+        assert_eq!(e.error, kh_result::from(&err));
+        assert_eq!(payload(e), err.to_string().as_bytes());
+        // SAFETY: the message is followed by its NUL, lent until the next poll.
+        assert_eq!(unsafe { *e.data.add(e.len) }, 0, "no NUL after the message");
+    }
+
+    #[test]
     fn events_without_receive_timestamps_carry_none() {
         let q = EventQueue::new();
         let mut sink = Sink::new(q.clone(), "plain");
