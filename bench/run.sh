@@ -231,7 +231,7 @@ fi
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 steal=$(printf '%s %s\n' "$ticks_start" "$(cpu_ticks)" |
-  awk '{ d = $3 - $1; printf "%.1f", d > 0 ? 100 * ($4 - $2) / d : 0 }')
+  awk '{ d = $3 - $1; printf "%.1f", (d > 0 ? 100 * ($4 - $2) / d : 0) }')
 elapsed=$(($(date +%s) - started))
 mv "$out_jsonl.tmp" "$out_jsonl"
 python3 bench/report.py "$out_jsonl" "$out_md" --nofile "$nofile" \
