@@ -51,24 +51,27 @@ ir_total() { # callgrind out file -> total Ir
   callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' || true
 }
 
+# instructions WHO S N1 N2: callgrind runs of N1 and N2 messages of S bytes; their difference
+# per extra message goes to summary.jsonl, the top functions of the longer run beside it.
+instructions() {
+  local who=$1 s=$2 n1=$3 n2=$4 n a b
+  say "callgrind $who push ${s} B"
+  for n in $n1 $n2; do
+    # shellcheck disable=SC2046
+    taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$out/cg.$who.$s.$n" \
+      $(client_cmd "$who" "$n" "$s") >/dev/null 2>&1 || say "callgrind run failed: $who $n"
+  done
+  a=$(ir_total "$out/cg.$who.$s.$n1"); b=$(ir_total "$out/cg.$who.$s.$n2")
+  echo "{\"tool\":\"callgrind\",\"client\":\"$who\",\"size\":$s,\"instructions_per_msg\":$(( (b - a) / (n2 - n1) ))}" \
+    | tee -a "$out/summary.jsonl"
+  callgrind_annotate --threshold=99 "$out/cg.$who.$s.$n2" 2>/dev/null | head -60 \
+    >"$out/callgrind.$who.$s.txt"
+}
+
 if command -v valgrind >/dev/null; then
-  for s in 64 1024; do
-    n1=50000; n2=150000
-    [ "$s" = 1024 ] && { n1=20000; n2=60000; }
-    for who in tt tt8k kh c c1 cpoll; do
-      say "callgrind $who push ${s} B"
-      for n in $n1 $n2; do
-        # shellcheck disable=SC2046
-        taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$out/cg.$who.$s.$n" \
-          $(client_cmd "$who" "$n" "$s") >/dev/null 2>&1 || say "callgrind run failed: $who $n"
-      done
-      a=$(ir_total "$out/cg.$who.$s.$n1"); b=$(ir_total "$out/cg.$who.$s.$n2")
-      per=$(( (b - a) / (n2 - n1) ))
-      echo "{\"tool\":\"callgrind\",\"client\":\"$who\",\"size\":$s,\"instructions_per_msg\":$per}" \
-        | tee -a "$out/summary.jsonl"
-      callgrind_annotate --threshold=99 "$out/cg.$who.$s.$n2" 2>/dev/null | head -60 \
-        >"$out/callgrind.$who.$s.txt"
-    done
+  for who in tt tt8k kh c c1 cpoll; do
+    instructions "$who" 64 50000 150000
+    instructions "$who" 1024 20000 60000
   done
 fi
 
@@ -79,20 +82,9 @@ fi
 if command -v valgrind >/dev/null && [ "${PY:-1}" = 1 ] && python3 -c 'import picows' 2>/dev/null &&
   bash bench/py_ext.sh; then
   export KH_LIB="$root/target/release/libkharbranth.so"
-  for s in 64 1024; do
-    n1=20000; n2=60000
-    for who in pkg picows; do
-      say "callgrind $who push ${s} B"
-      for n in $n1 $n2; do
-        # shellcheck disable=SC2046
-        taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$out/cg.$who.$s.$n" \
-          $(client_cmd "$who" "$n" "$s") >/dev/null 2>&1 || say "callgrind run failed: $who $n"
-      done
-      a=$(ir_total "$out/cg.$who.$s.$n1"); b=$(ir_total "$out/cg.$who.$s.$n2")
-      per=$(( (b - a) / (n2 - n1) ))
-      echo "{\"tool\":\"callgrind\",\"client\":\"$who\",\"size\":$s,\"instructions_per_msg\":$per}" \
-        | tee -a "$out/summary.jsonl"
-    done
+  for who in pkg picows; do
+    instructions "$who" 64 20000 60000
+    instructions "$who" 1024 20000 60000
   done
 fi
 
