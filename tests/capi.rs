@@ -288,3 +288,79 @@ async fn waits_run_outside_callbacks_and_are_refused_inside_where_close_only_sta
     server_side.await.unwrap();
     mgr.free().await;
 }
+
+/// How long the callback of the blocking test blocks, each of its two rounds.
+const BLOCK_AGAIN: Duration = Duration::from_millis(2000);
+
+/// Marks that a callback began (1), blocks like a slow C callback, then marks its end (2).
+unsafe extern "C" fn mark_and_block(
+    ud: *mut c_void,
+    _conn: *const c_char,
+    _data: *const c_char,
+    _len: usize,
+) {
+    // SAFETY: the test's Shared outlives the manager.
+    let s = unsafe { shared(ud) };
+    s.first.store(1, SeqCst);
+    std::thread::sleep(BLOCK_AGAIN);
+    s.first.store(2, SeqCst);
+}
+
+/// Marks that a message arrived.
+unsafe extern "C" fn mark(
+    ud: *mut c_void,
+    _conn: *const c_char,
+    _data: *const c_char,
+    _len: usize,
+) {
+    // SAFETY: the test's Shared outlives the manager.
+    unsafe { shared(ud) }.first.store(1, SeqCst);
+}
+
+/// While one connection's callback blocks its worker thread, another connection's socket is
+/// still read: with two workers the runtime's I/O driver is kept polled (tokio would otherwise
+/// leave the other worker asleep until the blocking callback returns).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_callback_does_not_stop_the_reads_of_another_connection() {
+    let mut server = Server::start().await;
+    let mgr = Mgr::new(2);
+    let (sa, sb) = (Shared::new(mgr), Shared::new(mgr));
+    let slow = kh_hooks {
+        on_text: Some(mark_and_block),
+        ..sa.hooks()
+    };
+    let quick = kh_hooks {
+        on_text: Some(mark),
+        ..sb.hooks()
+    };
+    mgr.add("a", server.port, Some(&slow));
+    let mut a = server.next().await;
+    mgr.add("b", server.port, Some(&quick));
+    let mut b = server.next().await;
+    eventually("both open", || mgr.is_open("a") && mgr.is_open("b")).await;
+    // Two rounds: which worker thread was polling the driver when the blocking one took its
+    // message depends on scheduling, and the second round starts from a settled runtime.
+    for round in 0..2 {
+        sa.first.store(0, SeqCst);
+        sb.first.store(0, SeqCst);
+        a.send(Message::text("block")).await.unwrap();
+        eventually("a's callback to block", || sa.first.load(SeqCst) == 1).await;
+        b.send(Message::text("x")).await.unwrap();
+        let read = wait_until(BLOCK_AGAIN / 2, || sb.first.load(SeqCst) == 1).await;
+        assert!(
+            read,
+            "round {round}: b's message waited for a's callback to return"
+        );
+        assert_eq!(
+            sa.first.load(SeqCst),
+            1,
+            "round {round}: a's callback returned first"
+        );
+        eventually("a's callback to return", || sa.first.load(SeqCst) == 2).await;
+    }
+    let ends = tokio::spawn(async move {
+        tokio::join!(drain(&mut a), drain(&mut b));
+    });
+    mgr.free().await;
+    ends.await.unwrap();
+}
