@@ -262,12 +262,13 @@ async fn waits_run_outside_callbacks_and_are_refused_inside_where_close_only_sta
     }
     drain(&mut a).await;
     drop(a);
+    // on_drop runs after every other callback returned, on_open included.
+    eventually("a's on_drop", || in_cb.drops.load(SeqCst) == 1).await;
     assert_eq!(
         in_cb.first.load(SeqCst),
         kh_result::KH_INVALID_ARGUMENT as u32
     );
     assert_eq!(in_cb.second.load(SeqCst), kh_result::KH_OK as u32);
-    eventually("a's on_drop", || in_cb.drops.load(SeqCst) == 1).await;
 
     let outside = Shared::new(mgr);
     mgr.add("b", server.port, Some(&outside.hooks()));
