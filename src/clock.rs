@@ -158,6 +158,52 @@ mod tests {
         assert!(later.monotonic_ns() >= t.monotonic_ns());
     }
 
+    /// `CLOCK_MONOTONIC` in nanoseconds, read directly.
+    #[cfg(unix)]
+    fn clock_monotonic_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid out-pointer.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
+            0
+        );
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_monotonic_time_is_clock_monotonic_in_nanoseconds_and_the_wall_time_the_system_clock() {
+        for _ in 0..3 {
+            let (mono_before, wall_before) = (clock_monotonic_ns(), SystemTime::now());
+            let t = ReceiveTime::now();
+            let (mono_after, wall_after) = (clock_monotonic_ns(), SystemTime::now());
+            assert!(
+                (mono_before..=mono_after).contains(&t.monotonic_ns()),
+                "{mono_before} <= {} <= {mono_after}",
+                t.monotonic_ns()
+            );
+            let ns = |w: SystemTime| w.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+            assert!((ns(wall_before)..=ns(wall_after)).contains(&t.wall_ns()));
+            assert_eq!(ns(t.system_time()), t.wall_ns());
+            // Across a pause, the monotonic time advances by at least the pause.
+            std::thread::sleep(Duration::from_millis(2));
+            let later = ReceiveTime::now();
+            assert!(later.monotonic_ns() >= t.monotonic_ns() + 2_000_000);
+        }
+    }
+
+    #[test]
+    fn a_read_stamp_no_session_took_is_forgotten_by_clear_read() {
+        note_read();
+        clear_read();
+        assert_eq!(take_read(), None);
+        note_read();
+        assert!(take_read().is_some());
+    }
+
     #[test]
     fn the_hook_time_is_none_unless_set() {
         assert_eq!(receive_time(), None);

@@ -539,3 +539,29 @@ async fn restart_loop(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Restar
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the C ABI's free from inside a callback relies on: the manager refuses every later
+    /// call at once, before the shutdown itself (on another thread) has begun.
+    #[test]
+    fn after_begin_shutdown_every_call_is_refused_at_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mgr = WsManager::with_handle(rt.handle().clone());
+        assert!(!mgr.is_shut_down());
+        mgr.begin_shutdown();
+        assert!(mgr.is_shut_down());
+        let config = Config::builder("ws://127.0.0.1:9/").build().unwrap();
+        let refused =
+            |r: Result<()>| assert!(matches!(r, Err(ConnectionError::ShuttingDown)), "{r:?}");
+        refused(mgr.add("a", config, ReadHooks::new()));
+        refused(mgr.send_text("a", "x"));
+        refused(mgr.restart_all());
+        assert!(mgr.names().is_empty());
+    }
+}

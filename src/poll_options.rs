@@ -37,3 +37,17 @@ impl PollOptions {
         self.state_events
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_events_are_off_by_default_and_follow_the_last_setting() {
+        assert!(!PollOptions::new().has_state_events());
+        assert!(!PollOptions::default().has_state_events());
+        let on = PollOptions::new().state_events(true);
+        assert!(on.has_state_events());
+        assert!(!on.state_events(false).has_state_events());
+    }
+}

@@ -175,6 +175,19 @@ async fn no_hook_runs_after_close_returns() {
     drop(flood);
 }
 
+/// The manager's debug output counts its connections, from the moment they are added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_output_counts_the_connections() {
+    let server = Server::start().await;
+    let mgr = WsManager::new();
+    assert_eq!(format!("{mgr:?}"), "WsManager { connections: 0, .. }");
+    for name in ["a", "b"] {
+        mgr.add(name, cfg(server.port).build().unwrap(), ReadHooks::new())
+            .unwrap();
+    }
+    assert_eq!(format!("{mgr:?}"), "WsManager { connections: 2, .. }");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_connections_at_once_on_one_manager() {
     let echo = echo_server().await;

@@ -322,6 +322,43 @@ async fn a_thousand_dropped_connections_reconnect_within_the_attempt_limit() {
     mgr.shutdown().await;
 }
 
+/// One attempt per minute: a second connection's attempt waits for the next window; once the
+/// limit is cleared a new connection's attempt goes at once, while the one already waiting
+/// keeps its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_limit_holds_the_next_attempt_back_until_it_is_cleared() {
+    let mut server = Server::start().await;
+    let mgr = WsManager::new();
+    mgr.set_connect_rate_limit(1, Duration::from_secs(60))
+        .unwrap();
+    let port = server.port;
+    let add = |name: &str| {
+        mgr.add(
+            name,
+            cfg(port).build().unwrap(),
+            kharbranth::ReadHooks::new(),
+        )
+        .unwrap()
+    };
+    add("a");
+    mgr.wait_open("a", DEADLINE).await.unwrap();
+    let a = server.next().await;
+    add("b");
+    let held = mgr.wait_open("b", Duration::from_millis(300)).await;
+    assert!(matches!(held, Err(ConnectionError::Timeout(_))), "{held:?}");
+    mgr.clear_connect_rate_limit();
+    add("c");
+    mgr.wait_open("c", DEADLINE).await.unwrap();
+    let c = server.next().await;
+    assert_eq!(mgr.state("b").unwrap(), kharbranth::ConnState::Connecting);
+    assert_eq!(server.accepted(), 2);
+    // The server answers the closes and ends both sockets, so the shutdown needs no timeout.
+    let end = |mut ws: ServerWs| async move {
+        drain(&mut ws).await;
+    };
+    tokio::join!(mgr.shutdown(), end(a), end(c));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pongs_tungstenite_writes_by_itself_are_charged_when_pings_count() {
     // The exchange counts every frame: data and pongs. It pings every 80 ms while the client

@@ -523,6 +523,62 @@ async fn a_close_during_the_overlap_closes_both_sockets_at_once() {
     assert!(errors.is_empty(), "{errors:?}");
 }
 
+/// The old socket ends during the overlap with a close handshake its server began (before the
+/// new socket's first message): the new socket takes over with one Rotated event and no error,
+/// since a peer's close is a clean end, and it delivers what comes next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_socket_closed_by_its_peer_during_the_overlap_hands_over_without_an_error() {
+    let mut server = Server::start().await;
+    let rec = Recorder::new();
+    let rotated = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r = rotated.clone();
+    let hooks = rec
+        .hooks_without_frames()
+        .on_rotated(move |_| _ = r.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let mgr = WsManager::new();
+    let config = cfg(server.port).init_text("hello").build().unwrap();
+    mgr.add("r", config, hooks).unwrap();
+    let mut old = server.next_unless_connect_fails(&rec).await;
+    assert_eq!(recv_data(&mut old).await, Message::text("hello"));
+    mgr.wait_open("r", DEADLINE).await.unwrap();
+    mgr.rotate("r").unwrap();
+    let mut new = server.next_unless_connect_fails(&rec).await;
+    // The new socket's init message is written by the overlap's loop: the overlap is running.
+    assert_eq!(recv_data(&mut new).await, Message::text("hello"));
+    let frame = CloseFrame {
+        code: 1001.into(),
+        reason: "maintenance".into(),
+    };
+    within("the server's close", old.close(Some(frame)))
+        .await
+        .unwrap();
+    drain(&mut old).await;
+    drop(old);
+    eventually("the switch", || {
+        rotated.load(std::sync::atomic::Ordering::Relaxed) == 1
+    })
+    .await;
+    new.send(Message::text("after")).await.unwrap();
+    rec.wait("the new socket's message", |evs| {
+        evs.contains(&Ev::Text("after".into()))
+    })
+    .await;
+    assert_eq!(rec.errors(), vec![], "a peer's close is no error");
+    assert!(
+        rec.events()
+            .contains(&Ev::Close(1001, "maintenance".into()))
+    );
+    assert_eq!(mgr.stats("r").unwrap().rotations, 1);
+    assert_eq!(mgr.state("r").unwrap(), ConnState::Open);
+    // The server ends the TCP connection once it answered the close, as RFC 6455 asks.
+    let end = async move {
+        drain(&mut new).await;
+        drop(new);
+    };
+    let (closed, ()) = tokio::join!(mgr.close("r", 1000, "done"), end);
+    closed.unwrap();
+}
+
 #[test]
 fn the_maximum_age_is_off_by_default_and_checked_by_build() {
     let plain = cfg(1).build().unwrap();

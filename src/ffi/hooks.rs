@@ -506,3 +506,95 @@ pub unsafe extern "C" fn kh_receive_time(mono_ns: *mut u64, wall_ns: *mut u64) -
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+    use super::*;
+
+    #[test]
+    fn a_struct_size_from_the_minimum_to_4096_is_taken_and_any_other_refused() {
+        let min = HOOKS_EX_MIN;
+        for ok in [min, size_of::<kh_hooks_ex>(), STRUCT_SIZE_MAX] {
+            assert!(check_struct_size("hooks", ok, min).is_ok(), "{ok}");
+        }
+        for bad in [0, min - 1, STRUCT_SIZE_MAX + 1, usize::MAX] {
+            match check_struct_size("hooks", bad, min) {
+                Err(ConnectionError::InvalidArgument(m)) => {
+                    assert!(
+                        m.starts_with(&format!("hooks->struct_size is {bad}:")),
+                        "{m}"
+                    )
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    /// What the C callbacks below saw: (user data, connection name, text).
+    type Seen = Mutex<Vec<(usize, String, String)>>;
+
+    unsafe extern "C" fn record_text(
+        ud: *mut c_void,
+        conn: *const c_char,
+        p: *const c_char,
+        n: usize,
+    ) {
+        // SAFETY: the test passes a `Seen`, a NUL-terminated name and `n` bytes at `p`.
+        let (seen, conn, text) = unsafe {
+            (
+                &*(ud as *const Seen),
+                std::ffi::CStr::from_ptr(conn).to_str().unwrap().to_string(),
+                std::slice::from_raw_parts(p.cast::<u8>(), n),
+            )
+        };
+        let text = String::from_utf8(text.to_vec()).unwrap();
+        seen.lock().unwrap().push((ud as usize, conn, text));
+    }
+
+    unsafe extern "C" fn no_drop(_: *mut c_void) {}
+
+    #[test]
+    fn old_hooks_become_new_ones_with_the_same_callbacks_and_run_with_the_connections_name() {
+        let seen = Seen::default();
+        let ud = &seen as *const Seen as *mut c_void;
+        let old = kh_hooks {
+            user_data: ud,
+            on_text: Some(record_text),
+            on_drop: Some(no_drop),
+            ..Default::default()
+        };
+        let ex = kh_hooks_ex::from_v0(&old);
+        assert_eq!(ex.struct_size, size_of::<kh_hooks_ex>());
+        assert_eq!(ex.user_data, ud);
+        assert!(ex.on_text.is_some() && ex.on_drop.is_some());
+        assert!(ex.on_open.is_none() && ex.on_state.is_none() && ex.on_rotated.is_none());
+        let mut hooks = read_hooks(&ex, "feed");
+        hooks.text("feed", Utf8Bytes::from_static("hi"));
+        hooks.text("feed", Utf8Bytes::from_static(""));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (ud as usize, "feed".to_string(), "hi".to_string()),
+                (ud as usize, "feed".to_string(), String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn times_and_gaps_for_c_are_0_for_none_and_at_least_1_for_one() {
+        assert_eq!(wall_ns(None), 0);
+        assert_eq!(wall_ns(Some(UNIX_EPOCH)), 1);
+        assert_eq!(wall_ns(Some(UNIX_EPOCH - Duration::from_secs(1))), 0);
+        let t = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        assert_eq!(wall_ns(Some(t)), 1_700_000_000_123_456_789);
+        assert!(wall_ns(Some(SystemTime::now())) > 1_700_000_000_000_000_000);
+        assert_eq!(duration_ns(None), 0);
+        assert_eq!(duration_ns(Some(Duration::ZERO)), 1);
+        assert_eq!(duration_ns(Some(Duration::from_millis(3))), 3_000_000);
+    }
+}

@@ -703,3 +703,38 @@ pub unsafe extern "C" fn kh_manager_subscription_count(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_round_trip_time_for_c_is_in_microseconds_0_for_none_and_at_least_1_for_one() {
+        let rtt = |d: Option<Duration>| {
+            last_rtt_us(&crate::Stats {
+                last_rtt: d,
+                ..Default::default()
+            })
+        };
+        assert_eq!(rtt(None), 0);
+        assert_eq!(rtt(Some(Duration::from_nanos(100))), 1);
+        assert_eq!(rtt(Some(Duration::from_micros(2500))), 2500);
+    }
+
+    #[test]
+    fn a_subscription_message_is_text_or_binary_as_asked_and_text_must_be_utf8() {
+        assert_eq!(sub_message(b"sub", true).unwrap(), Message::text("sub"));
+        assert_eq!(
+            sub_message(b"sub", false).unwrap(),
+            Message::binary(&b"sub"[..])
+        );
+        assert_eq!(
+            sub_message(&[0xff], false).unwrap(),
+            Message::binary(&[0xffu8][..])
+        );
+        assert!(matches!(
+            sub_message(&[0xff], true),
+            Err(ConnectionError::InvalidArgument(m)) if m.contains("UTF-8")
+        ));
+    }
+}

@@ -288,3 +288,77 @@ pub(super) unsafe fn free(mgr: *mut kh_manager) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manager of `workers` threads and a wait from one of its worker threads (a callback's
+    /// thread) of a future that would give 7.
+    fn wait_on_a_worker(m: &Arc<kh_manager>) -> (bool, Result<u32>) {
+        let m2 = m.clone();
+        let task = m.handle.spawn(async move {
+            let r = m2.wait("a test wait", async { Ok(7) });
+            (in_callback(), r)
+        });
+        m.handle.block_on(task).unwrap()
+    }
+
+    #[test]
+    fn a_wait_runs_on_plain_and_foreign_runtime_threads_and_is_refused_on_a_callback_thread() {
+        let m = Arc::new(kh_manager::start(2).unwrap());
+        assert!(!in_callback());
+        assert_eq!(m.wait("a test wait", async { Ok(7) }).unwrap(), 7);
+        let foreign = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (inside, r) =
+            foreign.block_on(async { (in_callback(), m.wait("a test wait", async { Ok(7) })) });
+        assert!(!inside);
+        assert_eq!(r.unwrap(), 7);
+        let (inside, r) = wait_on_a_worker(&m);
+        assert!(inside, "a worker thread is a callback's thread");
+        assert!(
+            matches!(&r, Err(ConnectionError::InvalidArgument(msg)) if msg.contains("inside a callback")),
+            "{r:?}"
+        );
+        m.shutdown();
+    }
+
+    #[test]
+    fn a_wait_after_the_shutdown_is_refused_without_running_its_future() {
+        let m = kh_manager::start(2).unwrap();
+        m.shutdown();
+        // The runtime is gone: a future that needs its timer would panic if it were run.
+        let r = m.wait("a test wait", async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok(())
+        });
+        assert!(matches!(r, Err(ConnectionError::ShuttingDown)), "{r:?}");
+    }
+
+    #[test]
+    fn only_a_manager_of_more_than_one_worker_has_the_nudging_thread() {
+        for (workers, nudged) in [(1, false), (2, true), (3, true)] {
+            let m = kh_manager::start(workers).unwrap();
+            assert_eq!(m.nudger.is_some(), nudged, "{workers} worker(s)");
+            m.shutdown();
+        }
+    }
+
+    #[test]
+    fn the_nudging_thread_ends_when_the_manager_is_freed() {
+        let m = kh_manager::start(2).unwrap();
+        let thread = m.nudger.as_ref().unwrap().thread.thread().id();
+        let p = SendPtr(Box::into_raw(Box::new(m)));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let p = p;
+            // SAFETY: a manager in a box, freed once, from a plain thread.
+            unsafe { free(p.0) };
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("kh_manager_free did not return: {thread:?} still runs"));
+    }
+}
