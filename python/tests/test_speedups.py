@@ -162,12 +162,20 @@ def test_interpreter_exit_while_the_library_logs_does_not_hang(server):  # noqa:
     # A manager left open, connections logging from library threads: the process must still
     # exit, promptly and cleanly.
     code = f"""
-import logging, sys, time, kharbranth
+import logging, sys, threading, time, kharbranth
 logging.basicConfig(level=logging.DEBUG, stream=sys.stdout)
+seen = threading.Event()
+class Seen(logging.Handler):
+    def emit(self, record):
+        seen.set()
+logging.getLogger("kharbranth").addHandler(Seen())
 m = kharbranth.Manager()
 for i in range(20):
     m.add(f"c{{i}}", {server!r})
 m.poll(timeout=0.2)
+# The records reach logging on the library's logging thread, whenever it runs: wait for the
+# first (bounded), so the exit below happens with records flowing.
+seen.wait(timeout=20)
 print(f"routed {{kharbranth.route_logs()}}", flush=True)
 """
     env = dict(os.environ, RUST_LOG="debug")
