@@ -1,6 +1,7 @@
 /* kharbranth through its C ABI (include/kharbranth.h), the way a C user drives it: callbacks.
  *
  *   c_client push|echo|idle URL N S [rbuf=BYTES] [bin=1] [workers=W] [hosts=H] [poll=1]
+ *            [driven=1]
  *
  * push: on_text/on_binary count messages until the marker "END" (time from the first message).
  * echo: on_text records the round trip and sends the next message itself (kh_manager_send_text
@@ -12,6 +13,8 @@
  * poll=1 (push and echo): the connection is added with kh_manager_add_polled and main takes its
  *       events with kh_manager_poll in batches of up to 1,024 instead of callbacks (client
  *       "kharbranth-c-poll"); echo sends the next message from the poll loop.
+ * driven=1 (with poll=1): the manager is kh_manager_new_driven's, whose connection runs on main's
+ *       thread inside kh_manager_poll (client "kharbranth-c-driven").
  * Prints one JSON line. A hard timeout (alarm) ends it after 120 s.
  */
 #include <pthread.h>
@@ -188,7 +191,7 @@ int main(int argc, char **argv) {
     const char *mode = argv[1], *url = argv[2];
     uint64_t n = strtoull(argv[3], 0, 10), size = strtoull(argv[4], 0, 10);
     size_t rbuf = 0;
-    int bin = 0, poll = 0;
+    int bin = 0, poll = 0, driven = 0;
     unsigned workers = 0, hosts = 1;
     for (int i = 5; i < argc; i++) {
         if (strncmp(argv[i], "rbuf=", 5) == 0)
@@ -197,6 +200,8 @@ int main(int argc, char **argv) {
             bin = 1;
         else if (strcmp(argv[i], "poll=1") == 0)
             poll = 1;
+        else if (strcmp(argv[i], "driven=1") == 0)
+            driven = poll = 1;
         else if (strncmp(argv[i], "workers=", 8) == 0)
             workers = atoi(argv[i] + 8);
         else if (strncmp(argv[i], "hosts=", 6) == 0)
@@ -207,7 +212,10 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "idle") == 0)
         alarm(600);
     kh_manager *mgr;
-    check(kh_manager_new_with_threads(workers, &mgr), "kh_manager_new");
+    if (driven)
+        check(kh_manager_new_driven(&mgr), "kh_manager_new_driven");
+    else
+        check(kh_manager_new_with_threads(workers, &mgr), "kh_manager_new");
     kh_config *cfg;
     check(kh_config_new(url, &cfg), "kh_config_new");
     check(kh_config_set_max_message_size(cfg, 64u << 20), "max_message_size");
@@ -220,7 +228,7 @@ int main(int argc, char **argv) {
     memset(&hooks, 0, sizeof hooks);
     hooks.user_data = &st;
     hooks.on_error = on_error;
-    const char *client = poll ? "kharbranth-c-poll" : "kharbranth-c";
+    const char *client = driven ? "kharbranth-c-driven" : poll ? "kharbranth-c-poll" : "kharbranth-c";
     char w[32];
     long threads_default = 0;
 

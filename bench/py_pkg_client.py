@@ -2,7 +2,7 @@
 """kharbranth's Python package (python/) through its poll API: no Python callback on library
 threads; events are taken in batches of up to 1,024 (`Manager.poll`).
 
-    py_pkg_client.py push|echo URL N S
+    py_pkg_client.py push|echo URL N S [driven=1]
 
 push: counts text/binary events and their sizes until the marker "END" (time from the first
 message), reading `data` only for a 3-byte event as the picows client reads its payload only
@@ -12,7 +12,9 @@ round trips not counted). Prints one JSON line; a hard timeout (SIGALRM) ends it
 The package is imported from python/ with the release library (KH_LIB), as `pip install
 ./python` would install it, with its C extension when bench/run.sh compiled it beside the
 sources (python/kharbranth/_speedups*.so); the client is named
-"kharbranth-python (ctypes)" when it runs the ctypes fallback instead.
+"kharbranth-python (ctypes)" when it runs the ctypes fallback instead. driven=1: the manager is
+`Manager(driven=True)`, whose connection runs on this thread inside `poll` (client
+"kharbranth-python (driven)").
 """
 import os
 import signal
@@ -21,6 +23,7 @@ import time
 
 signal.alarm(120)
 mode, url, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+driven = "driven=1" in sys.argv[5:]
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("KH_LIB", os.path.join(root, "target/release/libkharbranth.so"))
 sys.path.insert(0, os.path.join(root, "python"))
@@ -34,13 +37,15 @@ DATA = (kharbranth.EventKind.TEXT, kharbranth.EventKind.BINARY)
 
 def report(count, nbytes, secs, ok, rtts=None):
     client = "kharbranth-python" if kharbranth.SPEEDUPS else "kharbranth-python (ctypes)"
+    if driven:
+        client += " (driven)"
     py_report.report(client, mode, n, size, count, nbytes, secs, ok, rtts)
 
 
 def main():
     # A function, so that the loop's variables are locals rather than entries of the
     # module's dict, as in the program a user writes for speed.
-    with kharbranth.Manager(threads=1) as mgr:
+    with kharbranth.Manager(threads=1, driven=driven) as mgr:
         if mode == "push":
             mgr.add("bench", url)
             count = nbytes = 0

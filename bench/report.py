@@ -89,7 +89,10 @@ order = ["drain (server ceiling)",
          "tokio-tungstenite (task, multi-thread)", "tokio-tungstenite (main, multi-thread)",
          "tokio-tungstenite", "tokio-tungstenite rbuf=8KiB",
          "kharbranth Rust API", "kharbranth C ABI", "kharbranth C ABI, 1 worker",
-         "kharbranth C ABI (poll)", "kharbranth C ABI (poll), 1 worker", "kharbranth Python ctypes", "kharbranth Python package (poll)", "libwebsockets",
+         "kharbranth C ABI (poll)", "kharbranth C ABI (poll), 1 worker",
+         "kharbranth C ABI (poll), driven", "kharbranth Python ctypes",
+         "kharbranth Python package (poll)", "kharbranth Python package (poll), driven",
+         "libwebsockets",
          "picows (Python)", "picows (Python, uvloop)", "websockets (Python)", "node ws"]
 
 
@@ -296,6 +299,24 @@ for wl, key, hi in [("push_64B", "msgs_per_sec", True), ("push_1KiB", "msgs_per_
                 r = polled / hook if hi else hook / polled
                 checks.append((f"kharbranth C ABI (poll){workers}, {wl} {pin}-core: "
                                f"≥ 0.95× the C hooks{workers}", f"{r:.2f}×", r >= 0.95))
+        # A driven manager has no thread: against the faster of the two hook managers.
+        hooks = [v for v in (m_(wl, pin, "kharbranth C ABI" + x, key) for x in ["", ", 1 worker"])
+                 if v]
+        driven = m_(wl, pin, "kharbranth C ABI (poll), driven", key)
+        if hooks and driven:
+            hook = max(hooks) if hi else min(hooks)
+            r = driven / hook if hi else hook / driven
+            checks.append((f"kharbranth C ABI (poll), driven, {wl} {pin}-core: ≥ 0.95× the "
+                           "faster C hooks", f"{r:.2f}×", r >= 0.95))
+# Issue 10: the Python package against the faster picows (asyncio or uvloop).
+for wl in ["push_64B", "push_1KiB"]:
+    pic = [v for v in (m_(wl, "cross", l, "msgs_per_sec")
+                       for l in ["picows (Python)", "picows (Python, uvloop)"]) if v]
+    for label in ["kharbranth Python package (poll)", "kharbranth Python package (poll), driven"]:
+        v = m_(wl, "cross", label, "msgs_per_sec")
+        if v and pic:
+            checks.append((f"{label}, {wl}: ≥ 1.0× the faster picows", f"{v / max(pic):.2f}×",
+                           v / max(pic) >= 1.0))
 for label in ["kharbranth Rust API", "kharbranth C ABI"]:
     rss = m_("idle", "cross", label, "rss_per_conn_kib")
     if rss is not None:

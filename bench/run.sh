@@ -151,10 +151,12 @@ for set in "${push_sets[@]}"; do
     [ "$have_c" = 1 ] && run "kharbranth C ABI, 1 worker" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url$path" "$n" "$s" workers=1 "${c_bin[@]}"
     [ "$have_c" = 1 ] && run "kharbranth C ABI (poll)" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url$path" "$n" "$s" poll=1 "${c_bin[@]}"
     [ "$have_c" = 1 ] && run "kharbranth C ABI (poll), 1 worker" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url$path" "$n" "$s" poll=1 workers=1 "${c_bin[@]}"
+    [ "$have_c" = 1 ] && run "kharbranth C ABI (poll), driven" main cross "$CLI_CPU" "$rep" target/bench/c_client push "$url$path" "$n" "$s" driven=1 "${c_bin[@]}"
     # The binary run compares the library with its floor only.
     [ -n "$kind" ] && continue
     [ "$have_py" = 1 ] && run "kharbranth Python ctypes" main cross "$CLI_CPU" "$rep" python3 bench/py_client.py push "$url/push/$n/$s" "$n" "$s"
     [ "$have_py" = 1 ] && run "kharbranth Python package (poll)" main cross "$CLI_CPU" "$rep" python3 bench/py_pkg_client.py push "$url/push/$n/$s" "$n" "$s"
+    [ "$have_py" = 1 ] && run "kharbranth Python package (poll), driven" main cross "$CLI_CPU" "$rep" python3 bench/py_pkg_client.py push "$url/push/$n/$s" "$n" "$s" driven=1
     [ "$have_lws" = 1 ] && run "libwebsockets" main cross "$CLI_CPU" "$rep" target/bench/lws_client push "$PORT" "/push/$n/$s" "$n" "$s"
     [ "$have_picows" = 1 ] && run "picows (Python)" main cross "$CLI_CPU" "$rep" python3 bench/py_others.py picows push "$url/push/$n/$s" "$n" "$s"
     [ "$have_uvloop" = 1 ] && run "picows (Python, uvloop)" main cross "$CLI_CPU" "$rep" python3 bench/py_others.py picows-uvloop push "$url/push/$n/$s" "$n" "$s"
@@ -177,8 +179,10 @@ for pin in cross same; do
     [ "$have_c" = 1 ] && run "kharbranth C ABI, 1 worker" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64 workers=1
     [ "$have_c" = 1 ] && run "kharbranth C ABI (poll)" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64 poll=1
     [ "$have_c" = 1 ] && run "kharbranth C ABI (poll), 1 worker" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64 poll=1 workers=1
+    [ "$have_c" = 1 ] && run "kharbranth C ABI (poll), driven" main "$pin" "$cpu" "$rep" target/bench/c_client echo "$url/echo" "$echo_n" 64 driven=1
     [ "$have_py" = 1 ] && run "kharbranth Python ctypes" main "$pin" "$cpu" "$rep" python3 bench/py_client.py echo "$url/echo" "$echo_n" 64
     [ "$have_py" = 1 ] && run "kharbranth Python package (poll)" main "$pin" "$cpu" "$rep" python3 bench/py_pkg_client.py echo "$url/echo" "$echo_n" 64
+    [ "$have_py" = 1 ] && run "kharbranth Python package (poll), driven" main "$pin" "$cpu" "$rep" python3 bench/py_pkg_client.py echo "$url/echo" "$echo_n" 64 driven=1
     [ "$have_lws" = 1 ] && run "libwebsockets" main "$pin" "$cpu" "$rep" target/bench/lws_client echo "$PORT" /echo "$echo_n" 64
     [ "$have_picows" = 1 ] && run "picows (Python)" main "$pin" "$cpu" "$rep" python3 bench/py_others.py picows echo "$url/echo" "$echo_n" 64
     [ "$have_uvloop" = 1 ] && run "picows (Python, uvloop)" main "$pin" "$cpu" "$rep" python3 bench/py_others.py picows-uvloop echo "$url/echo" "$echo_n" 64

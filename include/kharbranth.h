@@ -396,9 +396,10 @@ typedef struct kh_config kh_config;
 
 /**
  * A manager of named connections with its own background runtime (worker threads named
- * `kh-worker`). Create with `kh_manager_new`, destroy with `kh_manager_free`. Every function
- * taking a `kh_manager *` may be called from any thread at the same time, except
- * `kh_manager_free`, which must be the last call on it.
+ * `kh-worker`), or, made by `kh_manager_new_driven`, without threads: driven by its caller's
+ * calls to `kh_manager_poll`. Create with `kh_manager_new`, destroy with `kh_manager_free`.
+ * Every function taking a `kh_manager *` may be called from any thread at the same time,
+ * except `kh_manager_free`, which must be the last call on it.
  */
 typedef struct kh_manager kh_manager;
 
@@ -413,7 +414,9 @@ typedef struct kh_manager kh_manager;
  * different connections may run at the same time on different threads, so shared `user_data`
  * needs its own locking. A slow callback slows only its own connection's socket (nothing is
  * dropped), but it also occupies a runtime thread: with one worker thread it delays every
- * connection, heartbeats included.
+ * connection, heartbeats included. A driven manager's (`kh_manager_new_driven`) callbacks run
+ * on the thread that calls `kh_manager_poll` (or another call that drives it), inside that
+ * call.
  *
  * Lifetime: every pointer handed to a callback (`conn`, `data`, `reason`, `message`) is valid
  * only until the callback returns: copy what you keep. `data` is never NULL (it may point to 0
@@ -1072,6 +1075,33 @@ kh_result kh_manager_new(struct kh_manager **out);
 kh_result kh_manager_new_with_threads(uint32_t workers, struct kh_manager **out);
 
 /**
+ * Creates a manager driven by its caller, like `curl_multi_poll`: it starts no thread, and its
+ * connections run on the thread that calls `kh_manager_poll`, inside that call, and only then
+ * (also inside the other calls that wait: `kh_manager_wait_open`, `kh_manager_close` and
+ * `kh_manager_free`). Writes it to `*out`; free it with `kh_manager_free`.
+ *
+ * What this buys: events reach the poller without a hand-off between threads (no wake-up, no
+ * context switch), the fastest way to consume a feed from one thread. What it costs: between
+ * polls nothing moves. Sockets are not read (TCP holds the data back, nothing is lost), pings
+ * are not answered and timers do not fire, so a program that stops polling for longer than a
+ * peer's heartbeat timeout may be disconnected by it; reconnects, subscribe messages, sends
+ * (`kh_manager_send_text` and the like only queue them) and rate-limited writes all happen
+ * inside the next poll. Poll with a timeout no longer than the shortest delay you can accept.
+ *
+ * Callbacks (`kh_manager_add` hooks, `on_drop`, `kh_log_set_callback` records of its
+ * connections) run on the polling thread, inside `kh_manager_poll`; like every callback they
+ * must not call the functions that wait (those return `KH_INVALID_ARGUMENT`). A callback may
+ * call `kh_manager_free` on this manager: the poll that runs it then returns
+ * `KH_SHUTTING_DOWN`, without events, and the manager is freed on a helper thread right after
+ * the poll returned. Polls of one manager still run one at a time.
+ *
+ * `kh_manager_event_fd` is refused (`KH_INVALID_ARGUMENT`): with no thread reading the sockets
+ * no descriptor could tell when to poll. Use `kh_manager_poll` with a timeout, or a manager
+ * with threads. Everything else is as with `kh_manager_new`.
+ */
+kh_result kh_manager_new_driven(struct kh_manager **out);
+
+/**
  * Stops every connection and frees the manager. NULL is ignored.
  *
  * Called from outside any callback: closes every connection (close code 1001, each bounded by
@@ -1085,6 +1115,11 @@ kh_result kh_manager_new_with_threads(uint32_t workers, struct kh_manager **out)
  * returned, and the memory is freed after the last `on_drop`, which is the signal that it is
  * done (a process that exits before may lose those `on_drop` calls). Calls on the manager made
  * meanwhile by callbacks still running return `KH_SHUTTING_DOWN`.
+ *
+ * A driven manager (`kh_manager_new_driven`) is closed the same way: outside a callback its
+ * connections run on the calling thread until they closed; from its own callback, inside a
+ * poll, the poll returns `KH_SHUTTING_DOWN` and the helper thread frees the manager once that
+ * poll has returned.
  *
  * In both cases `mgr` must not be used by the caller after this call.
  */
@@ -1350,9 +1385,16 @@ kh_result kh_manager_set_event_byte_capacity(struct kh_manager *mgr, size_t byte
  * manager run one at a time; poll from one thread. Like every call, a poll must have returned
  * before `kh_manager_free` is called: end a waiting one with `kh_manager_wakeup` first.
  *
+ * On a driven manager (`kh_manager_new_driven`) this call is where its connections run: they
+ * read, write, reconnect and call their callbacks on this thread while the poll waits, and
+ * the poll returns once events are queued (as soon as a read staged some), the timeout ran
+ * out or `kh_manager_wakeup` was called. A timeout of 0 still reads what has arrived.
+ *
  * Refused with `KH_INVALID_ARGUMENT` (writing nothing): `events` NULL, `cap` 0, `n_out` NULL,
  * or a call from inside any callback (a callback must not wait for events, which its own
- * connection may be unable to deliver). `KH_SHUTTING_DOWN` once `kh_manager_free` began.
+ * connection may be unable to deliver). `KH_SHUTTING_DOWN` once `kh_manager_free` began,
+ * also for the poll of a driven manager whose callback called `kh_manager_free` (it returns
+ * no events then, and the manager is freed once it returned).
  */
 kh_result kh_manager_poll(struct kh_manager *mgr,
                           struct kh_event *events,

@@ -559,9 +559,15 @@ impl EventQueue {
     /// Makes the poll blocked in [`poll_blocking`](Self::poll_blocking), or else the next one,
     /// return at once.
     pub(crate) fn wakeup(&self) {
-        let mut st = self.lock();
-        st.wakeup = true;
-        self.ready.notify_all();
+        let consumers = {
+            let mut st = self.lock();
+            st.wakeup = true;
+            self.ready.notify_all();
+            // A driven manager's poll waits as a task (`poll_async`); streams woken with it
+            // find nothing and wait again.
+            std::mem::take(&mut st.consumers)
+        };
+        consumers.into_iter().for_each(Waker::wake);
     }
 
     /// Waits up to `timeout` (`None`: without limit) until there are events, a
@@ -605,6 +611,49 @@ impl EventQueue {
                     .0
             };
             st.blocked -= 1;
+        }
+    }
+
+    /// [`poll_blocking`](Self::poll_blocking) for a poller that drives the connections' runtime
+    /// itself (a driven manager's): waits as a task instead of blocking its thread, so the
+    /// connections that fill the queue run meanwhile, on this very thread. With a zero timeout
+    /// it still gives the runtime two rounds: the sockets that are readable now are read.
+    pub(crate) async fn poll_async(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        out: &mut Vec<Piece>,
+        done: &mut Vec<Arc<Batch>>,
+    ) {
+        let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
+        let unlimited = timeout.is_none() || deadline.is_none();
+        if timeout == Some(Duration::ZERO) {
+            // One round polls the driver (the yield is deferred until after it), the second
+            // runs the connections it woke.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+        }
+        let ready = std::future::poll_fn(|cx| {
+            let mut st = self.lock();
+            if st.len > 0 || st.wakeup || st.closed {
+                st.wakeup = false;
+                let woken = st.take(max, out, done);
+                drop(st);
+                woken.into_iter().for_each(Waker::wake);
+                return Poll::Ready(());
+            }
+            st.recycle(done);
+            if !st.consumers.iter().any(|w| w.will_wake(cx.waker())) {
+                st.consumers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        });
+        match deadline {
+            _ if unlimited => ready.await,
+            Some(d) => {
+                let _ = tokio::time::timeout_at(d, ready).await;
+            }
+            None => {}
         }
     }
 
@@ -700,6 +749,11 @@ pub(crate) struct Sink {
     stage_bytes: usize,
     /// Payload bytes of the staged `Owned::Payload` entries.
     owned_bytes: usize,
+    /// A flush in the middle of a read woke a task waiting for events (`room` is false until
+    /// [`take_handover`](Self::take_handover)): the connection gives up its turn, so that a
+    /// consumer on the same thread (a driven manager's poll, a stream on a current-thread
+    /// runtime) takes the batch before the next one is staged into fresh memory.
+    handover: bool,
     /// The current read's small payloads and items, not yet in the queue: they enter it
     /// together, as one [`Batch`], under one lock and with one wake-up, when the connection's
     /// poll ends (see [`flush`](Self::flush)).
@@ -733,6 +787,7 @@ impl Sink {
             room_left: 1,
             stage_bytes: 1,
             owned_bytes: 0,
+            handover: false,
             data: Vec::new(),
             items: Vec::new(),
             owned: Vec::new(),
@@ -810,17 +865,37 @@ impl Sink {
         if self.items.len() >= STAGE_MAX.min(self.room_left)
             || self.data.len() + self.owned_bytes >= self.stage_bytes
         {
-            self.flush();
+            self.flush_mid_read();
         }
+    }
+
+    #[cold]
+    fn flush_mid_read(&mut self) {
+        if self.flush() {
+            // Only the slow path of `poll_room` looks at the hand-over.
+            self.handover = true;
+            self.room = false;
+        }
+    }
+
+    /// Whether a flush in the middle of the read woke a waiting consumer task (see
+    /// `handover`); clears it.
+    pub(crate) fn take_handover(&mut self) -> bool {
+        if !self.handover {
+            return false;
+        }
+        self.handover = false;
+        self.room = self.room_left > 0;
+        true
     }
 
     /// Moves the staged events into the queue, as one batch, and wakes whoever waits for
     /// events. The session calls it whenever its poll returns, so nothing stays staged while
-    /// the connection waits.
-    pub(crate) fn flush(&mut self) {
+    /// the connection waits. Returns whether it woke a consumer task.
+    pub(crate) fn flush(&mut self) -> bool {
         let n = self.items.len();
         if n == 0 {
-            return;
+            return false;
         }
         // A small batch (a quiet feed) leaves with the sink's own buffers, so that a quiet
         // connection, of which there may be thousands, holds none; a large one (a busy feed)
@@ -880,7 +955,9 @@ impl Sink {
         if poller_waits {
             self.queue.ready.notify_all();
         }
+        let woke = !consumers.is_empty();
         consumers.into_iter().for_each(Waker::wake);
+        woke
     }
 
     /// The staged events as a batch of their own; the sink starts again with empty buffers.
@@ -907,6 +984,10 @@ impl Sink {
 
     #[cold]
     fn poll_room_slow(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.handover {
+            // The session asks `take_handover` next, and gives up its turn.
+            return Poll::Pending;
+        }
         let mut st = self.queue.lock();
         if st.has_room() {
             self.room = true;

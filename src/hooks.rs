@@ -298,6 +298,12 @@ impl ReadHooks {
         }
     }
 
+    /// After `poll_room` was pending: whether that was a polled connection's hand-over to a
+    /// consumer task rather than a full queue (see `Sink::take_handover`).
+    pub(crate) fn take_handover(&mut self) -> bool {
+        self.sink.as_mut().is_some_and(|s| s.take_handover())
+    }
+
     /// A lifecycle state change: to `on_state`, or to a polled connection's queue when it
     /// asked for state events (an existing poller's event sequence stays as it was). Kept out
     /// of [`dispatch`](Self::dispatch) so that the frame path has no test for it.

@@ -172,6 +172,7 @@ def _load(path=None):
         "kh_config_set_reconnect_backoff_ms": (c_uint32, [p, c_uint64, c_uint64]),
         "kh_config_add_init_text": (c_uint32, [p, c_char_p, c_size_t]),
         "kh_manager_new_with_threads": (c_uint32, [c_uint32, POINTER(p)]),
+        "kh_manager_new_driven": (c_uint32, [POINTER(p)]),
         "kh_manager_free": (None, [p]),
         "kh_manager_add_polled": (c_uint32, [p, c_char_p, p]),
         "kh_manager_add_polled_ex": (c_uint32, [p, c_char_p, p, c_uint32]),
@@ -361,9 +362,18 @@ Event = _speedups.Event if SPEEDUPS else _PyEvent
 class Manager:
     """A kharbranth manager whose connections deliver their events to `poll` and `events`.
 
-    Close it with `close()` or a `with` block (stops every connection, bounded in time)."""
+    Close it with `close()` or a `with` block (stops every connection, bounded in time).
 
-    def __init__(self, threads=0, event_capacity=None, event_bytes=None):
+    `threads`: the library's worker threads, which read the sockets while Python does other
+    things (0: 2 to 8 by the number of CPUs). `driven=True` instead starts no thread: the
+    connections run on the thread that calls `poll` (or `wait_open`, `close_connection`,
+    `close`), inside that call, with the GIL released, as picows runs on asyncio's thread.
+    That is the fastest way to consume a feed from one thread, since no event is handed
+    between threads; but nothing moves between polls (no socket is read, no ping answered,
+    no reconnect made; sends go out in the next poll), so poll at least as often as your
+    peers' heartbeat timeouts ask, and `fileno()` and `events()` are not available."""
+
+    def __init__(self, threads=0, event_capacity=None, event_bytes=None, driven=False):
         self._lib = _lib()
         self._poller = None
         try:
@@ -371,7 +381,11 @@ class Manager:
         except KharbranthError:
             pass  # a bad $RUST_LOG: the manager works, its records stay unrouted
         m = c_void_p()
-        _check(self._lib.kh_manager_new_with_threads(threads, ctypes.byref(m)))
+        if driven:
+            _check(self._lib.kh_manager_new_driven(ctypes.byref(m)))
+        else:
+            _check(self._lib.kh_manager_new_with_threads(threads, ctypes.byref(m)))
+        self.driven = bool(driven)
         self._m = m
         self._batch = None
         if SPEEDUPS:

@@ -73,9 +73,10 @@ def poll_until(mgr, kind):
     raise AssertionError(f"no {kind.name} event within {WAIT} s")
 
 
-def test_a_slow_sync_poller_gets_every_numbered_message_once_in_order(server):
+@pytest.mark.parametrize("driven", [False, True])
+def test_a_slow_sync_poller_gets_every_numbered_message_once_in_order(server, driven):
     total = 5000
-    with kharbranth.Manager(event_capacity=16) as mgr:
+    with kharbranth.Manager(event_capacity=16, driven=driven) as mgr:
         mgr.add("feed", server, reconnect_backoff=(0.02, 0.2))
         e = poll_until(mgr, kharbranth.EventKind.OPEN)
         assert e.conn == "feed"
@@ -101,6 +102,35 @@ def test_a_slow_sync_poller_gets_every_numbered_message_once_in_order(server):
         e = poll_until(mgr, kharbranth.EventKind.ERROR)
         assert isinstance(e.error, kharbranth.ConnectionDropped), e.error
         assert e.error.message
+
+
+def test_a_driven_manager_runs_inside_its_calls_and_has_no_descriptor(server):
+    with kharbranth.Manager(driven=True) as mgr:
+        assert mgr.driven
+        mgr.add("feed", server)
+        # wait_open drives the connection open on this thread; the poll then reads.
+        mgr.wait_open("feed", WAIT)
+        mgr.send_text("feed", "push 3")
+        texts = []
+        deadline = time.monotonic() + WAIT
+        while len(texts) < 3 and time.monotonic() < deadline:
+            texts += [e.text for e in mgr.poll(timeout=0.1) if e.kind == kharbranth.EventKind.TEXT]
+        assert texts == ["msg 1", "msg 2", "msg 3"]
+        with pytest.raises(kharbranth.InvalidArgument, match="driven manager"):
+            mgr.fileno()
+
+        async def iterate():
+            async for _ in mgr.events():
+                pass
+
+        with pytest.raises(kharbranth.InvalidArgument, match="driven manager"):
+            asyncio.run(iterate())
+    with kharbranth.Manager(driven=True) as idle:
+        # A wake-up from another thread ends a poll of a manager without connections.
+        threading.Timer(0.05, idle.wakeup).start()
+        t0 = time.monotonic()
+        assert idle.poll(timeout=WAIT) == []
+        assert time.monotonic() - t0 < WAIT / 2
 
 
 def test_asyncio_events_are_driven_by_the_event_fd(server):

@@ -419,6 +419,15 @@ where
                 }
             }
             if hooks.poll_room(cx).is_pending() {
+                if hooks.take_handover() {
+                    // A consumer was woken for a batch staged mid-read: its turn first. On a
+                    // current-thread runtime a task woken at once runs again before the
+                    // future in `block_on` (a driven manager's poll) is looked at; the first
+                    // poll of `yield_now` defers the wake-up until after that.
+                    let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
+                    self.yielded = true;
+                    return Poll::Pending;
+                }
                 return self.stall(cx, mailbox, hooks);
             }
             if STAMPS {

@@ -23,7 +23,9 @@ use crate::hooks::ReadHooks;
 /// different connections may run at the same time on different threads, so shared `user_data`
 /// needs its own locking. A slow callback slows only its own connection's socket (nothing is
 /// dropped), but it also occupies a runtime thread: with one worker thread it delays every
-/// connection, heartbeats included.
+/// connection, heartbeats included. A driven manager's (`kh_manager_new_driven`) callbacks run
+/// on the thread that calls `kh_manager_poll` (or another call that drives it), inside that
+/// call.
 ///
 /// Lifetime: every pointer handed to a callback (`conn`, `data`, `reason`, `message`) is valid
 /// only until the callback returns: copy what you keep. `data` is never NULL (it may point to 0

@@ -149,6 +149,39 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
     })
 }
 
+/// Creates a manager driven by its caller, like `curl_multi_poll`: it starts no thread, and its
+/// connections run on the thread that calls `kh_manager_poll`, inside that call, and only then
+/// (also inside the other calls that wait: `kh_manager_wait_open`, `kh_manager_close` and
+/// `kh_manager_free`). Writes it to `*out`; free it with `kh_manager_free`.
+///
+/// What this buys: events reach the poller without a hand-off between threads (no wake-up, no
+/// context switch), the fastest way to consume a feed from one thread. What it costs: between
+/// polls nothing moves. Sockets are not read (TCP holds the data back, nothing is lost), pings
+/// are not answered and timers do not fire, so a program that stops polling for longer than a
+/// peer's heartbeat timeout may be disconnected by it; reconnects, subscribe messages, sends
+/// (`kh_manager_send_text` and the like only queue them) and rate-limited writes all happen
+/// inside the next poll. Poll with a timeout no longer than the shortest delay you can accept.
+///
+/// Callbacks (`kh_manager_add` hooks, `on_drop`, `kh_log_set_callback` records of its
+/// connections) run on the polling thread, inside `kh_manager_poll`; like every callback they
+/// must not call the functions that wait (those return `KH_INVALID_ARGUMENT`). A callback may
+/// call `kh_manager_free` on this manager: the poll that runs it then returns
+/// `KH_SHUTTING_DOWN`, without events, and the manager is freed on a helper thread right after
+/// the poll returned. Polls of one manager still run one at a time.
+///
+/// `kh_manager_event_fd` is refused (`KH_INVALID_ARGUMENT`): with no thread reading the sockets
+/// no descriptor could tell when to poll. Use `kh_manager_poll` with a timeout, or a manager
+/// with threads. Everything else is as with `kh_manager_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kh_manager_new_driven(out: *mut *mut kh_manager) -> kh_result {
+    guard(|| {
+        // SAFETY: NULL or valid for writes, per the header.
+        let out = unsafe { Out::new(out, "out") }?;
+        out.write_box(kh_manager::start_driven()?);
+        Ok(())
+    })
+}
+
 /// Stops every connection and frees the manager. NULL is ignored.
 ///
 /// Called from outside any callback: closes every connection (close code 1001, each bounded by
@@ -162,6 +195,11 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
 /// returned, and the memory is freed after the last `on_drop`, which is the signal that it is
 /// done (a process that exits before may lose those `on_drop` calls). Calls on the manager made
 /// meanwhile by callbacks still running return `KH_SHUTTING_DOWN`.
+///
+/// A driven manager (`kh_manager_new_driven`) is closed the same way: outside a callback its
+/// connections run on the calling thread until they closed; from its own callback, inside a
+/// poll, the poll returns `KH_SHUTTING_DOWN` and the helper thread frees the manager once that
+/// poll has returned.
 ///
 /// In both cases `mgr` must not be used by the caller after this call.
 #[unsafe(no_mangle)]

@@ -311,9 +311,16 @@ pub unsafe extern "C" fn kh_manager_set_event_byte_capacity(
 /// manager run one at a time; poll from one thread. Like every call, a poll must have returned
 /// before `kh_manager_free` is called: end a waiting one with `kh_manager_wakeup` first.
 ///
+/// On a driven manager (`kh_manager_new_driven`) this call is where its connections run: they
+/// read, write, reconnect and call their callbacks on this thread while the poll waits, and
+/// the poll returns once events are queued (as soon as a read staged some), the timeout ran
+/// out or `kh_manager_wakeup` was called. A timeout of 0 still reads what has arrived.
+///
 /// Refused with `KH_INVALID_ARGUMENT` (writing nothing): `events` NULL, `cap` 0, `n_out` NULL,
 /// or a call from inside any callback (a callback must not wait for events, which its own
-/// connection may be unable to deliver). `KH_SHUTTING_DOWN` once `kh_manager_free` began.
+/// connection may be unable to deliver). `KH_SHUTTING_DOWN` once `kh_manager_free` began,
+/// also for the poll of a driven manager whose callback called `kh_manager_free` (it returns
+/// no events then, and the manager is freed once it returned).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kh_manager_poll(
     mgr: *mut super::kh_manager,
@@ -340,15 +347,24 @@ pub unsafe extern "C" fn kh_manager_poll(
             return Err(ConnectionError::ShuttingDown);
         }
         let timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
+        // Declared first, dropped last: a free from a callback of this poll waits for it.
+        let _inside = m.enter();
         let mut lent = m.lent.lock().unwrap_or_else(|p| p.into_inner());
         let lent = &mut *lent;
         // The previous poll's events are given back here, as the header promises.
         lent.messages.clear();
         let mut pieces = std::mem::take(&mut lent.pieces);
         reusable(pieces.drain(..), &mut lent.done);
-        m.manager
-            .event_queue()
-            .poll_blocking(slots.len(), timeout, &mut pieces, &mut lent.done);
+        let queue = m.manager.event_queue();
+        if m.is_driven() {
+            let done = &mut lent.done;
+            m.drive(
+                "kh_manager_poll",
+                queue.poll_async(slots.len(), timeout, &mut pieces, done),
+            )?;
+        } else {
+            queue.poll_blocking(slots.len(), timeout, &mut pieces, &mut lent.done);
+        }
         n_out.write(lent.fill(&pieces, slots));
         lent.pieces = pieces;
         Ok(())
@@ -369,6 +385,13 @@ pub unsafe extern "C" fn kh_manager_event_fd(
     guard(|| {
         // SAFETY: NULL or valid pointers, per the header.
         let (m, out) = unsafe { (manager(mgr)?, Out::new(fd_out, "fd_out")?) };
+        if m.is_driven() {
+            return Err(ConnectionError::InvalidArgument(
+                "a driven manager has no event descriptor: its connections only run inside \
+                 kh_manager_poll"
+                    .into(),
+            ));
+        }
         #[cfg(unix)]
         {
             let fd = m.manager.event_queue().event_fd().map_err(|e| {

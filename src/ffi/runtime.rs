@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -15,13 +15,19 @@ use crate::manager::WsManager;
 use crate::queue::{WakeRelay, install_wake_relay};
 
 /// A manager of named connections with its own background runtime (worker threads named
-/// `kh-worker`). Create with `kh_manager_new`, destroy with `kh_manager_free`. Every function
-/// taking a `kh_manager *` may be called from any thread at the same time, except
-/// `kh_manager_free`, which must be the last call on it.
+/// `kh-worker`), or, made by `kh_manager_new_driven`, without threads: driven by its caller's
+/// calls to `kh_manager_poll`. Create with `kh_manager_new`, destroy with `kh_manager_free`.
+/// Every function taking a `kh_manager *` may be called from any thread at the same time,
+/// except `kh_manager_free`, which must be the last call on it.
 pub struct kh_manager {
-    /// Taken (and dropped) by the shutdown; `handle` serves every other call.
-    runtime: Mutex<Option<Runtime>>,
+    /// Taken (and dropped) by the shutdown; `handle` serves every other call, and a driven
+    /// manager's calls that wait run it (shared so that they need not hold the lock meanwhile).
+    runtime: Mutex<Option<Arc<Runtime>>>,
     handle: Handle,
+    /// This manager's mark in [`OWNER`] on the threads that run its callbacks.
+    id: u64,
+    /// Set for a manager driven by its callers (`kh_manager_new_driven`).
+    driven: Option<Driven>,
     pub(super) manager: WsManager,
     nudger: Option<Nudger>,
     /// The events the last `kh_manager_poll` lent the caller.
@@ -51,6 +57,61 @@ struct Nudger {
 }
 
 const NUDGE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A manager without threads of its own: a current-thread runtime that runs, on the caller's
+/// thread, only inside the manager's calls that wait (`kh_manager_poll` above all). Events
+/// reach the poller without a hand-off between threads, which on a busy machine costs two
+/// context switches per wake-up; in exchange nothing moves between those calls.
+struct Driven {
+    /// Threads inside a call that drives the runtime. Shared, so that a free requested by one
+    /// of its callbacks can wait for the call to leave the manager before freeing it.
+    inside: Arc<(Mutex<usize>, Condvar)>,
+    /// A callback freed the manager while a call drove it: that call stops driving at once.
+    freed: tokio::sync::Notify,
+    free_requested: AtomicBool,
+}
+
+/// Counts its thread as inside a driving call of its manager until dropped; see
+/// [`Driven::inside`]. Hold it across every use of the manager in that call.
+pub(super) struct Inside(Arc<(Mutex<usize>, Condvar)>);
+
+impl Inside {
+    fn new(count: &Arc<(Mutex<usize>, Condvar)>) -> Self {
+        *count.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Self(count.clone())
+    }
+
+    /// Waits until no thread is inside a driving call.
+    fn wait_for_none(count: &(Mutex<usize>, Condvar)) {
+        let mut n = count.0.lock().unwrap_or_else(|p| p.into_inner());
+        while *n > 0 {
+            n = count.1.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        let mut n = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
+        *n -= 1;
+        self.0.1.notify_all();
+    }
+}
+
+/// Marks the thread as running `id`'s callbacks until dropped, then restores the previous mark.
+struct Owning(u64);
+
+impl Owning {
+    fn mark(id: u64) -> Self {
+        Self(OWNER.with(|o| o.replace(id)))
+    }
+}
+
+impl Drop for Owning {
+    fn drop(&mut self) {
+        OWNER.with(|o| o.set(self.0));
+    }
+}
 
 /// Wakes handed over by worker threads, woken by the nudger's thread.
 #[derive(Default)]
@@ -181,11 +242,107 @@ impl kh_manager {
         };
         Ok(kh_manager {
             handle: runtime.handle().clone(),
-            runtime: Mutex::new(Some(runtime)),
+            runtime: Mutex::new(Some(Arc::new(runtime))),
+            id,
+            driven: None,
             manager,
             nudger,
             lent: Default::default(),
         })
+    }
+
+    /// Builds a driven manager: a current-thread runtime and no thread (see [`Driven`]).
+    pub(super) fn start_driven() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ConnectionError::System(format!("starting the runtime: {e}")))?;
+        let manager = WsManager::with_handle(runtime.handle().clone());
+        Ok(kh_manager {
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(Arc::new(runtime))),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            driven: Some(Driven {
+                inside: Arc::default(),
+                freed: tokio::sync::Notify::new(),
+                free_requested: AtomicBool::new(false),
+            }),
+            manager,
+            nudger: None,
+            lent: Default::default(),
+        })
+    }
+
+    /// Whether the manager is driven by its callers.
+    pub(super) fn is_driven(&self) -> bool {
+        self.driven.is_some()
+    }
+
+    /// For a driven manager, counts the calling thread as inside a call that drives it (see
+    /// [`Inside`]); `None` for any other.
+    pub(super) fn enter(&self) -> Option<Inside> {
+        self.driven.as_ref().map(|d| Inside::new(&d.inside))
+    }
+
+    fn runtime(&self) -> Option<Arc<Runtime>> {
+        self.runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Runs `fut` on a driven manager's runtime, on this thread (on a helper thread when this
+    /// one runs a tokio runtime already, where `block_on` panics): the connections move, and
+    /// their callbacks run, until it completes. Refused in callbacks; `ShuttingDown` when the
+    /// manager is (or, from a callback of this drive, was meanwhile) freed. The caller holds an
+    /// [`Inside`] of this manager.
+    pub(super) fn drive<T: Send>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = T> + Send,
+    ) -> Result<T> {
+        let Some(d) = &self.driven else {
+            return Err(ConnectionError::System(format!(
+                "{what}: the manager is not driven"
+            )));
+        };
+        let caller = caller();
+        if caller == Caller::Callback {
+            return Err(ConnectionError::InvalidArgument(format!(
+                "{what} waits and cannot be called from inside a callback"
+            )));
+        }
+        let rt = match self.runtime() {
+            Some(rt) if !self.manager.is_shut_down() => rt,
+            _ => return Err(ConnectionError::ShuttingDown),
+        };
+        let run = || {
+            let _mark = Owning::mark(self.id);
+            let freed = d.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            freed.as_mut().enable();
+            if d.free_requested.load(Ordering::Acquire) {
+                return Err(ConnectionError::ShuttingDown);
+            }
+            rt.block_on(async {
+                tokio::select! {
+                    biased;
+                    _ = freed => Err(ConnectionError::ShuttingDown),
+                    out = fut => Ok(out),
+                }
+            })
+        };
+        match caller {
+            Caller::ForeignRuntime => std::thread::scope(|s| {
+                std::thread::Builder::new()
+                    .name("kh-drive".into())
+                    .spawn_scoped(s, run)
+                    .map_err(|e| ConnectionError::System(format!("starting a thread: {e}")))?
+                    .join()
+                    .unwrap_or_else(|_| Err(ConnectionError::System(format!("{what} panicked"))))
+            }),
+            _ => run(),
+        }
     }
 
     /// Runs a future of this manager to completion and waits for it (refused in callbacks).
@@ -194,6 +351,10 @@ impl kh_manager {
         what: &str,
         fut: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
+        if self.is_driven() {
+            let _inside = self.enter();
+            return self.drive(what, fut)?;
+        }
         match caller() {
             Caller::Callback => Err(ConnectionError::InvalidArgument(format!(
                 "{what} waits and cannot be called from inside a callback"
@@ -221,7 +382,12 @@ impl kh_manager {
         let Some(rt) = rt else {
             return;
         };
-        rt.block_on(self.manager.shutdown());
+        {
+            // A driven manager's callbacks run here: mark them as such, so that what they
+            // call that waits is refused instead of starting the runtime again inside itself.
+            let _mark = self.driven.is_some().then(|| Owning::mark(self.id));
+            rt.block_on(self.manager.shutdown());
+        }
         if let Some(n) = &self.nudger {
             n.stop();
         }
@@ -268,6 +434,15 @@ pub(super) unsafe fn free(mgr: *mut kh_manager) {
         // returns at once, and the helper finishes once the callback has returned.
         c => {
             m.manager.begin_shutdown();
+            let inside = m.driven.as_ref().map(|d| {
+                // A callback of this manager's own drive: that drive stops, and the call that
+                // drove it leaves the manager before the helper frees it.
+                if OWNER.with(Cell::get) == m.id {
+                    d.free_requested.store(true, Ordering::Release);
+                    d.freed.notify_waiters();
+                }
+                d.inside.clone()
+            });
             let p = SendPtr(mgr);
             let spawned = std::thread::Builder::new()
                 .name("kh-free".into())
@@ -275,7 +450,10 @@ pub(super) unsafe fn free(mgr: *mut kh_manager) {
                     let p = p;
                     // SAFETY: live until freed just below, on this thread.
                     unsafe { &*p.0 }.shutdown();
-                    // SAFETY: the runtime has stopped: nothing else holds the manager.
+                    if let Some(inside) = inside {
+                        Inside::wait_for_none(&inside);
+                    }
+                    // SAFETY: the runtime has stopped, and no call is inside the manager.
                     unsafe { free_stopped(p.0) };
                 });
             match spawned {
