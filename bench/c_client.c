@@ -129,12 +129,13 @@ static void on_error(void *ud, const char *conn, kh_result code, const char *msg
 /* The poll variant's loop: events of the one connection, in batches, until the state is done
  * or `secs` pass. Runs on main only, so the state needs no lock here. */
 static kh_event poll_events[1024];
+static size_t poll_cap = 1024;
 
 static int poll_loop(struct state *s, int echo, int secs) {
     double deadline = now() + secs;
     while (!s->done && now() < deadline) {
         size_t n = 0;
-        kh_result r = kh_manager_poll(s->mgr, poll_events, 1024, 1000, &n);
+        kh_result r = kh_manager_poll(s->mgr, poll_events, poll_cap, 1000, &n);
         if (r != KH_OK) {
             fprintf(stderr, "c_client: kh_manager_poll: %s\n", kh_result_str(r));
             return 0;
@@ -202,6 +203,11 @@ int main(int argc, char **argv) {
             poll = 1;
         else if (strcmp(argv[i], "driven=1") == 0)
             driven = poll = 1;
+        else if (strncmp(argv[i], "cap=", 4) == 0) {
+            poll_cap = strtoull(argv[i] + 4, 0, 10);
+            if (poll_cap < 1 || poll_cap > 1024)
+                poll_cap = 1024;
+        }
         else if (strncmp(argv[i], "workers=", 8) == 0)
             workers = atoi(argv[i] + 8);
         else if (strncmp(argv[i], "hosts=", 6) == 0)

@@ -24,6 +24,7 @@ import time
 signal.alarm(120)
 mode, url, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 driven = "driven=1" in sys.argv[5:]
+rbuf = next((int(a[5:]) for a in sys.argv[5:] if a.startswith("rbuf=")), None)
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("KH_LIB", os.path.join(root, "target/release/libkharbranth.so"))
 sys.path.insert(0, os.path.join(root, "python"))
@@ -47,7 +48,7 @@ def main():
     # module's dict, as in the program a user writes for speed.
     with kharbranth.Manager(threads=1, driven=driven) as mgr:
         if mode == "push":
-            mgr.add("bench", url)
+            mgr.add("bench", url, read_buffer_size=rbuf)
             count = nbytes = 0
             t0 = None
             done = False

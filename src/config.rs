@@ -44,9 +44,9 @@ pub mod defaults {
     /// Messages that may wait in a connection's send queue.
     pub const SEND_QUEUE_CAPACITY: usize = 1024;
     /// Largest read while a connection is busy. The buffer exists only while data keeps
-    /// coming (see `burst.rs`); an idle connection holds only the
-    /// small frame buffer below.
-    pub const READ_BUFFER_SIZE: usize = 64 * 1024;
+    /// coming, and grows to this from 64 KiB only while the socket fills every read (see
+    /// `burst.rs`); an idle connection holds only the small frame buffer below.
+    pub const READ_BUFFER_SIZE: usize = 1024 * 1024;
     /// tungstenite's own read buffer, allocated (and zero-filled) per connection.
     /// tungstenite's default is 128 KiB, which would make every idle connection large; at
     /// 4 KiB, 10,000 idle connections take about 9 KiB each.
@@ -580,7 +580,8 @@ impl ConfigBuilder {
         self.send_queue_capacity = n;
         self
     }
-    /// Largest read while the connection is busy (default 64 KiB; 256 bytes to 64 MiB). That buffer is allocated
+    /// Largest read while the connection is busy (default 1 MiB; 256 bytes to 64 MiB): reads
+    /// start at 64 KiB (or this, when smaller) and double while the socket fills them. That buffer is allocated
     /// only while data keeps arriving faster than the hooks take it and freed when the socket
     /// runs dry; an idle connection holds only the frame buffer
     /// ([`frame_buffer_size`](Self::frame_buffer_size)). Not above the frame buffer turns
@@ -896,7 +897,7 @@ mod tests {
         assert_eq!(defaults::MAX_MESSAGE_SIZE, 16 * 1024 * 1024);
         assert_eq!(defaults::MAX_FRAME_SIZE, 16 * 1024 * 1024);
         assert_eq!(defaults::SEND_QUEUE_CAPACITY, 1024);
-        assert_eq!(defaults::READ_BUFFER_SIZE, 65536);
+        assert_eq!(defaults::READ_BUFFER_SIZE, 1 << 20);
         assert_eq!(defaults::FRAME_READ_BUFFER, 4096);
         assert_eq!(defaults::WRITE_BUFFER_SIZE, 65536);
         let c = Config::builder("ws://h/").build().unwrap();

@@ -177,6 +177,7 @@ def _load(path=None):
         "kh_manager_add_polled": (c_uint32, [p, c_char_p, p]),
         "kh_manager_add_polled_ex": (c_uint32, [p, c_char_p, p, c_uint32]),
         "kh_config_set_receive_timestamps": (c_uint32, [p, c_int]),
+        "kh_config_set_read_buffer_size": (c_uint32, [p, c_size_t]),
         "kh_manager_set_event_capacity": (c_uint32, [p, c_size_t]),
         "kh_manager_set_event_byte_capacity": (c_uint32, [p, c_size_t]),
         "kh_manager_poll": (c_uint32, [p, POINTER(_KhEvent), c_size_t, c_int32,
@@ -418,13 +419,15 @@ class Manager:
 
     def add(self, name, url, *, ping_interval=None, pong_timeout=None, connect_timeout=None,
             close_timeout=None, reconnect_backoff=None, init_text=(), state_events=False,
-            receive_timestamps=False):
+            receive_timestamps=False, read_buffer_size=None):
         """Adds a connection (times in seconds; `reconnect_backoff` is a (min, max) pair;
         `init_text` messages are sent after every connect) and starts connecting it.
 
         `state_events=True` queues its lifecycle changes as STATE events (see `Event`);
         `receive_timestamps=True` stamps its frames with their receive time. Both off by
-        default."""
+        default. `read_buffer_size`: the largest read while data keeps coming, in bytes (256 to
+        64 MiB; 1 MiB by default, reads starting at 64 KiB and doubling while the socket fills
+        them), a buffer that exists only while the feed is busy."""
         lib = self._lib
         cfg = c_void_p()
         _check(lib.kh_config_new(url.encode(), ctypes.byref(cfg)))
@@ -443,6 +446,8 @@ class Manager:
                 _check(lib.kh_config_add_init_text(cfg, b, len(b)))
             if receive_timestamps:
                 _check(lib.kh_config_set_receive_timestamps(cfg, 1))
+            if read_buffer_size is not None:
+                _check(lib.kh_config_set_read_buffer_size(cfg, read_buffer_size))
             if state_events or receive_timestamps:
                 flags = 1 if state_events else 0  # KH_POLL_STATE_EVENTS
                 _check(lib.kh_manager_add_polled_ex(self._mgr(), name.encode(), cfg, flags))

@@ -176,6 +176,9 @@ def test_errors_are_exceptions_named_after_their_code(server):
         mgr.set_event_byte_capacity(1 << 20)
         with pytest.raises(kharbranth.InvalidArgument):
             mgr.add("y", "http://not-a-websocket/")
+        with pytest.raises(kharbranth.InvalidArgument, match="read_buffer_size"):
+            mgr.add("y", server, read_buffer_size=255)
+        mgr.add("y", server, read_buffer_size=4 << 20)
         with pytest.raises(kharbranth.ConnectionNotFound):
             mgr.send_text("nobody", "hi")
         with pytest.raises(kharbranth.InvalidArgument):

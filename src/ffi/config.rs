@@ -384,7 +384,8 @@ pub unsafe extern "C" fn kh_config_set_send_queue_capacity(
     })
 }
 
-/// Largest read while the connection is busy, in bytes (256 to 64 MiB; default 65536). That
+/// Largest read while the connection is busy, in bytes (256 to 64 MiB; default 1048576): reads
+/// start at 65536 bytes (or this, when smaller) and double while the socket fills them. That
 /// buffer exists only while data arrives faster than the callbacks take it and is freed when the
 /// socket runs dry; an idle connection holds only its frame buffer (see
 /// `kh_config_set_frame_buffer_size`). Not above the frame buffer turns batching off.

@@ -65,36 +65,55 @@ const NUDGE_INTERVAL: Duration = Duration::from_millis(100);
 struct Driven {
     /// Threads inside a call that drives the runtime. Shared, so that a free requested by one
     /// of its callbacks can wait for the call to leave the manager before freeing it.
-    inside: Arc<(Mutex<usize>, Condvar)>,
+    inside: Arc<InsideCount>,
     /// A callback freed the manager while a call drove it: that call stops driving at once.
     freed: tokio::sync::Notify,
     free_requested: AtomicBool,
 }
 
-/// Counts its thread as inside a driving call of its manager until dropped; see
-/// [`Driven::inside`]. Hold it across every use of the manager in that call.
-pub(super) struct Inside(Arc<(Mutex<usize>, Condvar)>);
+/// Threads inside a driving call of a driven manager, and whether a free waits for none.
+#[derive(Default)]
+struct InsideCount {
+    /// (threads inside, a free waits)
+    state: Mutex<(usize, bool)>,
+    left: Condvar,
+}
 
-impl Inside {
-    fn new(count: &Arc<(Mutex<usize>, Condvar)>) -> Self {
-        *count.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        Self(count.clone())
+impl InsideCount {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, bool)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits until no thread is inside a driving call.
-    fn wait_for_none(count: &(Mutex<usize>, Condvar)) {
-        let mut n = count.0.lock().unwrap_or_else(|p| p.into_inner());
-        while *n > 0 {
-            n = count.1.wait(n).unwrap_or_else(|p| p.into_inner());
+    fn wait_for_none(&self) {
+        let mut st = self.lock();
+        st.1 = true;
+        while st.0 > 0 {
+            st = self.left.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+    }
+}
+
+/// Counts its thread as inside a driving call of its manager until dropped; see
+/// [`Driven::inside`]. Hold it across every use of the manager in that call.
+pub(super) struct Inside(Arc<InsideCount>);
+
+impl Inside {
+    fn new(count: &Arc<InsideCount>) -> Self {
+        count.lock().0 += 1;
+        Self(count.clone())
     }
 }
 
 impl Drop for Inside {
     fn drop(&mut self) {
-        let mut n = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
-        *n -= 1;
-        self.0.1.notify_all();
+        let mut st = self.0.lock();
+        st.0 -= 1;
+        // Only a waiting free is signalled: a notification is a system call even with nobody
+        // waiting, and this runs once per poll.
+        if st.1 && st.0 == 0 {
+            self.0.left.notify_all();
+        }
     }
 }
 
@@ -451,7 +470,7 @@ pub(super) unsafe fn free(mgr: *mut kh_manager) {
                     // SAFETY: live until freed just below, on this thread.
                     unsafe { &*p.0 }.shutdown();
                     if let Some(inside) = inside {
-                        Inside::wait_for_none(&inside);
+                        inside.wait_for_none();
                     }
                     // SAFETY: the runtime has stopped, and no call is inside the manager.
                     unsafe { free_stopped(p.0) };
