@@ -40,9 +40,11 @@ client_cmd() { # NAME N S -> the command line of that client
     kh) echo "$BIN kh workload=push url=$url/push/$n/$s n=$n s=$s secs=600" ;;
     c) echo "target/bench/c_client push $url/push/$n/$s $n $s" ;;
     cpoll) echo "target/bench/c_client push $url/push/$n/$s $n $s workers=1 poll=1" ;;
+    cdriven) echo "target/bench/c_client push $url/push/$n/$s $n $s driven=1" ;;
     c1) echo "target/bench/c_client push $url/push/$n/$s $n $s workers=1" ;;
     # The Python clients of bench/run.sh: the package (its C extension, built there) and picows.
     pkg) echo "python3 bench/py_pkg_client.py push $url/push/$n/$s $n $s" ;;
+    pkgdriven) echo "python3 bench/py_pkg_client.py push $url/push/$n/$s $n $s driven=1" ;;
     picows) echo "python3 bench/py_others.py picows push $url/push/$n/$s $n $s" ;;
   esac
 }
@@ -69,7 +71,7 @@ instructions() {
 }
 
 if command -v valgrind >/dev/null; then
-  for who in tt tt8k kh c c1 cpoll; do
+  for who in tt tt8k kh c c1 cpoll cdriven; do
     instructions "$who" 64 50000 150000
     instructions "$who" 1024 20000 60000
   done
@@ -82,7 +84,7 @@ fi
 if command -v valgrind >/dev/null && [ "${PY:-1}" = 1 ] && python3 -c 'import picows' 2>/dev/null &&
   bash bench/py_ext.sh; then
   export KH_LIB="$root/target/release/libkharbranth.so"
-  for who in pkg picows; do
+  for who in pkg pkgdriven picows; do
     instructions "$who" 64 20000 60000
     instructions "$who" 1024 20000 60000
   done
