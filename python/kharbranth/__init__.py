@@ -371,8 +371,10 @@ class Manager:
     `close`), inside that call, with the GIL released, as picows runs on asyncio's thread.
     That is the fastest way to consume a feed from one thread, since no event is handed
     between threads; but nothing moves between polls (no socket is read, no ping answered,
-    no reconnect made; sends go out in the next poll), so poll at least as often as your
-    peers' heartbeat timeouts ask, and `fileno()` and `events()` are not available."""
+    no reconnect made; sends go out in the next poll) while time runs on (a pong or idle
+    timeout that passes between polls can fail the connection in the next one, which then
+    reconnects it), so poll at least as often as those timeouts and your peers' heartbeats
+    ask. `fileno()` and `events()` are not available."""
 
     def __init__(self, threads=0, event_capacity=None, event_bytes=None, driven=False):
         self._lib = _lib()

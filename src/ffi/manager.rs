@@ -157,10 +157,13 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
 /// What this buys: events reach the poller without a hand-off between threads (no wake-up, no
 /// context switch), the fastest way to consume a feed from one thread. What it costs: between
 /// polls nothing moves. Sockets are not read (TCP holds the data back, nothing is lost), pings
-/// are not answered and timers do not fire, so a program that stops polling for longer than a
-/// peer's heartbeat timeout may be disconnected by it; reconnects, subscribe messages, sends
-/// (`kh_manager_send_text` and the like only queue them) and rate-limited writes all happen
-/// inside the next poll. Poll with a timeout no longer than the shortest delay you can accept.
+/// are not answered, so a program that stops polling for longer than a peer's heartbeat timeout
+/// may be disconnected by it; reconnects, subscribe messages, sends (`kh_manager_send_text` and
+/// the like only queue them) and rate-limited writes all happen inside the next poll. Time runs
+/// on meanwhile: a pong timeout or idle timeout (`kh_config_set_idle_timeout_ms`) that passes
+/// between polls (a ping went out, its pong waits unread) can fail its connection in the next
+/// poll, which then reconnects it. Poll at least that often, with a timeout no longer than the
+/// shortest delay you can accept.
 ///
 /// Callbacks (`kh_manager_add` hooks, `on_drop`, `kh_log_set_callback` records of its
 /// connections) run on the polling thread, inside `kh_manager_poll`; like every callback they
