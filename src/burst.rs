@@ -359,6 +359,17 @@ mod tests {
     }
 
     #[test]
+    fn a_read_of_a_quarter_of_the_burst_is_not_short() {
+        // Less than a quarter ends the burst; a quarter exactly keeps it going.
+        let mut r = BurstReader::new(Probe::default(), BURST);
+        for seg in [pattern(CHUNK), pattern(BURST / 4), pattern(100)] {
+            r.inner.supply(&seg);
+        }
+        read_until_dry(&mut r);
+        assert_eq!(r.inner.asked[..3], [CHUNK, BURST, BURST]);
+    }
+
+    #[test]
     fn a_dry_socket_ends_the_burst() {
         let mut r = BurstReader::new(Probe::default(), BURST);
         r.inner.supply(&pattern(CHUNK));
