@@ -633,6 +633,7 @@ impl EventQueue {
             tokio::task::yield_now().await;
             tokio::task::yield_now().await;
         }
+        let mut registered: Option<Waker> = None;
         let ready = std::future::poll_fn(|cx| {
             let mut st = self.lock();
             if st.len > 0 || st.wakeup || st.closed {
@@ -646,14 +647,21 @@ impl EventQueue {
             if !st.consumers.iter().any(|w| w.will_wake(cx.waker())) {
                 st.consumers.push(cx.waker().clone());
             }
+            registered = Some(cx.waker().clone());
             Poll::Pending
         });
-        match deadline {
-            _ if unlimited => ready.await,
-            Some(d) => {
-                let _ = tokio::time::timeout_at(d, ready).await;
+        let timed_out = match deadline {
+            _ if unlimited => {
+                ready.await;
+                false
             }
-            None => {}
+            Some(d) => tokio::time::timeout_at(d, ready).await.is_err(),
+            None => false,
+        };
+        if let Some(w) = registered.filter(|_| timed_out) {
+            // A waker left behind would make the next flush count as a hand-over to a
+            // consumer that is gone (see `Sink::flush_mid_read`).
+            self.lock().consumers.retain(|c| !c.will_wake(&w));
         }
     }
 

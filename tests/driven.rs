@@ -368,37 +368,55 @@ unsafe extern "C" fn free_own_manager(
 }
 
 /// A callback that frees its own manager ends the poll that runs it with `KH_SHUTTING_DOWN`
-/// and no events; the shutdown then closes the connection with 1001 and calls `on_drop`.
+/// and no events; the shutdown then closes the connection with 1001 and calls `on_drop`. The
+/// hook frees on every text and gets two: the second free, from a callback still running,
+/// is ignored (a second helper would free the manager twice). Polled from a plain thread and
+/// from a tokio thread (whose drives run on a helper thread, and which must not be the one to
+/// drop the runtime).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_that_frees_its_manager_ends_the_poll_and_the_manager_goes_away() {
-    let mut server = Server::start().await;
-    let mgr = Mgr::new();
-    let sh = Shared::new(mgr);
-    let hooks = kh_hooks {
-        on_text: Some(free_own_manager),
-        ..sh.hooks()
-    };
-    mgr.add("hooked", server.port, Some(&hooks));
-    let polls = tokio::spawn(on_plain_thread("the polls", move || {
-        let mut events = Vec::new();
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let rc = mgr.poll(&mut events, 4, 50);
-            if rc != kh_result::KH_OK || Instant::now() > deadline {
-                return (rc, events.len());
+    for from_tokio in [false, true] {
+        let mut server = Server::start().await;
+        let mgr = Mgr::new();
+        let sh = Shared::new(mgr);
+        let hooks = kh_hooks {
+            on_text: Some(free_own_manager),
+            ..sh.hooks()
+        };
+        mgr.add("hooked", server.port, Some(&hooks));
+        let polls = move || {
+            let mut events = Vec::new();
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                let rc = mgr.poll(&mut events, 4, 50);
+                if rc != kh_result::KH_OK || Instant::now() > deadline {
+                    return (rc, events.len());
+                }
             }
+        };
+        let polls = if from_tokio {
+            tokio::task::spawn_blocking(polls)
+        } else {
+            tokio::spawn(on_plain_thread("the polls", polls))
+        };
+        let mut ws = server.next().await;
+        ws.feed(Message::text("free it")).await.unwrap();
+        ws.feed(Message::text("free it again")).await.unwrap();
+        ws.flush().await.unwrap();
+        let polled = within("the poll that frees", polls).await.unwrap();
+        assert_eq!(
+            polled,
+            (kh_result::KH_SHUTTING_DOWN, 0),
+            "from tokio: {from_tokio}"
+        );
+        match recv_data(&mut ws).await {
+            Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1001),
+            other => panic!("expected a close frame, got {other:?}"),
         }
-    }));
-    let mut ws = server.next().await;
-    ws.send(Message::text("free it")).await.unwrap();
-    assert_eq!(polls.await.unwrap(), (kh_result::KH_SHUTTING_DOWN, 0));
-    match recv_data(&mut ws).await {
-        Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1001),
-        other => panic!("expected a close frame, got {other:?}"),
+        drain(&mut ws).await;
+        eventually("on_drop", || sh.drops.load(SeqCst) == 1).await;
+        assert!(sh.texts.load(SeqCst) >= 1);
     }
-    drain(&mut ws).await;
-    eventually("on_drop", || sh.drops.load(SeqCst) == 1).await;
-    assert_eq!(sh.texts.load(SeqCst), 1);
 }
 
 /// The wake-up ends a poll that would wait without limit; the event descriptor is refused (no

@@ -104,7 +104,13 @@ where
             // A polled connection reads on only while its event queue has room; the deadline
             // bounds that wait too.
             while let Some(r) = {
-                std::future::poll_fn(|cx| hooks.poll_room(cx)).await;
+                std::future::poll_fn(|cx| {
+                    // A hand-over to a consumer (see `Sink::take_handover`), set by the read
+                    // loop or by a delivery below, is not a full queue: no waker would come.
+                    hooks.take_handover();
+                    hooks.poll_room(cx)
+                })
+                .await;
                 self.before_read();
                 self.ws.next().await
             } {

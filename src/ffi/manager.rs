@@ -149,10 +149,13 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
     })
 }
 
-/// Creates a manager driven by its caller, like `curl_multi_poll`: it starts no thread, and its
-/// connections run on the thread that calls `kh_manager_poll`, inside that call, and only then
-/// (also inside the other calls that wait: `kh_manager_wait_open`, `kh_manager_close` and
-/// `kh_manager_free`). Writes it to `*out`; free it with `kh_manager_free`.
+/// Creates a manager driven by its caller, like `curl_multi_poll`: no thread of its own runs its
+/// connections; they run on the thread that calls `kh_manager_poll`, inside that call, and
+/// only then (also inside the other calls that wait: `kh_manager_wait_open`, `kh_manager_close`
+/// and `kh_manager_free`). Writes it to `*out`; free it with `kh_manager_free`. Threads it may
+/// still use: short-lived ones of tokio's blocking pool for host name lookups, a helper that
+/// drives it for a caller on a thread of a tokio runtime (where the runtime cannot be run), and
+/// `kh-free` for a free from a callback.
 ///
 /// What this buys: events reach the poller without a hand-off between threads (no wake-up, no
 /// context switch), the fastest way to consume a feed from one thread. What it costs: between
@@ -166,11 +169,19 @@ pub unsafe extern "C" fn kh_manager_new_with_threads(
 /// shortest delay you can accept.
 ///
 /// Callbacks (`kh_manager_add` hooks, `on_drop`, `kh_log_set_callback` records of its
-/// connections) run on the polling thread, inside `kh_manager_poll`; like every callback they
-/// must not call the functions that wait (those return `KH_INVALID_ARGUMENT`). A callback may
-/// call `kh_manager_free` on this manager: the poll that runs it then returns
-/// `KH_SHUTTING_DOWN`, without events, and the manager is freed on a helper thread right after
-/// the poll returned. Polls of one manager still run one at a time.
+/// connections) run on the thread that drives it, inside the call: usually the polling thread;
+/// like every callback they must not call the functions that wait (those return
+/// `KH_INVALID_ARGUMENT`). Polls of one manager still run one at a time, and a driven poll may
+/// outlast its timeout by the time the callbacks it runs take.
+///
+/// A callback may call `kh_manager_free` on this manager. The call that runs it (a poll, or
+/// `kh_manager_wait_open` or `kh_manager_close`) then returns `KH_SHUTTING_DOWN` (a poll without
+/// events), and from then on the pointer is dangling: note the free in the callback, make no
+/// call on the manager after that return, and do not free it again (a second
+/// `kh_manager_free` from a callback before that is ignored). The shutdown runs on `kh-free`:
+/// the callbacks it runs (the close of each connection, `on_drop`) may run at the same time as
+/// the code after that return, so guard what they share. The memory is freed after the call
+/// returned and the last `on_drop` ran.
 ///
 /// `kh_manager_event_fd` is refused (`KH_INVALID_ARGUMENT`): with no thread reading the sockets
 /// no descriptor could tell when to poll. Use `kh_manager_poll` with a timeout, or a manager
@@ -197,12 +208,13 @@ pub unsafe extern "C" fn kh_manager_new_driven(out: *mut *mut kh_manager) -> kh_
 /// shutdown on a helper thread and returns at once; the shutdown completes after the callback
 /// returned, and the memory is freed after the last `on_drop`, which is the signal that it is
 /// done (a process that exits before may lose those `on_drop` calls). Calls on the manager made
-/// meanwhile by callbacks still running return `KH_SHUTTING_DOWN`.
+/// meanwhile by callbacks still running return `KH_SHUTTING_DOWN`, and a second
+/// `kh_manager_free` from one of them is ignored.
 ///
 /// A driven manager (`kh_manager_new_driven`) is closed the same way: outside a callback its
-/// connections run on the calling thread until they closed; from its own callback, inside a
-/// poll, the poll returns `KH_SHUTTING_DOWN` and the helper thread frees the manager once that
-/// poll has returned.
+/// connections run on the calling thread until they closed; from its own callback, the call
+/// that runs the callback returns `KH_SHUTTING_DOWN` and the helper thread frees the manager
+/// once that call has returned (see `kh_manager_new_driven`).
 ///
 /// In both cases `mgr` must not be used by the caller after this call.
 #[unsafe(no_mangle)]

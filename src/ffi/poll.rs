@@ -306,7 +306,8 @@ pub unsafe extern "C" fn kh_manager_set_event_byte_capacity(
 ///
 /// Returns `KH_OK` with `*n_out` = 0 when the time ran out, when `kh_manager_wakeup` woke it,
 /// and also when no connection of the manager is polled (then it just waits `timeout_ms`).
-/// No poll waits longer than its timeout. The events of the previous poll of this manager are
+/// No poll waits longer than its timeout (a driven manager's takes in addition the time of the
+/// callbacks it runs). The events of the previous poll of this manager are
 /// freed by this call: the pointers in them become invalid (see `kh_event`). Polls of one
 /// manager run one at a time; poll from one thread. Like every call, a poll must have returned
 /// before `kh_manager_free` is called: end a waiting one with `kh_manager_wakeup` first.

@@ -28,6 +28,8 @@ pub struct kh_manager {
     id: u64,
     /// Set for a manager driven by its callers (`kh_manager_new_driven`).
     driven: Option<Driven>,
+    /// A free from a callback (or a foreign runtime's thread) handed the manager to a helper.
+    free_started: AtomicBool,
     pub(super) manager: WsManager,
     nudger: Option<Nudger>,
     /// The events the last `kh_manager_poll` lent the caller.
@@ -264,6 +266,7 @@ impl kh_manager {
             runtime: Mutex::new(Some(Arc::new(runtime))),
             id,
             driven: None,
+            free_started: AtomicBool::new(false),
             manager,
             nudger,
             lent: Default::default(),
@@ -281,6 +284,7 @@ impl kh_manager {
             handle: runtime.handle().clone(),
             runtime: Mutex::new(Some(Arc::new(runtime))),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            free_started: AtomicBool::new(false),
             driven: Some(Driven {
                 inside: Arc::default(),
                 freed: tokio::sync::Notify::new(),
@@ -393,14 +397,17 @@ impl kh_manager {
     /// Closes every connection, then stops the runtime. Takes `&self`: callbacks may still
     /// hold the manager while this runs, so it is only freed after every runtime thread ended.
     fn shutdown(&self) {
+        drop_runtime(self.stop());
+    }
+
+    /// Closes every connection on the runtime and hands the runtime back, for the caller to
+    /// drop where nothing else holds it (`None` when the shutdown already took it).
+    fn stop(&self) -> Option<Arc<Runtime>> {
         let rt = self
             .runtime
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(rt) = rt else {
-            return;
-        };
+            .take()?;
         {
             // A driven manager's callbacks run here: mark them as such, so that what they
             // call that waits is refused instead of starting the runtime again inside itself.
@@ -410,9 +417,15 @@ impl kh_manager {
         if let Some(n) = &self.nudger {
             n.stop();
         }
-        // Dropping the runtime waits for its threads: a callback still running (only possible
-        // when it blocks) finishes before the manager's memory goes away. Tasks still alive
-        // are dropped with it, which runs their on_drop.
+        Some(rt)
+    }
+}
+
+/// Drops a stopped runtime. Dropping the runtime waits for its threads: a callback still
+/// running (only possible when it blocks) finishes before the manager's memory goes away. Tasks
+/// still alive are dropped with it, which runs their on_drop.
+fn drop_runtime(rt: Option<Arc<Runtime>>) {
+    if let Some(rt) = rt {
         drop(rt);
         log::info!("manager freed");
     }
@@ -452,14 +465,18 @@ pub(super) unsafe fn free(mgr: *mut kh_manager) {
         // helper thread does it. A foreign runtime's thread may wait for it; a callback
         // returns at once, and the helper finishes once the callback has returned.
         c => {
+            // The manager is alive here: its callbacks still run, or this thread (of a foreign
+            // runtime) holds its last call. A second free from a callback that runs before the
+            // first completes must not start a second helper (a double free).
+            if m.free_started.swap(true, Ordering::AcqRel) {
+                return;
+            }
             m.manager.begin_shutdown();
             let inside = m.driven.as_ref().map(|d| {
-                // A callback of this manager's own drive: that drive stops, and the call that
-                // drove it leaves the manager before the helper frees it.
-                if OWNER.with(Cell::get) == m.id {
-                    d.free_requested.store(true, Ordering::Release);
-                    d.freed.notify_waiters();
-                }
+                // A drive of this manager (this callback's own, or another thread's) stops,
+                // and the call that drove it leaves the manager before the helper frees it.
+                d.free_requested.store(true, Ordering::Release);
+                d.freed.notify_waiters();
                 d.inside.clone()
             });
             let p = SendPtr(mgr);
@@ -468,10 +485,14 @@ pub(super) unsafe fn free(mgr: *mut kh_manager) {
                 .spawn(move || {
                     let p = p;
                     // SAFETY: live until freed just below, on this thread.
-                    unsafe { &*p.0 }.shutdown();
+                    let rt = unsafe { &*p.0 }.stop();
                     if let Some(inside) = inside {
                         inside.wait_for_none();
                     }
+                    // After every drive left: a drive holds the runtime too, and must not be
+                    // the one to drop it (on a tokio thread that panics; elsewhere it would
+                    // wait for the runtime's threads inside a poll).
+                    drop_runtime(rt);
                     // SAFETY: the runtime has stopped, and no call is inside the manager.
                     unsafe { free_stopped(p.0) };
                 });
