@@ -439,11 +439,19 @@ async fn the_wakeup_ends_an_endless_poll_and_the_descriptor_is_refused() {
         );
         assert_eq!(n, 7);
     }
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
     let poll = tokio::spawn(on_plain_thread("the endless poll", move || {
         let mut events = Vec::new();
+        let _ = started_tx.send(());
         (mgr.poll(&mut events, 4, -1), events.len())
     }));
-    // Before or during the poll: either way it returns (a wake-up is kept for the next poll).
+    started_rx.recv_timeout(DEADLINE).unwrap();
+    // Without limit means without limit: nothing comes, so the poll is still waiting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !poll.is_finished(),
+        "a poll without a timeout returned without a wake-up"
+    );
     // SAFETY: a live manager.
     assert_eq!(unsafe { kh_manager_wakeup(mgr.ptr()) }, kh_result::KH_OK);
     assert_eq!(poll.await.unwrap(), (kh_result::KH_OK, 0));

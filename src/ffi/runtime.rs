@@ -544,6 +544,33 @@ mod tests {
     }
 
     #[test]
+    fn a_free_waits_until_the_last_call_inside_a_driven_manager_left() {
+        let count = Arc::new(InsideCount::default());
+        let (a, b) = (Inside::new(&count), Inside::new(&count));
+        assert_eq!(*count.lock(), (2, false));
+        drop(a);
+        assert_eq!(*count.lock(), (1, false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let count = count.clone();
+            std::thread::spawn(move || {
+                count.wait_for_none();
+                let _ = tx.send(());
+            })
+        };
+        // One call is still inside: the free must not go on.
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        assert!(count.lock().1, "the free waits and says so");
+        drop(b);
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the free went on once the last call left");
+        waiter.join().unwrap();
+        assert_eq!(*count.lock(), (0, true));
+        // Nobody inside: it does not wait at all.
+        InsideCount::default().wait_for_none();
+    }
+
+    #[test]
     fn a_wait_after_the_shutdown_is_refused_without_running_its_future() {
         let m = kh_manager::start(2).unwrap();
         m.shutdown();
