@@ -459,7 +459,8 @@ async fn the_wakeup_ends_an_endless_poll_and_the_descriptor_is_refused() {
 }
 
 /// A thread of a tokio runtime (a Rust host) cannot run the manager's runtime itself; its
-/// waits run on a helper thread and still complete.
+/// waits run on a helper thread and still complete: from a task's own thread and from
+/// `spawn_blocking`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_from_a_tokio_thread_drives_the_manager_on_a_helper() {
     let mut server = Server::start().await;
@@ -469,10 +470,9 @@ async fn a_wait_from_a_tokio_thread_drives_the_manager_on_a_helper() {
         let ws = server.next().await;
         (server, ws)
     });
-    let rc = tokio::task::spawn_blocking(move || mgr.wait_open("feed", 5000))
-        .await
-        .unwrap();
-    assert_eq!(rc, kh_result::KH_OK);
+    // From this very thread, a worker of the test's runtime inside a task, where the driven
+    // runtime cannot be started (tokio would panic): a helper thread runs it.
+    assert_eq!(mgr.wait_open("feed", 5000), kh_result::KH_OK);
     let (_server, mut ws) = accept.await.unwrap();
     ws.send(Message::text("hello")).await.unwrap();
     let got = tokio::task::spawn_blocking(move || poll_texts(mgr, 1, 4))

@@ -567,7 +567,13 @@ mod tests {
         waiter.join().unwrap();
         assert_eq!(*count.lock(), (0, true));
         // Nobody inside: it does not wait at all.
-        InsideCount::default().wait_for_none();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            InsideCount::default().wait_for_none();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a free with nobody inside went on at once");
     }
 
     #[test]
