@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 example="${1:-multi_feed}"
 case "$example" in
-  basic | multi_feed | raii) ;;
-  *) echo "usage: $0 [multi_feed|basic|raii]" >&2; exit 2 ;;
+  basic | multi_feed | driven | raii) ;;
+  *) echo "usage: $0 [multi_feed|basic|driven|raii]" >&2; exit 2 ;;
 esac
 
 if ! command -v cmake >/dev/null 2>&1; then
