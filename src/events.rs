@@ -25,6 +25,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::clock::ReceiveTime;
 use crate::error::Result;
+#[cfg(feature = "capi")]
+use crate::ffi::window::Window;
 use crate::hooks::Event;
 use crate::limits;
 
@@ -57,6 +59,11 @@ impl Name {
 
     fn as_str(&self) -> &str {
         &self.0[..self.0.len() - 1]
+    }
+
+    /// Whether both are the same connection's name (the same allocation).
+    pub(crate) fn same(&self, other: &Name) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// The NUL-terminated name, valid as long as this `Name` is.
@@ -293,6 +300,10 @@ pub(crate) struct EventQueue {
     state: Mutex<State>,
     /// Signalled for threads blocked in [`poll_blocking`](Self::poll_blocking).
     ready: Condvar,
+    /// A driven poll's window is in `State::window`, not full: read without the lock by every
+    /// connection before each poll of its task (see [`Sink::begin_read`]).
+    #[cfg(feature = "capi")]
+    window_open: std::sync::atomic::AtomicBool,
 }
 
 struct State {
@@ -324,6 +335,9 @@ struct State {
     closed: bool,
     #[cfg(unix)]
     signal: Option<Signal>,
+    /// A driven poll's array while it waits, for the connection that takes it next.
+    #[cfg(feature = "capi")]
+    window: Option<Window>,
 }
 
 impl State {
@@ -479,8 +493,12 @@ impl EventQueue {
                 closed: false,
                 #[cfg(unix)]
                 signal: None,
+                #[cfg(feature = "capi")]
+                window: None,
             }),
             ready: Condvar::new(),
+            #[cfg(feature = "capi")]
+            window_open: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -618,15 +636,35 @@ impl EventQueue {
     /// itself (a driven manager's): waits as a task instead of blocking its thread, so the
     /// connections that fill the queue run meanwhile, on this very thread. With a zero timeout
     /// it still gives the runtime two rounds: the sockets that are readable now are read.
+    ///
+    /// While nothing is queued, `window` (the poller's array) is lent to the connections,
+    /// which write their messages into it (see `ffi::window`); it is back in `window` when
+    /// this returns, or is dropped, and then either holds events (and `out` nothing) or none.
+    #[cfg(feature = "capi")]
     pub(crate) async fn poll_async(
         &self,
         max: usize,
         timeout: Option<Duration>,
         out: &mut Vec<Piece>,
         done: &mut Vec<Arc<Batch>>,
+        window: &mut Option<Window>,
     ) {
         let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
         let unlimited = timeout.is_none() || deadline.is_none();
+        let lending = Lending {
+            queue: self,
+            window,
+        };
+        {
+            let mut st = self.lock();
+            if st.len == 0 && !st.closed {
+                if let Some(mut w) = lending.window.take() {
+                    w.set_byte_cap(st.byte_capacity);
+                    st.window = Some(w);
+                    self.window_open.store(true, Ordering::Relaxed);
+                }
+            }
+        }
         if timeout == Some(Duration::ZERO) {
             // One round polls the driver (the yield is deferred until after it), the second
             // runs the connections it woke.
@@ -636,8 +674,14 @@ impl EventQueue {
         let mut registered: Option<Waker> = None;
         let ready = std::future::poll_fn(|cx| {
             let mut st = self.lock();
-            if st.len > 0 || st.wakeup || st.closed {
+            let direct = st.window.as_ref().is_some_and(|w| w.len() > 0);
+            if direct || st.len > 0 || st.wakeup || st.closed {
                 st.wakeup = false;
+                // What is queued now came after the window's events, or from other
+                // connections: the next poll takes it.
+                if direct {
+                    return Poll::Ready(());
+                }
                 let woken = st.take(max, out, done);
                 drop(st);
                 woken.into_iter().for_each(Waker::wake);
@@ -663,6 +707,7 @@ impl EventQueue {
             // consumer that is gone (see `Sink::flush_mid_read`).
             self.lock().consumers.retain(|c| !c.will_wake(&w));
         }
+        drop(lending);
     }
 
     /// A descriptor that is readable while events are queued (level-triggered), made on the
@@ -679,6 +724,27 @@ impl EventQueue {
             st.signal = Some(s);
         }
         Ok(st.signal.as_ref().map_or(-1, |s| s.rx.as_raw_fd()))
+    }
+}
+
+/// Takes a driven poll's window back from the queue however the poll ends (it may be dropped
+/// while it waits, when a callback frees the manager): no connection writes into the caller's
+/// array after the poll returned. On a driven manager nothing holds the window while the
+/// poll's future runs, as connections hold it only within a poll of their task.
+#[cfg(feature = "capi")]
+struct Lending<'a> {
+    queue: &'a EventQueue,
+    window: &'a mut Option<Window>,
+}
+
+#[cfg(feature = "capi")]
+impl Drop for Lending<'_> {
+    fn drop(&mut self) {
+        let mut st = self.queue.lock();
+        self.queue.window_open.store(false, Ordering::Relaxed);
+        if let Some(w) = st.window.take() {
+            *self.window = Some(w);
+        }
     }
 }
 
@@ -735,7 +801,7 @@ impl Signal {
 /// shared, and the reader would then allocate afresh for every frame. Copying a small payload
 /// once, into a buffer that is reused, costs less than that and holds less. A large payload is
 /// not copied: its buffer is mostly the payload itself.
-const COPY_BELOW: usize = 4096;
+pub(crate) const COPY_BELOW: usize = 4096;
 
 static NEXT_SINK: AtomicU64 = AtomicU64::new(1);
 
@@ -770,6 +836,13 @@ pub(crate) struct Sink {
     owned: Vec<Owned>,
     /// The receive times of the staged frames (see [`Batch`]'s `times`).
     times: Vec<(u32, ReceiveTime)>,
+    /// A driven poll's array, while this connection writes its messages straight into it (see
+    /// [`begin_read`](Self::begin_read)).
+    #[cfg(feature = "capi")]
+    window: Option<Window>,
+    /// The receive time of the frame being delivered, for the window.
+    #[cfg(feature = "capi")]
+    stamp: ReceiveTime,
 }
 
 /// Messages a connection stages at most before it flushes them into the queue, even mid-read:
@@ -800,7 +873,84 @@ impl Sink {
             items: Vec::new(),
             owned: Vec::new(),
             times: Vec::new(),
+            #[cfg(feature = "capi")]
+            window: None,
+            #[cfg(feature = "capi")]
+            stamp: ReceiveTime::NONE,
         }
+    }
+
+    /// Before each poll of the connection's task: takes a driven poll's window when one is
+    /// open and nothing waits in the queue or in this sink, so that the messages this poll
+    /// reads go straight into the poller's array, after everything queued. A single relaxed
+    /// load when no window is open.
+    #[inline]
+    pub(crate) fn begin_read(&mut self) {
+        #[cfg(feature = "capi")]
+        if self.queue.window_open.load(Ordering::Relaxed) {
+            self.take_window();
+        }
+    }
+
+    #[cfg(feature = "capi")]
+    #[cold]
+    fn take_window(&mut self) {
+        if self.window.is_some() || !self.items.is_empty() {
+            return;
+        }
+        let mut st = self.queue.lock();
+        // Whatever is queued may be this connection's, and arrived before what it reads now.
+        if st.len > 0 {
+            return;
+        }
+        if let Some(mut w) = st.window.take() {
+            self.queue.window_open.store(false, Ordering::Relaxed);
+            w.hold_name(&self.name);
+            self.window = Some(w);
+        }
+    }
+
+    /// After each poll of the connection's task: gives the window back (see
+    /// [`begin_read`](Self::begin_read)).
+    #[inline]
+    pub(crate) fn end_read(&mut self) {
+        #[cfg(feature = "capi")]
+        if self.window.is_some() {
+            self.release_window();
+        }
+    }
+
+    /// Gives the window back to the queue, for the poll or the next connection, and wakes
+    /// the poll when events were written. Returns whether it woke a consumer task.
+    #[cfg(feature = "capi")]
+    fn release_window(&mut self) -> bool {
+        let Some(w) = self.window.take() else {
+            return false;
+        };
+        let (wrote, open) = (w.len() > 0, !w.is_full());
+        let consumers = {
+            let mut st = self.queue.lock();
+            st.window = Some(w);
+            self.queue.window_open.store(open, Ordering::Relaxed);
+            if wrote {
+                std::mem::take(&mut st.consumers)
+            } else {
+                Vec::new()
+            }
+        };
+        let woke = !consumers.is_empty();
+        consumers.into_iter().for_each(Waker::wake);
+        woke
+    }
+
+    /// The window is full: give it back and let the poll run before reading on (the same
+    /// hand-over as a flush mid-read).
+    #[cfg(feature = "capi")]
+    #[cold]
+    fn window_full(&mut self) {
+        self.release_window();
+        self.handover = true;
+        self.room = false;
     }
 
     /// Stamps the frames staged from now on with `t` (called only with receive timestamps
@@ -808,6 +958,10 @@ impl Sink {
     /// recorded, as only frames read a time.
     #[inline]
     pub(crate) fn set_receive_time(&mut self, t: ReceiveTime) {
+        #[cfg(feature = "capi")]
+        {
+            self.stamp = t;
+        }
         if t.get().is_some() && self.times.last().map(|e| e.1) != Some(t) {
             self.times.push((self.items.len() as u32, t));
         }
@@ -839,6 +993,14 @@ impl Sink {
     /// payload must be valid UTF-8 (it comes from a `Utf8Bytes`).
     #[inline]
     fn stage_payload(&mut self, kind: Kind, payload: Bytes) {
+        #[cfg(feature = "capi")]
+        if let Some(w) = self.window.as_mut() {
+            w.put(kind, payload, &self.name, self.stamp);
+            if w.is_full() {
+                self.window_full();
+            }
+            return;
+        }
         let len = payload.len();
         if len >= COPY_BELOW {
             return self.stage_owned(Owned::Payload(kind, payload));
@@ -856,6 +1018,9 @@ impl Sink {
 
     #[cold]
     fn stage_owned(&mut self, owned: Owned) {
+        // After this event, nothing of this connection may pass the queue.
+        #[cfg(feature = "capi")]
+        self.release_window();
         if let Owned::Payload(_, b) = &owned {
             self.owned_bytes += b.len();
         }
@@ -917,7 +1082,7 @@ impl Sink {
             let reused = own.or_else(|| {
                 let mut b = st.pool.pop()?;
                 let shell = Arc::get_mut(&mut b)?;
-                if !Arc::ptr_eq(&shell.name.0, &self.name.0) {
+                if !shell.name.same(&self.name) {
                     shell.name = self.name.clone();
                 }
                 std::mem::swap(&mut shell.data, &mut self.data);
@@ -1010,6 +1175,9 @@ impl Sink {
 
 impl Drop for Sink {
     fn drop(&mut self) {
+        // The poll takes its window back before it returns, even when a task panicked.
+        #[cfg(feature = "capi")]
+        self.release_window();
         // Staged messages were received: they are delivered, never dropped with the sink.
         self.flush();
         self.queue.lock().stalled.remove(&self.id);

@@ -298,6 +298,24 @@ impl ReadHooks {
         }
     }
 
+    /// Before a poll of the connection's task reads: a polled connection may take a driven
+    /// poll's array to write into (see `Sink::begin_read`); nothing for hooks.
+    #[inline]
+    pub(crate) fn begin_read(&mut self) {
+        if let Some(s) = self.sink.as_mut() {
+            s.begin_read();
+        }
+    }
+
+    /// After a poll of the connection's task: gives back what [`begin_read`](Self::begin_read)
+    /// took.
+    #[inline]
+    pub(crate) fn end_read(&mut self) {
+        if let Some(s) = self.sink.as_mut() {
+            s.end_read();
+        }
+    }
+
     /// After `poll_room` was pending: whether that was a polled connection's hand-over to a
     /// consumer task rather than a full queue (see `Sink::take_handover`).
     pub(crate) fn take_handover(&mut self) -> bool {

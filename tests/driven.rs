@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use kharbranth::ffi::*;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
@@ -487,4 +487,134 @@ async fn a_wait_from_a_tokio_thread_drives_the_manager_on_a_helper() {
     }
     drain(&mut ws).await;
     freed.await.unwrap();
+}
+
+/// What one connection's events say, in order, as a test compares them.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Open,
+    Text(usize),
+    Big(usize),
+    Close(u16, String),
+}
+
+/// A driven poll writes messages straight into the caller's array (no queue in between) while
+/// a connection has nothing queued; lifecycle events and close frames still go through the
+/// queue. Two connections, each a numbered feed with large messages and a close among them,
+/// polled with an odd capacity: each connection's events come once each, in order, with their
+/// names, and the names stay readable until the next poll even after the connection is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_written_in_place_keep_each_connections_order_and_names() {
+    const N: usize = 3_000;
+    const BIG: usize = 5_000; // above the size the library copies: held in place, not copied
+    let mut a = Server::start().await;
+    let mut b = Server::start().await;
+    let mgr = Mgr::new();
+    mgr.add("a", a.port, None);
+    mgr.add("b", b.port, None);
+    let poller = tokio::spawn(on_plain_thread("the poller", move || {
+        let mut seen: [Vec<Seen>; 2] = [Vec::new(), Vec::new()];
+        let mut events = Vec::new();
+        let deadline = Instant::now() + DEADLINE * 2;
+        let done = |s: &Vec<Seen>| matches!(s.last(), Some(Seen::Close(..)));
+        while !(done(&seen[0]) && done(&seen[1])) && Instant::now() < deadline {
+            assert_eq!(mgr.poll(&mut events, 7, 50), kh_result::KH_OK);
+            for e in &events {
+                // SAFETY: `conn` is a NUL-terminated name, valid until the next poll.
+                let name = unsafe { std::ffi::CStr::from_ptr(e.conn) }
+                    .to_str()
+                    .unwrap();
+                let i = match name {
+                    "a" => 0,
+                    "b" => 1,
+                    other => panic!("event of an unknown connection {other:?}"),
+                };
+                let d = data(e);
+                seen[i].push(match e.kind {
+                    kh_event_kind::KH_EVENT_OPEN => Seen::Open,
+                    kh_event_kind::KH_EVENT_TEXT => {
+                        Seen::Text(std::str::from_utf8(d).unwrap().parse().unwrap())
+                    }
+                    kh_event_kind::KH_EVENT_BINARY => {
+                        assert_eq!(d.len(), BIG);
+                        assert!(d.iter().all(|&x| x == d[0]), "a large payload was damaged");
+                        Seen::Big(d[0] as usize)
+                    }
+                    kh_event_kind::KH_EVENT_CLOSE => {
+                        Seen::Close(e.close_code, String::from_utf8(d.to_vec()).unwrap())
+                    }
+                    other => panic!("unexpected event {other:?}"),
+                });
+            }
+        }
+        seen
+    }));
+    let mut expected = vec![Seen::Open];
+    for (k, ws) in [a.next().await, b.next().await].iter_mut().enumerate() {
+        for i in 0..N {
+            ws.feed(Message::text(i.to_string())).await.unwrap();
+            if i % 1000 == 999 {
+                let tag = (i / 1000) as u8;
+                ws.feed(Message::binary(vec![tag; BIG])).await.unwrap();
+                if k == 0 {
+                    expected.push(Seen::Text(i));
+                    expected.push(Seen::Big(tag as usize));
+                }
+                continue;
+            }
+            if k == 0 {
+                expected.push(Seen::Text(i));
+            }
+        }
+        ws.feed(Message::Close(Some(
+            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: 4000.into(),
+                reason: "bye".into(),
+            },
+        )))
+        .await
+        .unwrap();
+        ws.flush().await.unwrap();
+    }
+    expected.push(Seen::Close(4000, "bye".into()));
+    let seen = poller.await.unwrap();
+    assert_eq!(seen[0], expected, "connection a");
+    assert_eq!(seen[1], expected, "connection b");
+
+    // A name the last poll lent stays readable after its connection was closed for good.
+    let mut c = Server::start().await;
+    mgr.add("c", c.port, None);
+    let opened = on_plain_thread("c to open", move || mgr.wait_open("c", 5_000)).await;
+    assert_eq!(opened, kh_result::KH_OK);
+    let mut ws = c.next().await;
+    ws.send(Message::text("last")).await.unwrap();
+    // Answers the close handshake.
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
+    let lent = on_plain_thread("a poll of c", move || {
+        let mut events = Vec::new();
+        let deadline = Instant::now() + DEADLINE;
+        while Instant::now() < deadline {
+            assert_eq!(mgr.poll(&mut events, 4, 50), kh_result::KH_OK);
+            if let Some(e) = events
+                .iter()
+                .find(|e| e.kind == kh_event_kind::KH_EVENT_TEXT)
+            {
+                let conn = e.conn as usize;
+                let name = CString::new("c").unwrap();
+                // SAFETY: valid pointers; not inside a callback.
+                let rc = unsafe { kh_manager_close(mgr.ptr(), name.as_ptr(), 1000, null_mut()) };
+                assert_eq!(rc, kh_result::KH_OK);
+                // SAFETY: lent until the next poll, which has not happened.
+                return unsafe { std::ffi::CStr::from_ptr(conn as *const c_char) }
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+            }
+        }
+        panic!("no text from c");
+    })
+    .await;
+    assert_eq!(lent, "c");
+    within("c's server side to end", drain).await.unwrap();
+    mgr.free().await;
 }

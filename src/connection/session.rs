@@ -357,6 +357,7 @@ where
         mailbox: &mut Receiver,
         hooks: &mut ReadHooks,
     ) -> Poll<Step> {
+        hooks.begin_read();
         // One look per poll: without receive timestamps the loop is compiled without them.
         let step = if self.stamps {
             self.poll_frames::<true>(cx, mailbox, hooks)
@@ -373,6 +374,7 @@ where
         if !std::mem::take(&mut self.yielded) {
             hooks.flush();
         }
+        hooks.end_read();
         step
     }
 

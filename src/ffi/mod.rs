@@ -31,6 +31,7 @@ mod poll;
 mod result;
 mod runtime;
 mod version;
+pub(crate) mod window;
 // Last: its declarations follow kh_log_init's in the header.
 mod log;
 

@@ -4,7 +4,9 @@
 //! A poll lends the caller the events it returns (their names, payloads and error messages
 //! stay where the queue holds them) until the next poll, which gives them back: a payload is
 //! copied at most once on its way from the socket to the caller (into its batch when it is
-//! queued, if it is under 4 KiB; see `events::Batch`).
+//! queued, if it is under 4 KiB; see `events::Batch`). A driven manager's poll skips the
+//! queue for the messages its connections read while it waits: they are written into the
+//! caller's array in place (see `super::window`).
 
 use std::ffi::{CString, c_char, c_int};
 use std::mem::MaybeUninit;
@@ -15,6 +17,7 @@ use super::boundary::{Out, arg_out_array, arg_ref, arg_str, guard};
 use super::manager::manager;
 use super::result::error_message;
 use super::runtime::in_callback;
+use super::window::{Kept, Window};
 use super::{kh_config, kh_conn_state, kh_result};
 use crate::error::ConnectionError;
 use crate::events::{Batch, Item, Kind, Owned, Piece, reusable};
@@ -118,6 +121,9 @@ pub(crate) struct Lent {
     messages: Vec<CString>,
     /// Batches emptied after the last poll, for the queue's pool.
     done: Vec<std::sync::Arc<Batch>>,
+    /// What the events a driven poll's connections wrote into its array point into (see
+    /// `super::window`).
+    kept: Kept,
 }
 
 impl Lent {
@@ -315,7 +321,9 @@ pub unsafe extern "C" fn kh_manager_set_event_byte_capacity(
 /// On a driven manager (`kh_manager_new_driven`) this call is where its connections run: they
 /// read, write, reconnect and call their callbacks on this thread while the poll waits, and
 /// the poll returns once events are queued (as soon as a read staged some), the timeout ran
-/// out or `kh_manager_wakeup` was called. A timeout of 0 still reads what has arrived.
+/// out or `kh_manager_wakeup` was called. A timeout of 0 still reads what has arrived. The
+/// messages read while it waits are written into `events` as they are read (each payload
+/// copied once at most, as through the queue); the same lifetime rules apply.
 ///
 /// Refused with `KH_INVALID_ARGUMENT` (writing nothing): `events` NULL, `cap` 0, `n_out` NULL,
 /// or a call from inside any callback (a callback must not wait for events, which its own
@@ -354,15 +362,29 @@ pub unsafe extern "C" fn kh_manager_poll(
         let lent = &mut *lent;
         // The previous poll's events are given back here, as the header promises.
         lent.messages.clear();
+        lent.kept.clear();
         let mut pieces = std::mem::take(&mut lent.pieces);
         reusable(pieces.drain(..), &mut lent.done);
         let queue = m.manager.event_queue();
         if m.is_driven() {
+            let mut window = Some(Window::new(slots, std::mem::take(&mut lent.kept)));
             let done = &mut lent.done;
             m.drive(
                 "kh_manager_poll",
-                queue.poll_async(slots.len(), timeout, &mut pieces, done),
+                queue.poll_async(slots.len(), timeout, &mut pieces, done, &mut window),
             )?;
+            if let Some(w) = window {
+                let (n, kept) = w.finish();
+                lent.kept = kept;
+                if n > 0 {
+                    // The connections wrote these events in place; nothing was taken from
+                    // the queue.
+                    debug_assert!(pieces.is_empty());
+                    n_out.write(n);
+                    lent.pieces = pieces;
+                    return Ok(());
+                }
+            }
         } else {
             queue.poll_blocking(slots.len(), timeout, &mut pieces, &mut lent.done);
         }

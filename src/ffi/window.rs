@@ -1,0 +1,190 @@
+//! A driven manager's poll lends its array to the connections it runs: a message read while
+//! the poll waits goes into the caller's `kh_event` at once, pointing at the buffer it was
+//! parsed from.
+//!
+//! Why: the queue's way (stage the message in a batch, copy its payload there, queue the batch,
+//! take it, then describe each item as a `kh_event`) costs a driven poll about a hundred
+//! instructions per message more than a callback, and the copies cost cache misses on top
+//! (64-byte push, one thread: 0.80 of the hook path's rate). On a driven manager the
+//! connections run on the polling thread, inside the poll, while the caller's array waits
+//! empty: writing into it directly leaves a message one `kh_event` and one reference to its
+//! buffer more than a callback. Only messages (text, binary, ping, pong) of a connection that
+//! has nothing queued go this way, so every connection's events keep their order; anything
+//! else goes through the queue as before and ends the connection's use of the window.
+
+use std::mem::MaybeUninit;
+
+use bytes::Bytes;
+
+use super::kh_result;
+use super::poll::{kh_event, kh_event_kind};
+use crate::clock::ReceiveTime;
+use crate::events::{COPY_BELOW, Kind, Name};
+
+/// What the events of a poll point into, kept until the next poll. Reused from poll to poll.
+#[derive(Default)]
+pub(crate) struct Kept {
+    /// Payloads of [`COPY_BELOW`] bytes or more, left in the buffers they were parsed from.
+    held: Vec<Bytes>,
+    /// Smaller payloads, copied (see [`COPY_BELOW`] for why) into chunks that never grow, so
+    /// the pointers into them hold. The chunks before `cur` are in use, and the current one
+    /// from its start to `free`.
+    chunks: Vec<Box<[MaybeUninit<u8>]>>,
+    cur: usize,
+    free: usize,
+    /// The names the events point to, one per connection that took the window: kept too, as
+    /// a connection may be removed before the next poll.
+    names: Vec<Name>,
+}
+
+// SAFETY: plain owned buffers; nothing in `Kept` is shared.
+unsafe impl Send for Kept {}
+
+/// Bytes of a chunk: a few reads' worth of small messages.
+const CHUNK: usize = 64 * 1024;
+
+/// Chunks kept for the next poll at most; more were needed only by a poll of large messages.
+const KEEP_CHUNKS: usize = 16;
+
+impl Kept {
+    /// Gives back what the last poll's events pointed into.
+    pub(crate) fn clear(&mut self) {
+        self.held.clear();
+        self.names.clear();
+        self.chunks.truncate(KEEP_CHUNKS);
+        self.cur = 0;
+        self.free = 0;
+    }
+
+    /// A copy of `payload` (shorter than [`COPY_BELOW`]) that stays where it is until
+    /// [`clear`](Self::clear).
+    #[inline(always)]
+    fn copy(&mut self, payload: &[u8]) -> *const u8 {
+        let len = payload.len();
+        let chunk = match self.chunks.get_mut(self.cur) {
+            Some(c) if c.len() - self.free >= len => c,
+            _ => self.next_chunk(),
+        };
+        // SAFETY: `free + len` is within the chunk (checked above, or a fresh chunk of
+        // `CHUNK` > `COPY_BELOW` bytes), and a payload never overlaps the window's chunks.
+        unsafe {
+            let at = chunk.as_mut_ptr().add(self.free).cast::<u8>();
+            std::ptr::copy_nonoverlapping(payload.as_ptr(), at, len);
+            self.free += len;
+            at
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn next_chunk(&mut self) -> &mut Box<[MaybeUninit<u8>]> {
+        if self.cur < self.chunks.len() && self.free > 0 {
+            self.cur += 1;
+        }
+        self.free = 0;
+        if self.cur == self.chunks.len() {
+            self.chunks.push(Box::new_uninit_slice(CHUNK));
+        }
+        &mut self.chunks[self.cur]
+    }
+}
+
+/// The unwritten part of a poll's array, and what the written events point into. Published in
+/// the event queue by the poll, taken by one connection at a time for the length of one poll
+/// of its task (see `Sink::begin_read`), and taken back by the poll before it returns.
+pub(crate) struct Window {
+    slots: *mut kh_event,
+    cap: usize,
+    /// Events written, at `slots[..n]`.
+    n: usize,
+    kept: Kept,
+    /// Payload bytes of the written events, and how many the window takes: what a poller
+    /// holds stays bounded by the queue's byte capacity, as a poll of the queue does.
+    bytes: usize,
+    byte_cap: usize,
+}
+
+// SAFETY: the array belongs to a `kh_manager_poll` that waits while the window is out, and
+// only one holder uses the window at a time (it moves); the poll takes it back before it
+// returns, also when it ends early (`events::Lending`), so no write outlives the call.
+unsafe impl Send for Window {}
+
+impl Window {
+    /// A window over `slots`, keeping what its events point into in `kept` (cleared).
+    pub(crate) fn new(slots: &mut [MaybeUninit<kh_event>], kept: Kept) -> Self {
+        Self {
+            slots: slots.as_mut_ptr().cast(),
+            cap: slots.len(),
+            n: 0,
+            kept,
+            bytes: 0,
+            byte_cap: usize::MAX,
+        }
+    }
+
+    /// Bounds the payload bytes the window takes (the window is full from the message that
+    /// reaches the bound on).
+    pub(crate) fn set_byte_cap(&mut self, bytes: usize) {
+        self.byte_cap = bytes;
+    }
+
+    /// Called by a connection that takes the window, before it writes with its `name`.
+    pub(crate) fn hold_name(&mut self, name: &Name) {
+        if !self.kept.names.last().is_some_and(|n| n.same(name)) {
+            self.kept.names.push(name.clone());
+        }
+    }
+
+    /// Events written so far.
+    pub(crate) fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether no more events fit.
+    #[inline]
+    pub(crate) fn is_full(&self) -> bool {
+        self.n >= self.cap || self.bytes >= self.byte_cap
+    }
+
+    /// Writes a message as the next event. The window must not be full.
+    #[inline(always)]
+    pub(crate) fn put(&mut self, kind: Kind, payload: Bytes, conn: &Name, at: ReceiveTime) {
+        debug_assert!(!self.is_full());
+        let kind = match kind {
+            Kind::Text => kh_event_kind::KH_EVENT_TEXT,
+            Kind::Binary => kh_event_kind::KH_EVENT_BINARY,
+            Kind::Ping => kh_event_kind::KH_EVENT_PING,
+            Kind::Pong => kh_event_kind::KH_EVENT_PONG,
+        };
+        let len = payload.len();
+        let data = if len < COPY_BELOW {
+            self.kept.copy(&payload)
+        } else {
+            let data = payload.as_ptr();
+            self.kept.held.push(payload);
+            data
+        };
+        let event = kh_event {
+            kind,
+            error: kh_result::KH_OK,
+            close_code: 0,
+            state: 0,
+            attempts: 0,
+            conn: conn.as_c_ptr(),
+            data,
+            len,
+            down_for_ns: 0,
+            recv_mono_ns: at.monotonic_ns(),
+            recv_wall_ns: at.wall_ns(),
+        };
+        // SAFETY: `n < cap` (not full), and the array has room for `cap` events.
+        unsafe { self.slots.add(self.n).write(event) };
+        self.n += 1;
+        self.bytes += len;
+    }
+
+    /// The events written, and what they point into, to keep until the next poll.
+    pub(crate) fn finish(self) -> (usize, Kept) {
+        (self.n, self.kept)
+    }
+}
