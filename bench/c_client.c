@@ -130,6 +130,8 @@ static void on_error(void *ud, const char *conn, kh_result code, const char *msg
  * or `secs` pass. Runs on main only, so the state needs no lock here. */
 static kh_event poll_events[1024];
 static size_t poll_cap = 1024;
+/* Polls that returned events, and those events: how full the caller's array came back. */
+static uint64_t polls_with_events, polled_events;
 
 static int poll_loop(struct state *s, int echo, int secs) {
     double deadline = now() + secs;
@@ -140,6 +142,8 @@ static int poll_loop(struct state *s, int echo, int secs) {
             fprintf(stderr, "c_client: kh_manager_poll: %s\n", kh_result_str(r));
             return 0;
         }
+        polls_with_events += n > 0;
+        polled_events += n;
         for (size_t i = 0; i < n && !s->done; i++) {
             const kh_event *e = &poll_events[i];
             if (e->kind == KH_EVENT_TEXT || e->kind == KH_EVENT_BINARY) {
@@ -256,10 +260,12 @@ int main(int argc, char **argv) {
         if (bin)
             strncat(w, "_bin", sizeof w - strlen(w) - 1);
         printf("{\"client\":\"%s\",\"workload\":\"%s\",\"msgs\":%llu,\"bytes\":%llu,\"secs\":%.6f,"
-               "\"msgs_per_sec\":%.1f,\"mb_per_sec\":%.2f,\"ok\":%s,\"rbuf\":%zu}\n",
+               "\"msgs_per_sec\":%.1f,\"mb_per_sec\":%.2f,\"ok\":%s,\"rbuf\":%zu,"
+               "\"events_per_poll\":%.1f}\n",
                client, w, (unsigned long long)st.count, (unsigned long long)st.bytes, secs,
                secs > 0 ? st.count / secs : 0, secs > 0 ? st.bytes / 1e6 / secs : 0,
-               ok && st.count == n ? "true" : "false", rbuf);
+               ok && st.count == n ? "true" : "false", rbuf,
+               polls_with_events ? (double)polled_events / polls_with_events : 0.0);
         fflush(stdout);
         kh_manager_close(mgr, "bench", 1000, "done");
     } else if (strcmp(mode, "echo") == 0) {

@@ -659,7 +659,8 @@ impl EventQueue {
             let mut st = self.lock();
             if st.len == 0 && !st.closed {
                 if let Some(mut w) = lending.window.take() {
-                    w.set_byte_cap(st.byte_capacity);
+                    // Within the cache (see `STAGE_BYTES`), and bounded like a take.
+                    w.set_byte_cap(st.byte_capacity.min(STAGE_BYTES));
                     st.window = Some(w);
                     self.window_open.store(true, Ordering::Relaxed);
                 }
@@ -855,7 +856,10 @@ const STAGE_MAX: usize = 4096;
 const REUSE_FROM: usize = 64;
 
 /// Payload bytes a connection stages at most before it flushes: a batch the poller reads while
-/// it is still in the cache costs less than a larger one.
+/// it is still in the cache costs less than a larger one. A driven poll's window takes as many
+/// at most, for the same reason: its copies are then made into memory the last poll used (1 KiB
+/// push, driven, 15 interleaved runs: 1.98 M/s with windows of up to 1,024 events, 1.0 MiB,
+/// 2.39 M/s with this bound, medians).
 const STAGE_BYTES: usize = 256 * 1024;
 
 impl Sink {
