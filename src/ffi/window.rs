@@ -37,9 +37,6 @@ pub(crate) struct Kept {
     names: Vec<Name>,
 }
 
-// SAFETY: plain owned buffers; nothing in `Kept` is shared.
-unsafe impl Send for Kept {}
-
 /// Bytes of a chunk: a few reads' worth of small messages.
 const CHUNK: usize = 64 * 1024;
 
