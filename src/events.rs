@@ -52,7 +52,7 @@ const SHRINK_ABOVE: usize = 4096;
 pub(crate) struct Name(Arc<str>);
 
 impl Name {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         // Names are refused with a NUL in them (`limits::connection_name`) before this.
         Self(format!("{name}\0").into())
     }
@@ -1825,5 +1825,274 @@ mod tests {
             std::io::ErrorKind::WouldBlock,
             "a byte left with nothing queued"
         );
+    }
+}
+
+/// A driven poll's window (`ffi::window`): what goes into it, what does not, and that the poll
+/// always gets it back.
+#[cfg(all(test, feature = "capi"))]
+mod window_tests {
+    use std::mem::MaybeUninit;
+
+    use super::*;
+    use crate::ffi::window::Kept;
+    use crate::ffi::{kh_event, kh_event_kind};
+
+    /// What an event written in place says: kind, payload, connection.
+    type Written = (kh_event_kind, Vec<u8>, String);
+
+    fn text(s: &'static str) -> Event {
+        Event::Text(s.into())
+    }
+
+    /// One driven poll of `q` with room for `cap` events, during which `conn` runs once as a
+    /// connection's task on the same thread (it gets the sinks and gives them back). Returns
+    /// the events written in place, the events the poll took from the queue (a text as
+    /// itself, others by kind), and the sinks.
+    fn drive(
+        q: &Arc<EventQueue>,
+        cap: usize,
+        sinks: Vec<Sink>,
+        conn: impl FnOnce(&mut Vec<Sink>) + Send + 'static,
+    ) -> (Vec<Written>, Vec<String>, Vec<Sink>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); cap];
+        let mut window = Some(Window::new(&mut slots, Kept::default()));
+        let (mut pieces, mut done) = (Vec::new(), Vec::new());
+        let sinks = rt.block_on(async {
+            let task = tokio::spawn(async move {
+                let mut sinks = sinks;
+                conn(&mut sinks);
+                sinks
+            });
+            let timeout = Some(Duration::from_secs(5));
+            q.poll_async(cap, timeout, &mut pieces, &mut done, &mut window)
+                .await;
+            task.await.unwrap()
+        });
+        let (n, kept) = window.expect("the window came back").finish();
+        let written = slots[..n]
+            .iter()
+            .map(|s| {
+                // SAFETY: the first `n` slots were written, and `kept` holds what they point
+                // into.
+                let e = unsafe { s.assume_init_ref() };
+                let data = unsafe { std::slice::from_raw_parts(e.data, e.len) }.to_vec();
+                let conn = unsafe { std::ffi::CStr::from_ptr(e.conn) };
+                (e.kind, data, conn.to_str().unwrap().to_owned())
+            })
+            .collect();
+        drop(kept);
+        let queued = pieces
+            .iter()
+            .flat_map(|p| {
+                let (b, items) = p.parts();
+                items.iter().map(move |i| match b.event(i) {
+                    Event::Text(t) => t.as_str().to_owned(),
+                    other => format!("{other:?}"),
+                })
+            })
+            .collect();
+        (written, queued, sinks)
+    }
+
+    fn read(sink: &mut Sink, events: Vec<Event>) {
+        sink.begin_read();
+        for e in events {
+            sink.stage(e);
+        }
+        sink.end_read();
+        sink.flush();
+    }
+
+    #[test]
+    fn messages_go_into_an_open_window_in_order_with_their_names() {
+        let q = EventQueue::new();
+        let big = vec![7u8; COPY_BELOW + 1];
+        let sinks = vec![Sink::new(q.clone(), "a"), Sink::new(q.clone(), "b")];
+        let b2 = Bytes::from(big.clone());
+        let (written, queued, _sinks) = drive(&q, 16, sinks, move |s| {
+            read(
+                &mut s[0],
+                vec![text("1"), Event::Binary(Bytes::from_static(&[2; 10]))],
+            );
+            read(
+                &mut s[1],
+                vec![Event::Ping(Bytes::from_static(b"p")), Event::Binary(b2)],
+            );
+            read(&mut s[0], vec![Event::Pong(Bytes::new()), text("end")]);
+        });
+        assert!(queued.is_empty(), "nothing should be queued: {queued:?}");
+        use kh_event_kind::*;
+        let want: Vec<Written> = vec![
+            (KH_EVENT_TEXT, b"1".to_vec(), "a".into()),
+            (KH_EVENT_BINARY, vec![2; 10], "a".into()),
+            (KH_EVENT_PING, b"p".to_vec(), "b".into()),
+            (KH_EVENT_BINARY, big, "b".into()),
+            (KH_EVENT_PONG, vec![], "a".into()),
+            (KH_EVENT_TEXT, b"end".to_vec(), "a".into()),
+        ];
+        assert_eq!(written, want);
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn a_connection_reads_past_the_window_while_anything_is_queued() {
+        let q = EventQueue::new();
+        let sinks = vec![Sink::new(q.clone(), "a"), Sink::new(q.clone(), "b")];
+        let (written, queued, _sinks) = drive(&q, 16, sinks, |s| {
+            // b queues an event after the poll opened its window: a, which may have events
+            // in the queue for all the window knows, leaves the window alone.
+            s[1].push(text("b1"));
+            read(&mut s[0], vec![text("a1")]);
+        });
+        assert!(written.is_empty(), "{written:?}");
+        assert_eq!(queued, ["b1", "a1"]);
+    }
+
+    #[test]
+    fn nothing_is_lent_while_events_wait_and_the_window_comes_back() {
+        let q = EventQueue::new();
+        let mut early = Sink::new(q.clone(), "a");
+        early.push(text("early"));
+        let (written, queued, _sinks) = drive(&q, 16, vec![], |_| {});
+        assert!(written.is_empty());
+        assert_eq!(queued, ["early"]);
+        assert!(!q.window_open.load(Ordering::Relaxed));
+        assert!(q.lock().window.is_none());
+        // A poll that times out without events gives its window back too.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 4];
+        let mut window = Some(Window::new(&mut slots, Kept::default()));
+        rt.block_on(q.poll_async(
+            4,
+            Some(Duration::from_millis(5)),
+            &mut Vec::new(),
+            &mut Vec::new(),
+            &mut window,
+        ));
+        assert_eq!(window.map(|w| w.len()), Some(0));
+        assert!(q.lock().window.is_none());
+        assert!(!q.window_open.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn an_event_that_is_not_a_message_ends_the_connections_use_of_the_window() {
+        let q = EventQueue::new();
+        let sinks = vec![Sink::new(q.clone(), "a")];
+        let (written, queued, sinks) = drive(&q, 16, sinks, |s| {
+            read(&mut s[0], vec![text("1"), Event::Open, text("2")]);
+            // The next read finds its own events queued: no window for it either.
+            read(&mut s[0], vec![text("3")]);
+        });
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0].1, b"1");
+        assert!(queued.is_empty(), "the window's events come alone");
+        let (written, queued, _) = drive(&q, 16, sinks, |_| {});
+        assert!(written.is_empty());
+        assert_eq!(queued, ["Open", "2", "3"]);
+    }
+
+    #[test]
+    fn a_full_window_hands_over_and_what_follows_is_queued() {
+        let q = EventQueue::new();
+        let sinks = vec![Sink::new(q.clone(), "a")];
+        let (written, _, mut sinks) = drive(&q, 2, sinks, |s| {
+            let sink = &mut s[0];
+            sink.begin_read();
+            sink.stage(text("1"));
+            assert!(!sink.handover);
+            sink.stage(text("2"));
+            // Full: the connection gives the poll its turn before reading on.
+            assert!(sink.handover && !sink.room);
+            assert!(sink.take_handover());
+            sink.stage(text("3"));
+            sink.end_read();
+            sink.flush();
+        });
+        let texts: Vec<_> = written.iter().map(|w| w.1.clone()).collect();
+        assert_eq!(texts, [b"1".to_vec(), b"2".to_vec()]);
+        assert_eq!(q.len(), 1);
+        drop(sinks.pop());
+    }
+
+    #[test]
+    fn the_queues_byte_capacity_bounds_a_window() {
+        let q = EventQueue::new();
+        q.set_byte_capacity(100).unwrap();
+        let sinks = vec![Sink::new(q.clone(), "a")];
+        let p = || Event::Binary(Bytes::from_static(&[1; 60]));
+        let (written, _, _sinks) = drive(&q, 16, sinks, move |s| {
+            read(&mut s[0], vec![p(), p(), p()]);
+        });
+        // Full from the message that reached the bound on: what a queue's take does.
+        assert_eq!(written.len(), 2);
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn a_sink_dropped_with_the_window_gives_it_back() {
+        let q = EventQueue::new();
+        let sinks = vec![Sink::new(q.clone(), "gone")];
+        let (written, queued, sinks) = drive(&q, 16, sinks, |s| {
+            let mut sink = s.pop().unwrap();
+            sink.begin_read();
+            sink.stage(text("last"));
+            drop(sink);
+        });
+        assert!(sinks.is_empty());
+        assert!(queued.is_empty());
+        // Its name is kept with the events that point to it.
+        assert_eq!(
+            written,
+            [(
+                kh_event_kind::KH_EVENT_TEXT,
+                b"last".to_vec(),
+                "gone".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn receive_times_go_with_the_messages_they_stamp() {
+        let q = EventQueue::new();
+        let sinks = vec![Sink::new(q.clone(), "a")];
+        let t = ReceiveTime::now();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 4];
+        let mut window = Some(Window::new(&mut slots, Kept::default()));
+        rt.block_on(async {
+            let task = tokio::spawn(async move {
+                let mut s = sinks;
+                s[0].begin_read();
+                s[0].set_receive_time(t);
+                s[0].stage(text("stamped"));
+                s[0].set_receive_time(ReceiveTime::NONE);
+                s[0].stage(text("plain"));
+                s[0].end_read();
+                s
+            });
+            let to = Some(Duration::from_secs(5));
+            q.poll_async(4, to, &mut Vec::new(), &mut Vec::new(), &mut window)
+                .await;
+            task.await.unwrap()
+        });
+        assert_eq!(window.unwrap().len(), 2);
+        // SAFETY: two events were written.
+        let (a, b) = unsafe { (slots[0].assume_init_ref(), slots[1].assume_init_ref()) };
+        assert_eq!(
+            (a.recv_mono_ns, a.recv_wall_ns),
+            (t.monotonic_ns(), t.wall_ns())
+        );
+        assert_eq!((b.recv_mono_ns, b.recv_wall_ns), (0, 0));
     }
 }

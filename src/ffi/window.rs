@@ -185,3 +185,93 @@ impl Window {
         (self.n, self.kept)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_stay_where_they_are_across_chunks_until_cleared() {
+        let mut kept = Kept::default();
+        let payloads: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; COPY_BELOW - 1]).collect();
+        let at: Vec<*const u8> = payloads.iter().map(|p| kept.copy(p)).collect();
+        assert!(
+            kept.cur >= 2,
+            "40 payloads of 4 KiB fill more than two 64 KiB chunks"
+        );
+        for (p, &a) in payloads.iter().zip(&at) {
+            // SAFETY: copies stay valid until `clear`.
+            assert_eq!(unsafe { std::slice::from_raw_parts(a, p.len()) }, &p[..]);
+        }
+        let chunks = kept.chunks.len();
+        kept.clear();
+        assert_eq!((kept.cur, kept.free), (0, 0));
+        // The chunks are reused: the next copy lands where the first did.
+        assert_eq!(kept.copy(&payloads[1]), at[0]);
+        assert_eq!(kept.chunks.len(), chunks);
+        // An empty payload fits anywhere and moves nothing.
+        let free = kept.free;
+        kept.copy(&[]);
+        assert_eq!(kept.free, free);
+    }
+
+    #[test]
+    fn a_window_is_full_at_its_capacity_or_its_byte_bound() {
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 3];
+        let mut w = Window::new(&mut slots, Kept::default());
+        let name = Name::new("n");
+        w.hold_name(&name);
+        w.hold_name(&name);
+        assert_eq!(
+            w.kept.names.len(),
+            1,
+            "one name per connection that took the window"
+        );
+        w.set_byte_cap(10);
+        w.put(
+            Kind::Text,
+            Bytes::from_static(b"12345"),
+            &name,
+            ReceiveTime::NONE,
+        );
+        assert!(!w.is_full());
+        w.put(
+            Kind::Binary,
+            Bytes::from_static(b"6789"),
+            &name,
+            ReceiveTime::NONE,
+        );
+        assert!(!w.is_full(), "9 of 10 bytes");
+        w.put(
+            Kind::Binary,
+            Bytes::from_static(b"0"),
+            &name,
+            ReceiveTime::NONE,
+        );
+        assert!(w.is_full());
+        let (n, kept) = w.finish();
+        assert_eq!(n, 3);
+        assert!(kept.held.is_empty(), "small payloads are copied, not held");
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 2];
+        let mut w = Window::new(&mut slots, Kept::default());
+        let big = Bytes::from(vec![3u8; COPY_BELOW]);
+        w.put(Kind::Binary, big.clone(), &name, ReceiveTime::NONE);
+        assert!(!w.is_full());
+        w.put(Kind::Ping, Bytes::new(), &name, ReceiveTime::NONE);
+        assert!(w.is_full(), "full at its capacity");
+        let (_, kept) = w.finish();
+        assert_eq!(
+            kept.held.len(),
+            1,
+            "a large payload is held where it was parsed"
+        );
+        // SAFETY: both were written.
+        let e = unsafe { slots[0].assume_init_ref() };
+        assert_eq!(e.data, big.as_ptr());
+        assert_eq!(e.kind, kh_event_kind::KH_EVENT_BINARY);
+        assert_eq!(
+            unsafe { slots[1].assume_init_ref() }.kind,
+            kh_event_kind::KH_EVENT_PING
+        );
+    }
+}
