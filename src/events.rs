@@ -658,11 +658,8 @@ impl EventQueue {
         {
             let mut st = self.lock();
             if st.len == 0 && !st.closed {
-                if let Some(mut w) = lending.window.take() {
-                    // Within the cache (see `STAGE_BYTES`), and bounded like a take.
-                    w.set_byte_cap(st.byte_capacity.min(STAGE_BYTES));
-                    st.window = Some(w);
-                    self.window_open.store(true, Ordering::Relaxed);
+                if let Some(w) = lending.window.take() {
+                    self.lend(&mut st, w);
                 }
             }
         }
@@ -725,6 +722,17 @@ impl EventQueue {
             st.signal = Some(s);
         }
         Ok(st.signal.as_ref().map_or(-1, |s| s.rx.as_raw_fd()))
+    }
+}
+
+#[cfg(feature = "capi")]
+impl EventQueue {
+    /// Publishes a poll's window for the connections (see [`Sink::begin_read`]).
+    fn lend(&self, st: &mut State, mut w: Window) {
+        // Within the cache (see `STAGE_BYTES`), and bounded like a take.
+        w.set_byte_cap(st.byte_capacity.min(STAGE_BYTES));
+        st.window = Some(w);
+        self.window_open.store(true, Ordering::Relaxed);
     }
 }
 
@@ -925,11 +933,11 @@ impl Sink {
     }
 
     /// Gives the window back to the queue, for the poll or the next connection, and wakes
-    /// the poll when events were written. Returns whether it woke a consumer task.
+    /// the poll when events were written.
     #[cfg(feature = "capi")]
-    fn release_window(&mut self) -> bool {
+    fn release_window(&mut self) {
         let Some(w) = self.window.take() else {
-            return false;
+            return;
         };
         let (wrote, open) = (w.len() > 0, !w.is_full());
         let consumers = {
@@ -942,9 +950,7 @@ impl Sink {
                 Vec::new()
             }
         };
-        let woke = !consumers.is_empty();
         consumers.into_iter().for_each(Waker::wake);
-        woke
     }
 
     /// The window is full: give it back and let the poll run before reading on (the same
@@ -1835,6 +1841,7 @@ mod window_tests {
     use std::mem::MaybeUninit;
 
     use super::*;
+    use crate::ReadHooks;
     use crate::ffi::window::Kept;
     use crate::ffi::{kh_event, kh_event_kind};
 
@@ -1862,17 +1869,23 @@ mod window_tests {
         let mut slots = vec![MaybeUninit::<kh_event>::uninit(); cap];
         let mut window = Some(Window::new(&mut slots, Kept::default()));
         let (mut pieces, mut done) = (Vec::new(), Vec::new());
+        let began = Instant::now();
         let sinks = rt.block_on(async {
             let task = tokio::spawn(async move {
                 let mut sinks = sinks;
                 conn(&mut sinks);
                 sinks
             });
-            let timeout = Some(Duration::from_secs(5));
+            let timeout = Some(Duration::from_secs(20));
             q.poll_async(cap, timeout, &mut pieces, &mut done, &mut window)
                 .await;
             task.await.unwrap()
         });
+        // Whatever the connection did woke the poll: it did not wait for its timeout.
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "the poll was not woken"
+        );
         let (n, kept) = window.expect("the window came back").finish();
         let written = slots[..n]
             .iter()
@@ -2057,6 +2070,48 @@ mod window_tests {
                 "gone".into()
             )]
         );
+    }
+
+    #[test]
+    fn a_connection_with_messages_staged_but_not_queued_leaves_the_window_alone() {
+        let q = EventQueue::new();
+        let mut sink = Sink::new(q.clone(), "a");
+        sink.push(text("0"));
+        let (_, queued, mut sinks) = drive(&q, 16, vec![sink], |_| {});
+        assert_eq!(queued, ["0"]);
+        // Staged by a poll of its task that gave up its turn before flushing.
+        sinks[0].stage(text("1"));
+        assert_eq!(q.len(), 0, "staged, not queued");
+        let (written, queued, _sinks) = drive(&q, 16, sinks, |s| {
+            read(&mut s[0], vec![text("2")]);
+        });
+        assert!(written.is_empty(), "{written:?}");
+        assert_eq!(queued, ["1", "2"]);
+    }
+
+    #[test]
+    fn a_polled_connections_hooks_take_the_window_for_a_read_and_give_it_back() {
+        let q = EventQueue::new();
+        let mut hooks = ReadHooks::polled(Sink::new(q.clone(), "a"), false);
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 4];
+        q.lend(&mut q.lock(), Window::new(&mut slots, Kept::default()));
+        hooks.begin_read();
+        assert!(q.lock().window.is_none(), "taken");
+        assert!(!q.window_open.load(Ordering::Relaxed));
+        hooks.text("a", "x".into());
+        hooks.end_read();
+        let w = q.lock().window.take().expect("given back");
+        assert_eq!(w.len(), 1);
+        assert!(
+            q.window_open.load(Ordering::Relaxed),
+            "open again: not full"
+        );
+        // Hooks without a sink have nothing to take.
+        let mut plain = ReadHooks::default();
+        q.lend(&mut q.lock(), w);
+        plain.begin_read();
+        plain.end_read();
+        assert!(q.lock().window.is_some());
     }
 
     #[test]

@@ -72,10 +72,11 @@ impl Kept {
         }
     }
 
+    /// The current chunk lacks room (or there is none yet): the next one, made if new.
     #[cold]
     #[inline(never)]
     fn next_chunk(&mut self) -> &mut Box<[MaybeUninit<u8>]> {
-        if self.cur < self.chunks.len() && self.free > 0 {
+        if self.cur < self.chunks.len() {
             self.cur += 1;
         }
         self.free = 0;
