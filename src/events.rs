@@ -731,6 +731,7 @@ impl EventQueue {
     fn lend(&self, st: &mut State, mut w: Window) {
         // Within the cache (see `STAGE_BYTES`), and bounded like a take.
         w.set_byte_cap(st.byte_capacity.min(STAGE_BYTES));
+        w.lent_by(std::thread::current().id());
         st.window = Some(w);
         self.window_open.store(true, Ordering::Relaxed);
     }
@@ -738,8 +739,9 @@ impl EventQueue {
 
 /// Takes a driven poll's window back from the queue however the poll ends (it may be dropped
 /// while it waits, when a callback frees the manager): no connection writes into the caller's
-/// array after the poll returned. On a driven manager nothing holds the window while the
-/// poll's future runs, as connections hold it only within a poll of their task.
+/// array after the poll returned. Nothing holds the window while the poll's future runs: only
+/// a connection whose task runs on the poll's own thread takes it (`Window::may_be_taken_on`),
+/// and only within a poll of that task, which the poll's future never runs during.
 #[cfg(feature = "capi")]
 struct Lending<'a> {
     queue: &'a EventQueue,
@@ -913,6 +915,10 @@ impl Sink {
         let mut st = self.queue.lock();
         // Whatever is queued may be this connection's, and arrived before what it reads now.
         if st.len > 0 {
+            return;
+        }
+        let here = std::thread::current().id();
+        if !st.window.as_ref().is_some_and(|w| w.may_be_taken_on(here)) {
             return;
         }
         if let Some(mut w) = st.window.take() {
@@ -2112,6 +2118,30 @@ mod window_tests {
         plain.begin_read();
         plain.end_read();
         assert!(q.lock().window.is_some());
+    }
+
+    #[test]
+    fn only_a_connection_on_the_lending_polls_thread_takes_the_window() {
+        let q = EventQueue::new();
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 4];
+        q.lend(&mut q.lock(), Window::new(&mut slots, Kept::default()));
+        // Another thread driving the same manager (a wait beside the poll) runs this one.
+        let q2 = q.clone();
+        std::thread::spawn(move || {
+            let mut sink = Sink::new(q2.clone(), "elsewhere");
+            sink.begin_read();
+            sink.stage(text("queued"));
+            sink.end_read();
+            sink.flush();
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            q.lock().window.as_ref().map(|w| w.len()),
+            Some(0),
+            "not taken"
+        );
+        assert_eq!(q.len(), 1, "its message went to the queue");
     }
 
     #[test]

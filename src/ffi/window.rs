@@ -100,6 +100,8 @@ pub(crate) struct Window {
     /// holds stays bounded by the queue's byte capacity, as a poll of the queue does.
     bytes: usize,
     byte_cap: usize,
+    /// The thread whose poll lent the window: only a connection running on it may take it.
+    lender: Option<std::thread::ThreadId>,
 }
 
 // SAFETY: the array belongs to a `kh_manager_poll` that waits while the window is out, and
@@ -117,6 +119,7 @@ impl Window {
             kept,
             bytes: 0,
             byte_cap: usize::MAX,
+            lender: None,
         }
     }
 
@@ -124,6 +127,21 @@ impl Window {
     /// reaches the bound on).
     pub(crate) fn set_byte_cap(&mut self, bytes: usize) {
         self.byte_cap = bytes;
+    }
+
+    /// Records the thread of the poll that lends the window (`EventQueue::lend`).
+    pub(crate) fn lent_by(&mut self, thread: std::thread::ThreadId) {
+        self.lender = Some(thread);
+    }
+
+    /// Whether a connection running on `thread` may take the window: only on the lending
+    /// poll's own thread does a connection's task run between two polls of the poll's future,
+    /// never during one. Another thread may drive the same manager at the same time (a
+    /// `kh_manager_wait_open` beside the poll: tokio then polls each caller's own future on its
+    /// own thread while one of them runs the tasks), and a connection it runs could still be
+    /// writing into the array when the poll returns.
+    pub(crate) fn may_be_taken_on(&self, thread: std::thread::ThreadId) -> bool {
+        self.lender == Some(thread)
     }
 
     /// Called by a connection that takes the window, before it writes with its `name`.
