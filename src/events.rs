@@ -965,8 +965,7 @@ impl Sink {
     #[cold]
     fn window_full(&mut self) {
         self.release_window();
-        self.handover = true;
-        self.room = false;
+        self.hand_over();
     }
 
     /// Stamps the frames staged from now on with `t` (called only with receive timestamps
@@ -1061,10 +1060,15 @@ impl Sink {
     #[cold]
     fn flush_mid_read(&mut self) {
         if self.flush() {
-            // Only the slow path of `poll_room` looks at the hand-over.
-            self.handover = true;
-            self.room = false;
+            self.hand_over();
         }
+    }
+
+    /// Gives up the connection's turn before its next read, to the consumer it just woke (see
+    /// `handover`). Only the slow path of `poll_room` looks at the hand-over.
+    fn hand_over(&mut self) {
+        self.handover = true;
+        self.room = false;
     }
 
     /// Whether a flush in the middle of the read woke a waiting consumer task (see

@@ -113,6 +113,32 @@ pub struct kh_event {
 
 const _: () = assert!(size_of::<kh_event>() == 64);
 
+impl kh_event {
+    /// An event of `kind` on `conn` with `len` bytes at `data`; every other member 0
+    /// (`KH_OK`), for the kind-specific ones to be filled in.
+    #[inline]
+    pub(crate) fn new(
+        kind: kh_event_kind,
+        conn: *const c_char,
+        data: *const u8,
+        len: usize,
+    ) -> Self {
+        Self {
+            kind,
+            error: kh_result::KH_OK,
+            close_code: 0,
+            state: 0,
+            attempts: 0,
+            conn,
+            data,
+            len,
+            down_for_ns: 0,
+            recv_mono_ns: 0,
+            recv_wall_ns: 0,
+        }
+    }
+}
+
 /// The events of the last poll and the error messages made for it, kept until the next poll.
 #[derive(Default)]
 pub(crate) struct Lent {
@@ -130,19 +156,12 @@ impl Lent {
     #[inline]
     fn describe(&mut self, batch: &Batch, item: &Item) -> kh_event {
         static EMPTY: [u8; 0] = [];
-        let mut out = kh_event {
-            kind: kh_event_kind::KH_EVENT_OPEN,
-            error: kh_result::KH_OK,
-            close_code: 0,
-            state: 0,
-            attempts: 0,
-            conn: batch.name().as_c_ptr(),
-            data: EMPTY.as_ptr(),
-            len: 0,
-            down_for_ns: 0,
-            recv_mono_ns: 0,
-            recv_wall_ns: 0,
-        };
+        let mut out = kh_event::new(
+            kh_event_kind::KH_EVENT_OPEN,
+            batch.name().as_c_ptr(),
+            EMPTY.as_ptr(),
+            0,
+        );
         let Some(kind) = item.kind else {
             return self.describe_owned(batch.owned(item), out);
         };
@@ -233,7 +252,7 @@ impl Lent {
 }
 
 #[inline]
-fn message_kind(kind: Kind) -> kh_event_kind {
+pub(super) fn message_kind(kind: Kind) -> kh_event_kind {
     match kind {
         Kind::Text => kh_event_kind::KH_EVENT_TEXT,
         Kind::Binary => kh_event_kind::KH_EVENT_BINARY,

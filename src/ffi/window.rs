@@ -16,8 +16,7 @@ use std::mem::MaybeUninit;
 
 use bytes::Bytes;
 
-use super::kh_result;
-use super::poll::{kh_event, kh_event_kind};
+use super::poll::{kh_event, message_kind};
 use crate::clock::ReceiveTime;
 use crate::events::{COPY_BELOW, Kind, Name};
 
@@ -166,12 +165,6 @@ impl Window {
     #[inline(always)]
     pub(crate) fn put(&mut self, kind: Kind, payload: Bytes, conn: &Name, at: ReceiveTime) {
         debug_assert!(!self.is_full());
-        let kind = match kind {
-            Kind::Text => kh_event_kind::KH_EVENT_TEXT,
-            Kind::Binary => kh_event_kind::KH_EVENT_BINARY,
-            Kind::Ping => kh_event_kind::KH_EVENT_PING,
-            Kind::Pong => kh_event_kind::KH_EVENT_PONG,
-        };
         let len = payload.len();
         let data = if len < COPY_BELOW {
             self.kept.copy(&payload)
@@ -181,17 +174,9 @@ impl Window {
             data
         };
         let event = kh_event {
-            kind,
-            error: kh_result::KH_OK,
-            close_code: 0,
-            state: 0,
-            attempts: 0,
-            conn: conn.as_c_ptr(),
-            data,
-            len,
-            down_for_ns: 0,
             recv_mono_ns: at.monotonic_ns(),
             recv_wall_ns: at.wall_ns(),
+            ..kh_event::new(message_kind(kind), conn.as_c_ptr(), data, len)
         };
         // SAFETY: `n < cap` (not full), and the array has room for `cap` events.
         unsafe { self.slots.add(self.n).write(event) };
@@ -208,6 +193,7 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ffi::kh_event_kind;
 
     #[test]
     fn copies_stay_where_they_are_across_chunks_until_cleared() {
