@@ -1862,16 +1862,16 @@ mod window_tests {
         Event::Text(s.into())
     }
 
-    /// One driven poll of `q` with room for `cap` events, during which `conn` runs once as a
-    /// connection's task on the same thread (it gets the sinks and gives them back). Returns
-    /// the events written in place, the events the poll took from the queue (a text as
-    /// itself, others by kind), and the sinks.
-    fn drive(
+    /// One driven poll of `q` with room for `cap` events and the `timeout`, during which
+    /// `task` runs once as a connection's task on the same thread. Returns the events written
+    /// in place (valid while the returned `Kept` lives), the pieces the poll took from the
+    /// queue, what `task` returned, and whether the poll ended before half its timeout.
+    fn poll_once<T: Send + 'static>(
         q: &Arc<EventQueue>,
         cap: usize,
-        sinks: Vec<Sink>,
-        conn: impl FnOnce(&mut Vec<Sink>) + Send + 'static,
-    ) -> (Vec<Written>, Vec<String>, Vec<Sink>) {
+        timeout: Duration,
+        task: impl FnOnce() -> T + Send + 'static,
+    ) -> (Vec<kh_event>, Kept, Vec<Piece>, T, bool) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1880,29 +1880,44 @@ mod window_tests {
         let mut window = Some(Window::new(&mut slots, Kept::default()));
         let (mut pieces, mut done) = (Vec::new(), Vec::new());
         let began = Instant::now();
-        let sinks = rt.block_on(async {
-            let task = tokio::spawn(async move {
+        let (out, early) = rt.block_on(async {
+            let task = tokio::spawn(async move { task() });
+            // The poll alone is `block_on`'s future: only a wake-up from the connection (or
+            // the queue) ends it before its timeout.
+            q.poll_async(cap, Some(timeout), &mut pieces, &mut done, &mut window)
+                .await;
+            let early = began.elapsed() < timeout / 2;
+            (task.await.expect("the connection's task panicked"), early)
+        });
+        let (n, kept) = window.expect("the window came back").finish();
+        // SAFETY: the first `n` slots were written.
+        let events = slots[..n]
+            .iter()
+            .map(|s| unsafe { s.assume_init() })
+            .collect();
+        (events, kept, pieces, out, early)
+    }
+
+    /// [`poll_once`] with a task that gets the sinks and gives them back, and a poll that must
+    /// be woken. Returns the events written in place, the events the poll took from the queue
+    /// (a text as itself, others by kind), and the sinks.
+    fn drive(
+        q: &Arc<EventQueue>,
+        cap: usize,
+        sinks: Vec<Sink>,
+        conn: impl FnOnce(&mut Vec<Sink>) + Send + 'static,
+    ) -> (Vec<Written>, Vec<String>, Vec<Sink>) {
+        let (events, kept, pieces, sinks, woken) =
+            poll_once(q, cap, Duration::from_secs(5), move || {
                 let mut sinks = sinks;
                 conn(&mut sinks);
                 sinks
             });
-            // The poll alone is `block_on`'s future: only a wake-up from the connection (or
-            // the queue) ends it before its timeout.
-            let timeout = Some(Duration::from_secs(5));
-            q.poll_async(cap, timeout, &mut pieces, &mut done, &mut window)
-                .await;
-            let woken = began.elapsed() < Duration::from_millis(2_500);
-            let sinks = task.await.expect("the connection's task panicked");
-            assert!(woken, "the poll was not woken: it waited for its timeout");
-            sinks
-        });
-        let (n, kept) = window.expect("the window came back").finish();
-        let written = slots[..n]
+        assert!(woken, "the poll was not woken: it waited for its timeout");
+        let written = events
             .iter()
-            .map(|s| {
-                // SAFETY: the first `n` slots were written, and `kept` holds what they point
-                // into.
-                let e = unsafe { s.assume_init_ref() };
+            .map(|e| {
+                // SAFETY: `kept` holds what the events point into.
                 let data = unsafe { std::slice::from_raw_parts(e.data, e.len) }.to_vec();
                 let conn = unsafe { std::ffi::CStr::from_ptr(e.conn) };
                 (e.kind, data, conn.to_str().unwrap().to_owned())
@@ -1987,20 +2002,9 @@ mod window_tests {
         assert!(!q.window_open.load(Ordering::Relaxed));
         assert!(q.lock().window.is_none());
         // A poll that times out without events gives its window back too.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 4];
-        let mut window = Some(Window::new(&mut slots, Kept::default()));
-        rt.block_on(q.poll_async(
-            4,
-            Some(Duration::from_millis(5)),
-            &mut Vec::new(),
-            &mut Vec::new(),
-            &mut window,
-        ));
-        assert_eq!(window.map(|w| w.len()), Some(0));
+        let (events, _, pieces, (), woken) = poll_once(&q, 4, Duration::from_millis(5), || ());
+        assert!(events.is_empty() && pieces.is_empty());
+        assert!(!woken, "nothing to wake it");
         assert!(q.lock().window.is_none());
         assert!(!q.window_open.load(Ordering::Relaxed));
     }
@@ -2153,31 +2157,19 @@ mod window_tests {
         let q = EventQueue::new();
         let sinks = vec![Sink::new(q.clone(), "a")];
         let t = ReceiveTime::now();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 4];
-        let mut window = Some(Window::new(&mut slots, Kept::default()));
-        rt.block_on(async {
-            let task = tokio::spawn(async move {
-                let mut s = sinks;
-                s[0].begin_read();
-                s[0].set_receive_time(t);
-                s[0].stage(text("stamped"));
-                s[0].set_receive_time(ReceiveTime::NONE);
-                s[0].stage(text("plain"));
-                s[0].end_read();
-                s
-            });
-            let to = Some(Duration::from_secs(5));
-            q.poll_async(4, to, &mut Vec::new(), &mut Vec::new(), &mut window)
-                .await;
-            task.await.unwrap()
+        let (events, _kept, _, _sinks, _) = poll_once(&q, 4, Duration::from_secs(5), move || {
+            let mut s = sinks;
+            s[0].begin_read();
+            s[0].set_receive_time(t);
+            s[0].stage(text("stamped"));
+            s[0].set_receive_time(ReceiveTime::NONE);
+            s[0].stage(text("plain"));
+            s[0].end_read();
+            s
         });
-        assert_eq!(window.unwrap().len(), 2);
-        // SAFETY: two events were written.
-        let (a, b) = unsafe { (slots[0].assume_init_ref(), slots[1].assume_init_ref()) };
+        let [a, b] = events[..] else {
+            panic!("two events written, not {}", events.len());
+        };
         assert_eq!(
             (a.recv_mono_ns, a.recv_wall_ns),
             (t.monotonic_ns(), t.wall_ns())
