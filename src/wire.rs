@@ -13,6 +13,8 @@ use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
@@ -26,6 +28,8 @@ pub(crate) struct Wire<S> {
     ready: bool,
     /// The stream reported its end (or a fatal error): later reads return `None`.
     ended: bool,
+    /// Bytes read past the upgrade response, served to tungstenite before the stream's.
+    read_ahead: Bytes,
 }
 
 /// The stream and the context of the poll that is running, as the blocking `Read + Write`
@@ -34,6 +38,8 @@ pub(crate) struct Wire<S> {
 struct Bridge<'a, 'b, S> {
     io: &'a mut S,
     cx: &'a mut Context<'b>,
+    /// Served first (see `Wire::read_ahead`); emptied as tungstenite reads it.
+    read_ahead: &'a mut Bytes,
 }
 
 fn would_block<T>(p: Poll<io::Result<T>>) -> io::Result<T> {
@@ -45,6 +51,9 @@ fn would_block<T>(p: Poll<io::Result<T>>) -> io::Result<T> {
 
 impl<S: AsyncRead + Unpin> Read for Bridge<'_, '_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.read_ahead.is_empty() {
+            return Ok(serve_read_ahead(self.read_ahead, buf));
+        }
         let mut rb = ReadBuf::new(buf);
         would_block(Pin::new(&mut *self.io).poll_read(self.cx, &mut rb))?;
         Ok(rb.filled().len())
@@ -59,6 +68,14 @@ impl<S: AsyncWrite + Unpin> Write for Bridge<'_, '_, S> {
     fn flush(&mut self) -> io::Result<()> {
         would_block(Pin::new(&mut *self.io).poll_flush(self.cx))
     }
+}
+
+/// Moves the start of `read_ahead` into `buf` (its memory goes with its last byte).
+#[cold]
+fn serve_read_ahead(read_ahead: &mut Bytes, buf: &mut [u8]) -> usize {
+    let n = read_ahead.len().min(buf.len());
+    buf[..n].copy_from_slice(&read_ahead.split_to(n));
+    n
 }
 
 /// `WouldBlock` from tungstenite means the stream registered the waker: wait.
@@ -76,16 +93,16 @@ where
     /// Wraps a stream whose upgrade completed; `read_ahead` holds bytes read past the upgrade
     /// response (the first frames, when the server sent them at once).
     pub(crate) fn client(io: S, read_ahead: Vec<u8>, config: WebSocketConfig) -> Self {
-        let ws = if read_ahead.is_empty() {
-            WebSocketContext::new(Role::Client, Some(config))
-        } else {
-            WebSocketContext::from_partially_read(read_ahead, Role::Client, Some(config))
-        };
+        // Not `WebSocketContext::from_partially_read`: its buffer would remember the read-ahead's
+        // size as its own, and a buffer that payloads still share (a driven poll's window holds
+        // them) is then replaced by one of that size for every frame, instead of one of the
+        // configured size for every few kilobytes.
         Self {
-            ws,
+            ws: WebSocketContext::new(Role::Client, Some(config)),
             io,
             ready: true,
             ended: false,
+            read_ahead: Bytes::from(read_ahead),
         }
     }
 
@@ -102,6 +119,7 @@ where
         let read = self.ws.read(&mut Bridge {
             io: &mut self.io,
             cx,
+            read_ahead: &mut self.read_ahead,
         });
         match std::task::ready!(pending_on_block(read)) {
             Ok(m) => Poll::Ready(Some(Ok(m))),
@@ -133,6 +151,7 @@ where
             &mut Bridge {
                 io: &mut self.io,
                 cx,
+                read_ahead: &mut self.read_ahead,
             },
             msg,
         ) {
@@ -151,6 +170,7 @@ where
         let flushed = self.ws.flush(&mut Bridge {
             io: &mut self.io,
             cx,
+            read_ahead: &mut self.read_ahead,
         });
         let r = std::task::ready!(pending_on_block(flushed));
         self.ready = true;
@@ -182,5 +202,89 @@ where
     pub(crate) async fn send(&mut self, msg: Message) -> Result<(), WsError> {
         self.feed(msg).await?;
         self.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream that serves `data` in reads as large as asked for, and counts them.
+    struct Counted {
+        data: Bytes,
+        reads: usize,
+    }
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = self.data.len().min(buf.remaining());
+            let chunk = self.data.split_to(n);
+            buf.put_slice(&chunk);
+            self.reads += 1;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Unmasked text frames (what a server sends) of `n` bytes each, numbered from `from`.
+    fn frames(from: usize, count: usize, n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in from..from + count {
+            out.extend_from_slice(&[0x81, n as u8]);
+            let mut p = format!("{i:0n$}").into_bytes();
+            p.truncate(n);
+            out.extend_from_slice(&p);
+        }
+        out
+    }
+
+    /// Messages kept by their consumer (as a poll's window keeps large ones) share the buffer
+    /// they were parsed from. A connection whose first frames came with the upgrade response
+    /// must still read in reads of its frame buffer's size then, not one per frame: tungstenite
+    /// would size its replacement buffers after the read-ahead, 8 bytes here.
+    #[tokio::test]
+    async fn frames_read_with_the_upgrade_response_leave_reads_their_full_size() {
+        const N: usize = 400;
+        let io = Counted {
+            data: Bytes::from(frames(1, N, 62)),
+            reads: 0,
+        };
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let mut wire = Wire::client(io, frames(0, 1, 6), config);
+        let mut kept = Vec::new();
+        for i in 0..=N {
+            match wire.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    assert!(t.as_str().ends_with(&i.to_string()), "message {i}: {t}");
+                    kept.push(t);
+                }
+                other => panic!("message {i}: {other:?}"),
+            }
+        }
+        let bytes = N * 64;
+        assert!(
+            wire.io.reads <= 2 * bytes / 4096 + 2,
+            "{} reads for {bytes} bytes",
+            wire.io.reads
+        );
     }
 }
