@@ -1010,7 +1010,7 @@ impl Sink {
     fn stage_payload(&mut self, kind: Kind, payload: Bytes) {
         #[cfg(feature = "capi")]
         if let Some(w) = self.window.as_mut() {
-            w.put(kind, payload, &self.name, self.stamp);
+            w.put(kind, payload, self.stamp);
             if w.is_full() {
                 self.window_full();
             }
