@@ -327,9 +327,11 @@ mod tests {
         let (n, kept) = w.finish();
         assert_eq!(n, 3);
         assert!(kept.held.is_empty(), "small payloads are copied, not held");
-        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 2];
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 3];
         let mut w = Window::new(&mut slots, Kept::default());
         w.hold_name(&name);
+        // A small payload first: the chunk it is copied into has room for the large one.
+        w.put(Kind::Text, Bytes::from_static(b"x"), ReceiveTime::NONE);
         let big = Bytes::from(vec![3u8; COPY_BELOW]);
         w.put(Kind::Binary, big.clone(), ReceiveTime::NONE);
         assert!(!w.is_full());
@@ -341,12 +343,12 @@ mod tests {
             1,
             "a large payload is held where it was parsed"
         );
-        // SAFETY: both were written.
-        let e = unsafe { slots[0].assume_init_ref() };
+        // SAFETY: all three were written.
+        let e = unsafe { slots[1].assume_init_ref() };
         assert_eq!(e.data, big.as_ptr());
         assert_eq!(e.kind, kh_event_kind::KH_EVENT_BINARY);
         assert_eq!(
-            unsafe { slots[1].assume_init_ref() }.kind,
+            unsafe { slots[2].assume_init_ref() }.kind,
             kh_event_kind::KH_EVENT_PING
         );
     }
