@@ -1,6 +1,6 @@
 /* kharbranth through its C ABI (include/kharbranth.h), the way a C user drives it: callbacks.
  *
- *   c_client push|echo|idle URL N S [rbuf=BYTES] [bin=1] [workers=W] [hosts=H] [poll=1]
+ *   c_client push|echo|idle URL N S [rbuf=BYTES] [fbuf=BYTES] [bin=1] [workers=W] [hosts=H] [poll=1]
  *            [driven=1]
  *
  * push: on_text/on_binary count messages until the marker "END" (time from the first message).
@@ -15,6 +15,8 @@
  *       "kharbranth-c-poll"); echo sends the next message from the poll loop.
  * driven=1 (with poll=1): the manager is kh_manager_new_driven's, whose connection runs on main's
  *       thread inside kh_manager_poll (client "kharbranth-c-driven").
+ * rbuf, fbuf: kh_config_set_read_buffer_size and kh_config_set_frame_buffer_size (defaults if
+ *       not given).
  * Prints one JSON line. A hard timeout (alarm) ends it after 120 s.
  */
 #include <pthread.h>
@@ -195,12 +197,14 @@ int main(int argc, char **argv) {
     alarm(120);
     const char *mode = argv[1], *url = argv[2];
     uint64_t n = strtoull(argv[3], 0, 10), size = strtoull(argv[4], 0, 10);
-    size_t rbuf = 0;
+    size_t rbuf = 0, fbuf = 0;
     int bin = 0, poll = 0, driven = 0;
     unsigned workers = 0, hosts = 1;
     for (int i = 5; i < argc; i++) {
         if (strncmp(argv[i], "rbuf=", 5) == 0)
             rbuf = strtoull(argv[i] + 5, 0, 10);
+        else if (strncmp(argv[i], "fbuf=", 5) == 0)
+            fbuf = strtoull(argv[i] + 5, 0, 10);
         else if (strcmp(argv[i], "bin=1") == 0)
             bin = 1;
         else if (strcmp(argv[i], "poll=1") == 0)
@@ -231,6 +235,8 @@ int main(int argc, char **argv) {
     check(kh_config_set_max_message_size(cfg, 64u << 20), "max_message_size");
     if (rbuf)
         check(kh_config_set_read_buffer_size(cfg, rbuf), "read_buffer_size");
+    if (fbuf)
+        check(kh_config_set_frame_buffer_size(cfg, fbuf), "frame_buffer_size");
     static struct state st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     st.size = size;
     st.mgr = mgr;
