@@ -1,5 +1,9 @@
 //! A read buffer that exists only while a connection is busy.
 //!
+//! A connection's socket is wrapped in one with batching off (`burst` 0): its wire batches
+//! reads itself, into the buffer it parses frames in (`crate::wire`), with the policy below.
+//! What the reader still does for a connection is stamp its reads (`crate::clock`).
+//!
 //! tungstenite reads through a buffer that it allocates eagerly and zero-fills before every
 //! read: a large one makes every idle connection large, a small one makes a fast feed pay a
 //! system call per few kilobytes. [`BurstReader`] sits under tungstenite's small buffer: while

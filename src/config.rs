@@ -45,7 +45,7 @@ pub mod defaults {
     pub const SEND_QUEUE_CAPACITY: usize = 1024;
     /// Largest read while a connection is busy. The buffer exists only while data keeps
     /// coming, and grows to this from 64 KiB only while the socket fills every read (see
-    /// `burst.rs`); an idle connection holds only the small frame buffer below.
+    /// `wire.rs`); an idle connection holds only the small frame buffer below.
     pub const READ_BUFFER_SIZE: usize = 1024 * 1024;
     /// tungstenite's own read buffer, allocated (and zero-filled) per connection.
     /// tungstenite's default is 128 KiB, which would make every idle connection large; at

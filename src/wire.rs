@@ -5,18 +5,29 @@
 //! swap and a swap, for every message received) and wraps the stream in an adapter that wakes
 //! through it. A connection polls its socket from its own task only: [`Wire`] hands the context
 //! of the current poll straight to the stream for the length of one call into tungstenite's
-//! [`WebSocketContext`], and keeps no waker at all. The frames, their checks and the close
-//! handshake are tungstenite's, unchanged.
+//! [`WebSocketContext`], and keeps no waker at all.
+//!
+//! Reads go into a buffer of the wire's own, where the frames are found. A complete, final,
+//! unmasked text or binary frame without reserved bits, within the size limits and outside a
+//! fragmented message (nearly every frame of a feed) is delivered from there: its payload is a
+//! view into the buffer. Why: tungstenite reads through a buffer that it zero-fills before each
+//! read and that its payloads share, so a consumer that keeps payloads (a driven poll's window
+//! does until the next poll) makes it allocate a 4 KiB buffer again every few messages, and
+//! every message cost a zero-fill and a second copy. Every other frame (control frames,
+//! fragments, anything tungstenite refuses) is handed to tungstenite whole and alone, so its
+//! buffer is empty between frames and its checks, replies and close handshake are its own,
+//! unchanged; after a close frame, everything goes to tungstenite as it arrives.
 
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, BytesMut};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
@@ -28,18 +39,200 @@ pub(crate) struct Wire<S> {
     ready: bool,
     /// The stream reported its end (or a fatal error): later reads return `None`.
     ended: bool,
-    /// Bytes read past the upgrade response, served to tungstenite before the stream's.
-    read_ahead: Bytes,
+    /// Boxed: a connection's task holds its wire in more than one of its states.
+    input: Box<Input>,
+}
+
+/// The read side: what was read and not yet delivered or handed to tungstenite.
+struct Input {
+    buf: BytesMut,
+    /// Bytes of `buf` that tungstenite is owed: the rest of the frame it is reading.
+    owed: usize,
+    /// Everything goes to tungstenite as it arrives (after a close frame, at the stream's end).
+    passthrough: bool,
+    /// tungstenite holds the start of a fragmented message: its frames go to tungstenite.
+    fragmented: bool,
+    /// The last read filled all the room it was given: more is probably waiting.
+    hot: bool,
+    /// Room offered to a read while data keeps coming: from [`HOT_READ`] (or `burst`), doubled
+    /// after each read that fills it, up to `burst`; back to the start when the stream is
+    /// quiet. A feed that keeps the socket full is read a megabyte per system call (by
+    /// default), one that only now and then fills a read never holds more than `HOT_READ`.
+    hot_room: usize,
+    burst: usize,
+    /// A read error, for tungstenite to see after the bytes before it.
+    error: Option<io::Error>,
+    /// tungstenite queued a reply to a ping that a flush has not written out yet.
+    reply_owed: bool,
+    /// Room offered to a read while the stream is quiet (the configured frame buffer), and
+    /// the largest frame delivered from the buffer.
+    cold_read: usize,
+    max_direct: usize,
+}
+
+/// The first room offered to a read once data keeps coming: the buffer a kept payload still
+/// shares is replaced at most once per this many bytes.
+const HOT_READ: usize = 64 * 1024;
+
+/// A frame's header, as far as the wire needs it.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    /// The first byte: FIN, the reserved bits and the opcode.
+    first: u8,
+    masked: bool,
+    /// Header bytes, mask included.
+    header: usize,
+    /// Payload bytes (as sent: may exceed any limit).
+    len: u64,
+}
+
+const FIN: u8 = 0x80;
+const OP_CONTINUE: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+
+impl Head {
+    /// The header at the start of `b`, or `None` while it is incomplete.
+    #[inline]
+    fn parse(b: &[u8]) -> Option<Head> {
+        let (&first, rest) = b.split_first()?;
+        let (&second, rest) = rest.split_first()?;
+        let masked = second & 0x80 != 0;
+        let (len, ext) = match second & 0x7f {
+            126 => (
+                u64::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
+                2,
+            ),
+            127 => (u64::from_be_bytes(rest.get(..8)?.try_into().ok()?), 8),
+            n => (u64::from(n), 0),
+        };
+        let header = 2 + ext + if masked { 4 } else { 0 };
+        if b.len() < header {
+            return None;
+        }
+        Some(Head {
+            first,
+            masked,
+            header,
+            len,
+        })
+    }
+
+    /// Header and payload bytes, saturated.
+    fn total(&self) -> usize {
+        usize::try_from(self.len)
+            .unwrap_or(usize::MAX)
+            .saturating_add(self.header)
+    }
+}
+
+impl Input {
+    fn new(read_ahead: Vec<u8>, config: &WebSocketConfig, burst: usize) -> Self {
+        let limit = |l: Option<usize>| l.unwrap_or(usize::MAX);
+        let cold_read = config.read_buffer_size.max(1);
+        let burst = burst.max(cold_read);
+        Self {
+            buf: BytesMut::from(&read_ahead[..]),
+            owed: 0,
+            passthrough: false,
+            fragmented: false,
+            hot: false,
+            hot_room: HOT_READ.clamp(cold_read, burst),
+            burst,
+            error: None,
+            reply_owed: false,
+            cold_read,
+            max_direct: limit(config.max_frame_size).min(limit(config.max_message_size)),
+        }
+    }
+
+    /// Whether a frame with this header is delivered from the buffer (see the module's doc).
+    #[inline]
+    fn direct(&self, h: &Head) -> bool {
+        (h.first == FIN | OP_TEXT || h.first == FIN | OP_BINARY)
+            && !h.masked
+            && !self.fragmented
+            && h.len <= self.max_direct as u64
+    }
+
+    /// What handing tungstenite the frame `h` changes: a data frame that is not final starts
+    /// a fragmented message, a final continuation ends it, and after a close frame everything
+    /// goes to tungstenite.
+    fn hand_over(&mut self, h: &Head) {
+        let op = h.first & 0x0f;
+        let fin = h.first & FIN != 0;
+        match op {
+            OP_TEXT | OP_BINARY if !fin => self.fragmented = true,
+            OP_CONTINUE if fin => self.fragmented = false,
+            OP_CLOSE => self.passthrough = true,
+            _ => {}
+        }
+        self.owed = if self.passthrough {
+            usize::MAX
+        } else {
+            h.total()
+        };
+    }
+
+    /// Reads more into the buffer, with room for at least `need` bytes in it. `Ready(Ok(0))`
+    /// at the stream's end.
+    fn fill<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+        need: usize,
+    ) -> Poll<io::Result<usize>> {
+        let room = need.saturating_sub(self.buf.len()).max(if self.hot {
+            self.hot_room
+        } else {
+            self.cold_read
+        });
+        if self.buf.capacity() == 0 {
+            // `with_capacity`, not `reserve`: `bytes` sizes the buffers that replace a shared
+            // one after the capacity a buffer was made with.
+            self.buf = BytesMut::with_capacity(room);
+        } else if self.buf.capacity() - self.buf.len() < room {
+            self.buf.reserve(room);
+        }
+        let spare = &mut self.buf.spare_capacity_mut()[..room];
+        let mut rb = ReadBuf::uninit(spare);
+        match Pin::new(io).poll_read(cx, &mut rb) {
+            Poll::Pending => {
+                self.hot = false;
+                self.hot_room = HOT_READ.clamp(self.cold_read, self.burst);
+                if self.buf.is_empty() {
+                    // Quiet: an idle connection holds no read buffer.
+                    self.buf = BytesMut::new();
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                if n == room {
+                    if self.hot {
+                        self.hot_room = (self.hot_room * 2).min(self.burst);
+                    }
+                    self.hot = true;
+                }
+                // SAFETY: `ReadBuf::filled` counts bytes the reader initialised, right after
+                // the buffer's length.
+                unsafe { self.buf.set_len(self.buf.len() + n) };
+                Poll::Ready(Ok(n))
+            }
+        }
+    }
 }
 
 /// The stream and the context of the poll that is running, as the blocking `Read + Write`
 /// tungstenite asks for: `Pending` becomes `WouldBlock`, with the waker registered by the
-/// stream itself.
+/// stream itself. Reads get the bytes tungstenite is owed from the wire's buffer, then (in
+/// passthrough) the stream's.
 struct Bridge<'a, 'b, S> {
     io: &'a mut S,
     cx: &'a mut Context<'b>,
-    /// Served first (see `Wire::read_ahead`); emptied as tungstenite reads it.
-    read_ahead: &'a mut Bytes,
+    input: &'a mut Input,
 }
 
 fn would_block<T>(p: Poll<io::Result<T>>) -> io::Result<T> {
@@ -50,11 +243,26 @@ fn would_block<T>(p: Poll<io::Result<T>>) -> io::Result<T> {
 }
 
 impl<S: AsyncRead + Unpin> Read for Bridge<'_, '_, S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.read_ahead.is_empty() {
-            return Ok(serve_read_ahead(self.read_ahead, buf));
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let input = &mut *self.input;
+        let n = input.buf.len().min(input.owed).min(out.len());
+        if n > 0 {
+            out[..n].copy_from_slice(&input.buf[..n]);
+            input.buf.advance(n);
+            if !input.passthrough {
+                input.owed -= n;
+            }
+            return Ok(n);
         }
-        let mut rb = ReadBuf::new(buf);
+        if let Some(e) = input.error.take() {
+            return Err(e);
+        }
+        if !input.passthrough {
+            // The frame is whole in tungstenite's hands (or the rest is still to be read):
+            // back to the wire.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut rb = ReadBuf::new(out);
         would_block(Pin::new(&mut *self.io).poll_read(self.cx, &mut rb))?;
         Ok(rb.filled().len())
     }
@@ -70,14 +278,6 @@ impl<S: AsyncWrite + Unpin> Write for Bridge<'_, '_, S> {
     }
 }
 
-/// Moves the start of `read_ahead` into `buf` (its memory goes with its last byte).
-#[cold]
-fn serve_read_ahead(read_ahead: &mut Bytes, buf: &mut [u8]) -> usize {
-    let n = read_ahead.len().min(buf.len());
-    buf[..n].copy_from_slice(&read_ahead.split_to(n));
-    n
-}
-
 /// `WouldBlock` from tungstenite means the stream registered the waker: wait.
 fn pending_on_block<T>(r: Result<T, WsError>) -> Poll<Result<T, WsError>> {
     match r {
@@ -91,18 +291,20 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     /// Wraps a stream whose upgrade completed; `read_ahead` holds bytes read past the upgrade
-    /// response (the first frames, when the server sent them at once).
-    pub(crate) fn client(io: S, read_ahead: Vec<u8>, config: WebSocketConfig) -> Self {
-        // Not `WebSocketContext::from_partially_read`: its buffer would remember the read-ahead's
-        // size as its own, and a buffer that payloads still share (a driven poll's window holds
-        // them) is then replaced by one of that size for every frame, instead of one of the
-        // configured size for every few kilobytes.
+    /// response (the first frames, when the server sent them at once). `burst` is the largest
+    /// read while data keeps coming (`Config::burst_read_size`; 0: the frame buffer's size).
+    pub(crate) fn client(
+        io: S,
+        read_ahead: Vec<u8>,
+        config: WebSocketConfig,
+        burst: usize,
+    ) -> Self {
         Self {
             ws: WebSocketContext::new(Role::Client, Some(config)),
             io,
             ready: true,
             ended: false,
-            read_ahead: Bytes::from(read_ahead),
+            input: Box::new(Input::new(read_ahead, &config, burst)),
         }
     }
 
@@ -116,21 +318,93 @@ where
         if self.ended {
             return Poll::Ready(None);
         }
-        let read = self.ws.read(&mut Bridge {
-            io: &mut self.io,
-            cx,
-            read_ahead: &mut self.read_ahead,
-        });
-        match std::task::ready!(pending_on_block(read)) {
-            Ok(m) => Poll::Ready(Some(Ok(m))),
+        let r = std::task::ready!(self.poll_message(cx));
+        Poll::Ready(match r {
+            Ok(m) => Some(Ok(m)),
             Err(e) => {
                 self.ended = true;
                 match e {
-                    WsError::AlreadyClosed | WsError::ConnectionClosed => Poll::Ready(None),
-                    e => Poll::Ready(Some(Err(e))),
+                    WsError::AlreadyClosed | WsError::ConnectionClosed => None,
+                    e => Some(Err(e)),
                 }
             }
+        })
+    }
+
+    #[inline]
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, WsError>> {
+        if self.input.reply_owed {
+            // As tungstenite's own read does: the reply to a ping goes out before reading on.
+            match self.ws.flush(&mut Bridge {
+                io: &mut self.io,
+                cx,
+                input: &mut self.input,
+            }) {
+                Ok(()) => self.input.reply_owed = false,
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
+        loop {
+            let input = &mut self.input;
+            if input.owed == 0 && !input.passthrough {
+                match Head::parse(&input.buf) {
+                    Some(h) if input.direct(&h) => {
+                        let total = h.header + h.len as usize;
+                        if input.buf.len() >= total {
+                            return Poll::Ready(deliver(&mut input.buf, &h));
+                        }
+                        std::task::ready!(self.read_more(cx, total))?;
+                        continue;
+                    }
+                    Some(h) => input.hand_over(&h),
+                    None => {
+                        let need = input.buf.len() + 1;
+                        std::task::ready!(self.read_more(cx, need))?;
+                        continue;
+                    }
+                }
+            }
+            if self.input.buf.is_empty() && !self.input.passthrough {
+                std::task::ready!(self.read_more(cx, 1))?;
+                continue;
+            }
+            let read = self.ws.read(&mut Bridge {
+                io: &mut self.io,
+                cx,
+                input: &mut self.input,
+            });
+            match read {
+                Ok(m) => {
+                    if matches!(m, Message::Ping(_)) {
+                        self.input.reply_owed = true;
+                    }
+                    return Poll::Ready(Ok(m));
+                }
+                // tungstenite took what it was owed and wants more: the wire reads on (in
+                // passthrough the stream said `Pending`).
+                Err(WsError::Io(e))
+                    if e.kind() == io::ErrorKind::WouldBlock && !self.input.passthrough => {}
+                Err(e) => return pending_on_block(Err(e)),
+            }
+        }
+    }
+
+    /// Reads into the wire's buffer. The stream's end or an error is left for tungstenite to
+    /// report, after the bytes before it: from then on everything goes to it.
+    fn read_more(&mut self, cx: &mut Context<'_>, need: usize) -> Poll<Result<(), WsError>> {
+        match std::task::ready!(self.input.fill(&mut self.io, cx, need)) {
+            Ok(n) if n > 0 => {}
+            Ok(_) => self.input.passthrough = true,
+            Err(e) => {
+                self.input.error = Some(e);
+                self.input.passthrough = true;
+            }
+        }
+        if self.input.passthrough {
+            self.input.owed = usize::MAX;
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Ready for [`start_send`](Self::start_send): what tungstenite buffered is below its
@@ -151,7 +425,7 @@ where
             &mut Bridge {
                 io: &mut self.io,
                 cx,
-                read_ahead: &mut self.read_ahead,
+                input: &mut self.input,
             },
             msg,
         ) {
@@ -170,7 +444,7 @@ where
         let flushed = self.ws.flush(&mut Bridge {
             io: &mut self.io,
             cx,
-            read_ahead: &mut self.read_ahead,
+            input: &mut self.input,
         });
         let r = std::task::ready!(pending_on_block(flushed));
         self.ready = true;
@@ -205,9 +479,23 @@ where
     }
 }
 
+/// Takes the direct frame `h` (whole at the start of `buf`) out of the buffer as a message.
+#[inline]
+fn deliver(buf: &mut BytesMut, h: &Head) -> Result<Message, WsError> {
+    buf.advance(h.header);
+    let payload = buf.split_to(h.len as usize).freeze();
+    if h.first & 0x0f == OP_TEXT {
+        Ok(Message::Text(Utf8Bytes::try_from(payload)?))
+    } else {
+        Ok(Message::Binary(payload))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use proptest::prelude::*;
 
     /// A stream that serves `data` in reads as large as asked for, and counts them.
     struct Counted {
@@ -269,7 +557,7 @@ mod tests {
             reads: 0,
         };
         let config = WebSocketConfig::default().read_buffer_size(4096);
-        let mut wire = Wire::client(io, frames(0, 1, 6), config);
+        let mut wire = Wire::client(io, frames(0, 1, 6), config, 0);
         let mut kept = Vec::new();
         for i in 0..=N {
             match wire.next().await {
@@ -286,5 +574,316 @@ mod tests {
             "{} reads for {bytes} bytes",
             wire.io.reads
         );
+    }
+
+    /// A stream that serves whatever was supplied in reads as large as asked for, records the
+    /// size asked by each read, and says `Pending` when it has nothing.
+    #[derive(Default)]
+    struct Probe {
+        data: std::collections::VecDeque<u8>,
+        asked: Vec<usize>,
+    }
+
+    impl AsyncRead for Probe {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let asked = buf.remaining();
+            self.asked.push(asked);
+            if self.data.is_empty() {
+                return Poll::Pending;
+            }
+            let n = self.data.len().min(asked);
+            let chunk: Vec<u8> = self.data.drain(..n).collect();
+            buf.put_slice(&chunk);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Reads of a busy socket start at the frame buffer's size, then grow from 64 KiB,
+    /// doubling while they come back full, up to the burst size; a quiet socket gets the
+    /// frame buffer's size again, and an empty buffer is given back.
+    #[test]
+    fn reads_grow_while_the_socket_fills_them_and_the_buffer_goes_when_it_is_quiet() {
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let mut input = Input::new(Vec::new(), &config, 256 * 1024);
+        let mut io = Probe::default();
+        io.data.extend(std::iter::repeat_n(7u8, 1 << 20));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut got = 0;
+        while let Poll::Ready(r) = input.fill(&mut io, &mut cx, 1) {
+            got += r.unwrap();
+            // What was read is consumed, as frames would be.
+            input.buf.clear();
+        }
+        assert_eq!(got, 1 << 20);
+        let k = 1024;
+        assert_eq!(
+            io.asked[..6],
+            [4 * k, 64 * k, 128 * k, 256 * k, 256 * k, 256 * k],
+            "reads asked {:?}",
+            io.asked
+        );
+        assert_eq!(input.buf.capacity(), 0, "quiet and empty: no buffer held");
+        // The next burst starts small again.
+        io.data.extend([1u8; 10]);
+        io.asked.clear();
+        assert!(input.fill(&mut io, &mut cx, 1).is_ready());
+        assert_eq!(io.asked, [4 * k]);
+        // A frame larger than any read gets room for all of it at once.
+        io.asked.clear();
+        io.data.extend(std::iter::repeat_n(1u8, 300 * k));
+        assert!(input.fill(&mut io, &mut cx, 10 + 300 * k).is_ready());
+        assert_eq!(io.asked, [300 * k]);
+    }
+
+    /// A server's frame: first byte (FIN, reserved bits, opcode), mask key if any, payload.
+    #[derive(Debug, Clone)]
+    struct Frame {
+        first: u8,
+        mask: Option<[u8; 4]>,
+        payload: Vec<u8>,
+    }
+
+    fn encode(frames: &[Frame]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for f in frames {
+            out.push(f.first);
+            let m = if f.mask.is_some() { 0x80 } else { 0 };
+            match f.payload.len() {
+                n @ 0..=125 => out.push(m | n as u8),
+                n @ 126..=0xffff => {
+                    out.push(m | 126);
+                    out.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    out.push(m | 127);
+                    out.extend_from_slice(&(n as u64).to_be_bytes());
+                }
+            }
+            match f.mask {
+                Some(k) => {
+                    out.extend_from_slice(&k);
+                    out.extend(f.payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+                }
+                None => out.extend_from_slice(&f.payload),
+            }
+        }
+        out
+    }
+
+    /// The frames a client wrote (masked), as (first byte, unmasked payload).
+    fn decode_written(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while b.len() >= 2 {
+            let h = Head::parse(b).expect("whole frames are written");
+            let key: [u8; 4] = b[h.header - 4..h.header].try_into().unwrap();
+            let p = &b[h.header..h.header + h.len as usize];
+            out.push((
+                h.first,
+                p.iter().enumerate().map(|(i, x)| x ^ key[i % 4]).collect(),
+            ));
+            b = &b[h.header + h.len as usize..];
+        }
+        out
+    }
+
+    fn frame_strategy() -> impl Strategy<Value = Frame> {
+        let payload = |max: usize| proptest::collection::vec(any::<u8>(), 0..max);
+        let text = "[a-zé€😀 ]{0,40}".prop_map(String::into_bytes);
+        let unmasked = |first: u8, p: Vec<u8>| Frame {
+            first,
+            mask: None,
+            payload: p,
+        };
+        prop_oneof![
+            // Data frames, most of a feed: valid text, any bytes as text (mostly not UTF-8),
+            // binary, some beyond the size limits.
+            6 => text.clone().prop_map(move |p| unmasked(0x81, p)),
+            1 => payload(8).prop_map(move |p| unmasked(0x81, p)),
+            4 => payload(300).prop_map(move |p| unmasked(0x82, p)),
+            // Fragments and control frames.
+            2 => (prop_oneof![Just(0x01u8), Just(0x02), Just(0x00), Just(0x80)], text)
+                .prop_map(move |(f, p)| unmasked(f, p)),
+            2 => payload(10).prop_map(move |p| unmasked(0x89, p)),
+            1 => payload(10).prop_map(move |p| unmasked(0x8a, p)),
+            1 => (1000u16..1012, "[a-z]{0,10}").prop_map(move |(c, r)| {
+                let mut p = c.to_be_bytes().to_vec();
+                p.extend_from_slice(r.as_bytes());
+                unmasked(0x88, p)
+            }),
+            // Anything else: reserved bits and opcodes, masks, control frames too long.
+            1 => (any::<u8>(), proptest::option::of(any::<[u8; 4]>()), payload(140))
+                .prop_map(|(first, mask, payload)| Frame { first, mask, payload }),
+        ]
+    }
+
+    /// A stream that serves `chunks` one after another (each in reads of at most what is
+    /// asked), says `Pending` before some of them, then ends; it keeps what is written.
+    struct Script {
+        chunks: std::collections::VecDeque<Vec<u8>>,
+        pauses: std::collections::VecDeque<bool>,
+        written: Vec<u8>,
+    }
+
+    impl AsyncRead for Script {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if self.pauses.pop_front().unwrap_or(false) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if let Some(c) = self.chunks.front_mut() {
+                let n = c.len().min(buf.remaining());
+                buf.put_slice(&c[..n]);
+                c.drain(..n);
+                if c.is_empty() {
+                    self.chunks.pop_front();
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Script {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.written.extend_from_slice(b);
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The same bytes, blocking, for tungstenite alone.
+    struct Plain {
+        chunks: std::collections::VecDeque<Vec<u8>>,
+        written: Vec<u8>,
+    }
+
+    impl Read for Plain {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let Some(c) = self.chunks.front_mut() else {
+                return Ok(0);
+            };
+            let n = c.len().min(out.len());
+            out[..n].copy_from_slice(&c[..n]);
+            c.drain(..n);
+            if c.is_empty() {
+                self.chunks.pop_front();
+            }
+            Ok(n)
+        }
+    }
+
+    impl Write for Plain {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.written.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    type Outcome = (Vec<Result<Message, String>>, Vec<(u8, Vec<u8>)>);
+
+    fn config() -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(256)
+            .max_frame_size(Some(200))
+            .max_message_size(Some(250))
+    }
+
+    fn split(bytes: &[u8], cuts: &[usize]) -> std::collections::VecDeque<Vec<u8>> {
+        let mut out = std::collections::VecDeque::new();
+        let mut rest = bytes;
+        for &c in cuts {
+            if rest.is_empty() {
+                break;
+            }
+            let (a, b) = rest.split_at(c.min(rest.len()));
+            out.push_back(a.to_vec());
+            rest = b;
+        }
+        if !rest.is_empty() {
+            out.push_back(rest.to_vec());
+        }
+        out
+    }
+
+    fn with_tungstenite(bytes: &[u8], cuts: &[usize]) -> Outcome {
+        let mut io = Plain {
+            chunks: split(bytes, cuts),
+            written: Vec::new(),
+        };
+        let mut ws = WebSocketContext::new(Role::Client, Some(config()));
+        let mut seen = Vec::new();
+        loop {
+            match ws.read(&mut io) {
+                Ok(m) => seen.push(Ok(m)),
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => break,
+                Err(e) => {
+                    seen.push(Err(e.to_string()));
+                    break;
+                }
+            }
+        }
+        (seen, decode_written(&io.written))
+    }
+
+    fn with_wire(bytes: &[u8], ahead: usize, cuts: &[usize], pauses: &[bool]) -> Outcome {
+        let ahead = ahead.min(bytes.len());
+        let io = Script {
+            chunks: split(&bytes[ahead..], cuts),
+            pauses: pauses.iter().copied().collect(),
+            written: Vec::new(),
+        };
+        let mut wire = Wire::client(io, bytes[..ahead].to_vec(), config(), 1024);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let seen = rt.block_on(async {
+            let mut seen = Vec::new();
+            while let Some(r) = wire.next().await {
+                seen.push(r.map_err(|e| e.to_string()));
+            }
+            seen
+        });
+        (seen, decode_written(&wire.io.written))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// The wire delivers what tungstenite alone delivers, with the same errors, and writes
+        /// the same replies, however the bytes arrive: only where payloads live differs.
+        #[test]
+        fn the_wire_reads_what_tungstenite_reads(
+            frames in proptest::collection::vec(frame_strategy(), 0..24),
+            ahead in 0usize..64,
+            cuts in proptest::collection::vec(1usize..400, 0..40),
+            pauses in proptest::collection::vec(any::<bool>(), 0..40),
+        ) {
+            let bytes = encode(&frames);
+            let expected = with_tungstenite(&bytes, &cuts);
+            prop_assert_eq!(with_wire(&bytes, ahead, &cuts, &pauses), expected);
+        }
     }
 }

@@ -78,7 +78,12 @@ where
         config: Config,
     ) -> (Self, Link) {
         let (link, mailbox) = channel(name, &config);
-        let wire = Wire::client(stream, read_ahead, config.ws_config());
+        let wire = Wire::client(
+            stream,
+            read_ahead,
+            config.ws_config(),
+            config.burst_read_size(),
+        );
         let mut session = Session::new(name, wire, config, link.shared.clone());
         // The caller's stream is read without the library's reader, which stamps reads: no
         // receive times, rather than the time the connection was made for every message.

@@ -84,8 +84,8 @@ async fn connect_unbounded(config: &Config, endpoint: &Endpoint) -> Result<Socke
         }
         None => Transport::Plain(tcp),
     };
-    let stream =
-        BurstReader::new(stream, config.burst_read_size()).with_stamps(config.receive_timestamps());
+    // The wire batches reads itself (`wire::Input`): the reader only stamps them.
+    let stream = BurstReader::new(stream, 0).with_stamps(config.receive_timestamps());
     upgrade::upgrade(config, &endpoint.uri, stream, &addr).await
 }
 

@@ -109,5 +109,10 @@ where
         return Err(failed("a subprotocol that was not offered chosen by"));
     }
     let rest = buf.split_off(head_len);
-    Ok(Wire::client(stream, rest, config.ws_config()))
+    Ok(Wire::client(
+        stream,
+        rest,
+        config.ws_config(),
+        config.burst_read_size(),
+    ))
 }
