@@ -576,6 +576,42 @@ mod tests {
         );
     }
 
+    /// A feed's frames come out of the wire's own buffer, split off it where they were read:
+    /// not through tungstenite (which would copy them into its buffer), and not copied.
+    #[tokio::test]
+    async fn data_frames_are_split_off_the_wires_buffer() {
+        let mut bytes = frames(0, 3, 40);
+        // A fragmented message (tungstenite's), then the feed again.
+        bytes.extend_from_slice(&[0x01, 2, b'a', b'b', 0x80, 2, b'c', b'd']);
+        bytes.extend_from_slice(&frames(3, 1, 40));
+        bytes.extend_from_slice(&[0x82, 3, 1, 2, 3]);
+        let io = Counted {
+            data: Bytes::from(bytes),
+            reads: 0,
+        };
+        let mut wire = Wire::client(io, Vec::new(), WebSocketConfig::default(), 0);
+        let mut direct = Vec::new();
+        loop {
+            let m = match wire.next().await {
+                Some(Ok(m)) => m,
+                None => break,
+                Some(Err(e)) => panic!("{e}"),
+            };
+            let end = match &m {
+                Message::Text(t) => t.as_str().as_bytes().as_ptr_range().end,
+                Message::Binary(b) => b.as_ptr_range().end,
+                other => panic!("{other:?}"),
+            };
+            // Split off the wire's buffer: the rest of the buffer starts where it ends.
+            direct.push(end == wire.input.buf.as_ptr() || wire.input.buf.is_empty());
+            if let Message::Binary(b) = m {
+                assert_eq!(&b[..], [1, 2, 3]);
+                break;
+            }
+        }
+        assert_eq!(direct, [true, true, true, false, true, true]);
+    }
+
     /// A stream that serves whatever was supplied in reads as large as asked for, records the
     /// size asked by each read, and says `Pending` when it has nothing.
     #[derive(Default)]
