@@ -612,6 +612,74 @@ mod tests {
         assert_eq!(direct, [true, true, true, false, true, true]);
     }
 
+    /// A socket with what was supplied, `Pending` once it has nothing (it never wakes anyone:
+    /// a poll that returns `Pending` while data waits would never be polled again).
+    #[derive(Default)]
+    struct Quiet {
+        data: std::collections::VecDeque<u8>,
+        written: Vec<u8>,
+    }
+
+    impl AsyncRead for Quiet {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if self.data.is_empty() {
+                return Poll::Pending;
+            }
+            let n = self.data.len().min(buf.remaining());
+            let chunk: Vec<u8> = self.data.drain(..n).collect();
+            buf.put_slice(&chunk);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Quiet {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.written.extend_from_slice(b);
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Every message whose bytes have arrived is returned by one poll, a fragmented one and a
+    /// ping last in the socket included; the wire says `Pending` only once it has to wait for
+    /// the socket, and the ping's reply goes out with the next poll.
+    #[test]
+    fn a_poll_returns_what_has_arrived_and_waits_only_for_the_socket() {
+        let mut io = Quiet::default();
+        let mut bytes = frames(0, 1, 5);
+        bytes.extend_from_slice(&[0x01, 2, b'a', b'b', 0x80, 2, b'c', b'd']);
+        bytes.extend_from_slice(&[0x89, 1, b'p']);
+        io.data.extend(bytes);
+        let mut wire = Wire::client(io, Vec::new(), WebSocketConfig::default(), 0);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut next = || match wire.poll_next(&mut cx) {
+            Poll::Ready(Some(Ok(m))) => m,
+            other => panic!("a message had arrived: {other:?}"),
+        };
+        assert_eq!(next(), Message::text("00000"));
+        assert_eq!(next(), Message::text("abcd"));
+        assert_eq!(next(), Message::Ping(Bytes::from_static(b"p")));
+        assert!(wire.poll_next(&mut cx).is_pending(), "nothing more arrived");
+        assert_eq!(
+            decode_written(&wire.io.written),
+            [(0x8a, b"p".to_vec())],
+            "the reply to the ping"
+        );
+    }
+
     /// A stream that serves whatever was supplied in reads as large as asked for, records the
     /// size asked by each read, and says `Pending` when it has nothing.
     #[derive(Default)]
