@@ -678,6 +678,28 @@ mod tests {
             [(0x8a, b"p".to_vec())],
             "the reply to the ping"
         );
+        // A frame that arrives alone is returned whole, at once.
+        wire.io.data.extend(frames(0, 1, 40));
+        assert_eq!(
+            match wire.poll_next(&mut cx) {
+                Poll::Ready(Some(Ok(m))) => m,
+                other => panic!("a message had arrived: {other:?}"),
+            },
+            Message::text("0".repeat(40))
+        );
+        // After a close frame tungstenite reads the socket itself: a quiet socket is still
+        // waited for, not polled in a loop, and the reply to the close goes out.
+        wire.io.data.extend([0x88, 2, 0x03, 0xe8]);
+        assert!(matches!(
+            wire.poll_next(&mut cx),
+            Poll::Ready(Some(Ok(Message::Close(Some(_)))))
+        ));
+        assert!(wire.poll_next(&mut cx).is_pending());
+        assert_eq!(
+            decode_written(&wire.io.written)[1],
+            (0x88, vec![0x03, 0xe8]),
+            "the reply to the close"
+        );
     }
 
     /// A stream that serves whatever was supplied in reads as large as asked for, records the
