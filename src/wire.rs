@@ -702,6 +702,87 @@ mod tests {
         );
     }
 
+    /// `Quiet`, whose writes block (`Pending`) while `blocked`, or fail with `broken`.
+    #[derive(Default)]
+    struct Stuck {
+        quiet: Quiet,
+        blocked: bool,
+        broken: bool,
+    }
+
+    impl AsyncRead for Stuck {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.quiet).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Stuck {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.broken {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            if self.blocked {
+                return Poll::Pending;
+            }
+            Pin::new(&mut self.quiet).poll_write(cx, b)
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A ping's reply that cannot be written yet does not stop the reads, and goes out once
+    /// the socket takes it; one that cannot be written at all ends the wire with the error.
+    #[test]
+    fn a_reply_the_socket_cannot_take_yet_waits_and_a_broken_socket_is_reported() {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut io = Stuck {
+            blocked: true,
+            ..Stuck::default()
+        };
+        let mut bytes = vec![0x89, 1, b'p'];
+        bytes.extend(frames(0, 2, 3));
+        io.quiet.data.extend(bytes);
+        let mut wire = Wire::client(io, Vec::new(), WebSocketConfig::default(), 0);
+        let mut next = |wire: &mut Wire<Stuck>| match wire.poll_next(&mut cx) {
+            Poll::Ready(Some(r)) => r.map_err(|e| e.to_string()),
+            other => panic!("a message had arrived: {other:?}"),
+        };
+        assert_eq!(next(&mut wire), Ok(Message::Ping(Bytes::from_static(b"p"))));
+        assert_eq!(next(&mut wire), Ok(Message::text("000")), "read on");
+        assert!(wire.io.quiet.written.is_empty());
+        wire.io.blocked = false;
+        assert_eq!(next(&mut wire), Ok(Message::text("001")));
+        assert_eq!(
+            decode_written(&wire.io.quiet.written),
+            [(0x8a, b"p".to_vec())]
+        );
+
+        let mut io = Stuck {
+            broken: true,
+            ..Stuck::default()
+        };
+        let mut bytes = vec![0x89, 1, b'p'];
+        bytes.extend(frames(0, 1, 3));
+        io.quiet.data.extend(bytes);
+        let mut wire = Wire::client(io, Vec::new(), WebSocketConfig::default(), 0);
+        assert_eq!(next(&mut wire), Ok(Message::Ping(Bytes::from_static(b"p"))));
+        let e = next(&mut wire).expect_err("the reply cannot be written");
+        assert!(e.to_lowercase().contains("broken pipe"), "{e}");
+        assert!(matches!(wire.poll_next(&mut cx), Poll::Ready(None)));
+    }
+
     /// A stream that serves whatever was supplied in reads as large as asked for, records the
     /// size asked by each read, and says `Pending` when it has nothing.
     #[derive(Default)]
