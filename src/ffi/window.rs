@@ -11,10 +11,6 @@
 //! buffer more than a callback. Only messages (text, binary, ping, pong) of a connection that
 //! has nothing queued go this way, so every connection's events keep their order; anything
 //! else goes through the queue as before and ends the connection's use of the window.
-//!
-//! No payload is copied: the window keeps each one where it was parsed until the next poll.
-//! The wire parses frames in a buffer of 64 KiB or more (`crate::wire`), so what a poll keeps
-//! makes it allocate a new buffer at most once per that many bytes.
 
 use std::mem::MaybeUninit;
 use std::ptr;
@@ -23,39 +19,66 @@ use bytes::Bytes;
 
 use super::poll::{kh_event, message_kind};
 use crate::clock::ReceiveTime;
-use crate::events::{Kind, Name};
+use crate::events::{COPY_BELOW, Kind, Name};
 
 /// What the events of a poll point into, kept until the next poll. Reused from poll to poll.
 #[derive(Default)]
 pub(crate) struct Kept {
-    /// The payloads, left in the buffers they were parsed from.
+    /// Payloads of [`COPY_BELOW`] bytes or more, left in the buffers they were parsed from.
     held: Vec<Bytes>,
+    /// Smaller payloads, copied (see [`COPY_BELOW`] for why) into chunks that never grow, so
+    /// the pointers into them hold. The chunks up to `cur` are in use (the window that has
+    /// them knows how much of the last one).
+    chunks: Vec<Box<[MaybeUninit<u8>]>>,
+    cur: Option<usize>,
     /// The names the events point to, one per connection that took the window: kept too, as
     /// a connection may be removed before the next poll.
     names: Vec<Name>,
 }
+
+/// Bytes of a chunk: a few reads' worth of small messages.
+const CHUNK: usize = 64 * 1024;
+
+/// Chunks kept for the next poll at most; more were needed only by a poll of large messages.
+const KEEP_CHUNKS: usize = 16;
 
 impl Kept {
     /// Gives back what the last poll's events pointed into.
     pub(crate) fn clear(&mut self) {
         self.held.clear();
         self.names.clear();
+        self.chunks.truncate(KEEP_CHUNKS);
+        self.cur = None;
+    }
+
+    /// The next chunk (made if new): where copies go from now on, and its end.
+    #[cold]
+    #[inline(never)]
+    fn next_chunk(&mut self) -> (*mut u8, *mut u8) {
+        let next = self.cur.map_or(0, |c| c + 1);
+        if next == self.chunks.len() {
+            self.chunks.push(Box::new_uninit_slice(CHUNK));
+        }
+        self.cur = Some(next);
+        let chunk = self.chunks[next].as_mut_ptr_range();
+        (chunk.start.cast(), chunk.end.cast())
     }
 }
 
-/// Events ahead of the one written whose cache lines are fetched for writing: the caller's
-/// array has left the first-level cache by the time a poll writes it again (the socket's data
-/// went through it meanwhile), and the atomic that ends each message's read waits for the
-/// stores before it to reach the cache. 64-byte push, driven, 11 interleaved runs: +5 %.
+/// Events ahead of the one written whose lines are fetched for writing, and the bytes ahead of
+/// a copy: the caller's array and the chunks are out of the first-level cache by the time they
+/// are written again (the socket's data passed through it meanwhile), and the atomic that
+/// drops each payload's reference waits for the stores before it to reach the cache.
+/// 64-byte push, driven, 11 interleaved runs: +5 % with prefetches of 8 events and 512 bytes.
 const PREFETCH_EVENTS: usize = 16;
+const PREFETCH_BYTES: usize = 1024;
 
 /// Asks for the cache line at `p` in a state that lets it be written. Never faults.
 #[inline(always)]
 fn prefetch_for_write<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch reads nothing and never faults, whatever the address; a processor
-    // without PREFETCHW runs it as a no-op. (`core::arch`'s `_MM_HINT_ET0` compiles to
-    // `prefetcht0` without the `prfchw` target feature.)
+    // without PREFETCHW runs it as a no-op.
     unsafe {
         std::arch::asm!("prefetchw [{}]", in(reg) p, options(nostack, preserves_flags, readonly));
     }
@@ -68,13 +91,16 @@ fn prefetch_for_write<T>(p: *const T) {
 /// of its task (see `Sink::begin_read`), and taken back by the poll before it returns.
 ///
 /// A message is the hot path of a driven poll: the window keeps raw cursors (the next event,
-/// the end of the array, the bytes it still takes) so that writing one is a compare, a push
-/// and the stores of its event.
+/// the free part of the current chunk, the bytes it still takes) so that writing one is a few
+/// compares and the stores of its event.
 pub(crate) struct Window {
     slots: *mut kh_event,
     /// The next event's slot, and the end of the array.
     next: *mut kh_event,
     end: *mut kh_event,
+    /// The free part of the current chunk (empty before the first copy).
+    copy_at: *mut u8,
+    copy_end: *mut u8,
     /// Payload bytes the window takes still: what a poller holds stays bounded by the queue's
     /// byte capacity, as a poll of the queue does. The window is full at 0.
     bytes_left: usize,
@@ -87,7 +113,8 @@ pub(crate) struct Window {
 
 // SAFETY: the array belongs to a `kh_manager_poll` that waits while the window is out, and
 // only one holder uses the window at a time (it moves); the poll takes it back before it
-// returns, also when it ends early (`events::Lending`), so no write outlives the call.
+// returns, also when it ends early (`events::Lending`), so no write outlives the call. The
+// chunks belong to `kept`, which moves with the window.
 unsafe impl Send for Window {}
 
 impl Window {
@@ -98,6 +125,8 @@ impl Window {
             slots: range.start.cast(),
             next: range.start.cast(),
             end: range.end.cast(),
+            copy_at: ptr::NonNull::dangling().as_ptr(),
+            copy_end: ptr::NonNull::dangling().as_ptr(),
             bytes_left: usize::MAX,
             conn: ptr::null(),
             kept,
@@ -148,17 +177,35 @@ impl Window {
     }
 
     /// Writes a message of the connection that holds the window (see `hold_name`) as the next
-    /// event, its payload kept where it is. The window must not be full.
+    /// event. The window must not be full.
     #[inline(always)]
     pub(crate) fn put(&mut self, kind: Kind, payload: Bytes, at: ReceiveTime) {
         debug_assert!(!self.is_full() && !self.conn.is_null());
         let len = payload.len();
+        let data = if len < COPY_BELOW && len <= self.copy_end as usize - self.copy_at as usize {
+            // SAFETY: `copy_at..copy_end` is the free part of a chunk of `kept`, and the
+            // payload never overlaps it.
+            unsafe {
+                let at = self.copy_at;
+                prefetch_for_write(at.wrapping_add(PREFETCH_BYTES));
+                ptr::copy_nonoverlapping(payload.as_ptr(), at, len);
+                self.copy_at = at.add(len);
+                at.cast_const()
+            }
+        } else {
+            return self.put_slow(kind, payload, at);
+        };
+        self.write(kind, data, len, at);
+    }
+
+    /// Writes the next event.
+    #[inline(always)]
+    fn write(&mut self, kind: Kind, data: *const u8, len: usize, at: ReceiveTime) {
         let event = kh_event {
             recv_mono_ns: at.monotonic_ns(),
             recv_wall_ns: at.wall_ns(),
-            ..kh_event::new(message_kind(kind), self.conn, payload.as_ptr(), len)
+            ..kh_event::new(message_kind(kind), self.conn, data, len)
         };
-        self.kept.held.push(payload);
         prefetch_for_write(self.next.wrapping_add(PREFETCH_EVENTS));
         // SAFETY: `next < end` (not full): a slot of the caller's array.
         unsafe {
@@ -166,6 +213,30 @@ impl Window {
             self.next = self.next.add(1);
         }
         self.bytes_left = self.bytes_left.saturating_sub(len);
+    }
+
+    /// [`put`](Self::put) of a payload that does not fit the current chunk: held where it was
+    /// parsed when large, else copied into the next chunk.
+    #[cold]
+    #[inline(never)]
+    fn put_slow(&mut self, kind: Kind, payload: Bytes, at: ReceiveTime) {
+        let len = payload.len();
+        let data = if len >= COPY_BELOW {
+            let data = payload.as_ptr();
+            self.kept.held.push(payload);
+            data
+        } else {
+            let (start, end) = self.kept.next_chunk();
+            // SAFETY: a fresh chunk of `CHUNK` > `COPY_BELOW` bytes, which the payload does
+            // not overlap.
+            unsafe {
+                ptr::copy_nonoverlapping(payload.as_ptr(), start, len);
+                self.copy_at = start.add(len);
+            }
+            self.copy_end = end;
+            start.cast_const()
+        };
+        self.write(kind, data, len, at);
     }
 
     /// The events written, and what they point into, to keep until the next poll.
@@ -179,25 +250,22 @@ mod tests {
     use super::*;
     use crate::ffi::kh_event_kind;
 
-    /// The first `n` events written into `slots`.
-    fn events(slots: &[MaybeUninit<kh_event>], n: usize) -> Vec<&kh_event> {
+    /// The data pointers of the first `n` events written into `slots`.
+    fn data_of(slots: &[MaybeUninit<kh_event>], n: usize) -> Vec<*const u8> {
         // SAFETY: the window wrote the first `n`.
         slots[..n]
             .iter()
-            .map(|e| unsafe { e.assume_init_ref() })
+            .map(|e| unsafe { e.assume_init_ref() }.data)
             .collect()
     }
 
     #[test]
-    fn payloads_stay_where_they_were_parsed_until_cleared() {
+    fn copies_stay_where_they_are_across_chunks_until_cleared() {
         let name = Name::new("n");
-        let buffer = Bytes::from((0..=255u8).collect::<Vec<_>>());
-        let payloads = [
-            buffer.slice(0..10),
-            buffer.slice(10..10),
-            buffer.slice(10..200),
-        ];
-        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 4];
+        let payloads: Vec<Bytes> = (0..40u8)
+            .map(|i| Bytes::from(vec![i; COPY_BELOW - 1]))
+            .collect();
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 64];
         let mut w = Window::new(&mut slots, Kept::default());
         w.hold_name(&name);
         for p in &payloads {
@@ -205,23 +273,36 @@ mod tests {
         }
         let (n, mut kept) = w.finish();
         assert_eq!(n, payloads.len());
-        for (e, p) in events(&slots, n).iter().zip(&payloads) {
-            assert_eq!((e.data, e.len), (p.as_ptr(), p.len()), "not copied");
-            assert_eq!(e.conn, name.as_c_ptr());
-        }
-        drop(payloads);
-        // The window's references keep the buffer: each view still reads what was parsed.
-        assert_eq!(kept.held.len(), 3);
-        let e = events(&slots, n)[2];
-        // SAFETY: kept until `clear`.
-        let seen = unsafe { std::slice::from_raw_parts(e.data, e.len) };
-        assert_eq!(seen, &buffer[10..200]);
-        kept.clear();
-        assert!(kept.held.is_empty() && kept.names.is_empty());
         assert!(
-            buffer.is_unique(),
-            "cleared: nothing else refers to the buffer"
+            kept.cur >= Some(2),
+            "40 payloads of 4 KiB fill more than two 64 KiB chunks"
         );
+        assert!(kept.held.is_empty(), "copied, not held");
+        let at = data_of(&slots, n);
+        for (p, &a) in payloads.iter().zip(&at) {
+            assert_ne!(a, p.as_ptr());
+            // SAFETY: copies stay valid until `clear`.
+            assert_eq!(unsafe { std::slice::from_raw_parts(a, p.len()) }, &p[..]);
+        }
+        let chunks = kept.chunks.len();
+        kept.clear();
+        assert_eq!(kept.cur, None);
+        // The chunks are reused: the next copy lands where the first did, and an empty
+        // payload after it moves nothing.
+        let mut w = Window::new(&mut slots, kept);
+        w.hold_name(&name);
+        w.put(Kind::Text, payloads[1].clone(), ReceiveTime::NONE);
+        w.put(Kind::Ping, Bytes::new(), ReceiveTime::NONE);
+        w.put(Kind::Text, payloads[2].clone(), ReceiveTime::NONE);
+        let (n, kept) = w.finish();
+        let again = data_of(&slots, n);
+        assert_eq!(again[0], at[0]);
+        // SAFETY: both point into the first chunk.
+        assert_eq!(
+            unsafe { again[2].offset_from(again[0]) },
+            COPY_BELOW as isize - 1
+        );
+        assert_eq!(kept.chunks.len(), chunks);
     }
 
     #[test]
@@ -243,19 +324,32 @@ mod tests {
         assert!(!w.is_full(), "9 of 10 bytes");
         w.put(Kind::Binary, Bytes::from_static(b"0"), ReceiveTime::NONE);
         assert!(w.is_full());
-        assert_eq!(w.finish().0, 3);
-        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 2];
+        let (n, kept) = w.finish();
+        assert_eq!(n, 3);
+        assert!(kept.held.is_empty(), "small payloads are copied, not held");
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 3];
         let mut w = Window::new(&mut slots, Kept::default());
         w.hold_name(&name);
-        w.put(Kind::Binary, Bytes::from_static(b"x"), ReceiveTime::NONE);
+        // A small payload first: the chunk it is copied into has room for the large one.
+        w.put(Kind::Text, Bytes::from_static(b"x"), ReceiveTime::NONE);
+        let big = Bytes::from(vec![3u8; COPY_BELOW]);
+        w.put(Kind::Binary, big.clone(), ReceiveTime::NONE);
         assert!(!w.is_full());
         w.put(Kind::Ping, Bytes::new(), ReceiveTime::NONE);
         assert!(w.is_full(), "full at its capacity");
-        let (n, _) = w.finish();
-        let kinds: Vec<_> = events(&slots, n).iter().map(|e| e.kind).collect();
+        let (_, kept) = w.finish();
         assert_eq!(
-            kinds,
-            [kh_event_kind::KH_EVENT_BINARY, kh_event_kind::KH_EVENT_PING]
+            kept.held.len(),
+            1,
+            "a large payload is held where it was parsed"
+        );
+        // SAFETY: all three were written.
+        let e = unsafe { slots[1].assume_init_ref() };
+        assert_eq!(e.data, big.as_ptr());
+        assert_eq!(e.kind, kh_event_kind::KH_EVENT_BINARY);
+        assert_eq!(
+            unsafe { slots[2].assume_init_ref() }.kind,
+            kh_event_kind::KH_EVENT_PING
         );
     }
 }
