@@ -74,6 +74,12 @@ struct Input {
 /// shares is replaced at most once per this many bytes.
 const HOT_READ: usize = 64 * 1024;
 
+/// The room of the first read once data keeps coming: [`HOT_READ`], within the frame buffer's
+/// size and the burst size.
+fn hot_start(cold_read: usize, burst: usize) -> usize {
+    HOT_READ.clamp(cold_read, burst)
+}
+
 /// A frame's header, as far as the wire needs it.
 #[derive(Debug, Clone, Copy)]
 struct Head {
@@ -138,7 +144,7 @@ impl Input {
             passthrough: false,
             fragmented: false,
             hot: false,
-            hot_room: HOT_READ.clamp(cold_read, burst),
+            hot_room: hot_start(cold_read, burst),
             burst,
             error: None,
             reply_owed: false,
@@ -200,7 +206,7 @@ impl Input {
         match Pin::new(io).poll_read(cx, &mut rb) {
             Poll::Pending => {
                 self.hot = false;
-                self.hot_room = HOT_READ.clamp(self.cold_read, self.burst);
+                self.hot_room = hot_start(self.cold_read, self.burst);
                 if self.buf.is_empty() {
                     // Quiet: an idle connection holds no read buffer.
                     self.buf = BytesMut::new();
@@ -497,32 +503,53 @@ mod tests {
     use bytes::Bytes;
     use proptest::prelude::*;
 
-    /// A stream that serves `data` in reads as large as asked for, and counts them.
-    struct Counted {
-        data: Bytes,
-        reads: usize,
+    /// A socket with what was supplied. Reads get as much as they ask for, and the size each
+    /// asked is recorded. Once it has nothing, a read says `Pending` (it never wakes anyone:
+    /// a poll that returns `Pending` while data waits would never be polled again), or the
+    /// stream's end when `ends`. It keeps what is written.
+    #[derive(Default)]
+    struct Feed {
+        data: std::collections::VecDeque<u8>,
+        ends: bool,
+        asked: Vec<usize>,
+        written: Vec<u8>,
     }
 
-    impl AsyncRead for Counted {
+    impl Feed {
+        /// `data`, then the stream's end.
+        fn ending(data: Vec<u8>) -> Self {
+            Self {
+                data: data.into(),
+                ends: true,
+                ..Self::default()
+            }
+        }
+    }
+
+    impl AsyncRead for Feed {
         fn poll_read(
             mut self: Pin<&mut Self>,
             _: &mut Context<'_>,
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
+            self.asked.push(buf.remaining());
+            if self.data.is_empty() && !self.ends {
+                return Poll::Pending;
+            }
             let n = self.data.len().min(buf.remaining());
-            let chunk = self.data.split_to(n);
+            let chunk: Vec<u8> = self.data.drain(..n).collect();
             buf.put_slice(&chunk);
-            self.reads += 1;
             Poll::Ready(Ok(()))
         }
     }
 
-    impl AsyncWrite for Counted {
+    impl AsyncWrite for Feed {
         fn poll_write(
-            self: Pin<&mut Self>,
+            mut self: Pin<&mut Self>,
             _: &mut Context<'_>,
             b: &[u8],
         ) -> Poll<io::Result<usize>> {
+            self.written.extend_from_slice(b);
             Poll::Ready(Ok(b.len()))
         }
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -552,10 +579,7 @@ mod tests {
     #[tokio::test]
     async fn frames_read_with_the_upgrade_response_leave_reads_their_full_size() {
         const N: usize = 400;
-        let io = Counted {
-            data: Bytes::from(frames(1, N, 62)),
-            reads: 0,
-        };
+        let io = Feed::ending(frames(1, N, 62));
         let config = WebSocketConfig::default().read_buffer_size(4096);
         let mut wire = Wire::client(io, frames(0, 1, 6), config, 0);
         let mut kept = Vec::new();
@@ -570,9 +594,9 @@ mod tests {
         }
         let bytes = N * 64;
         assert!(
-            wire.io.reads <= 2 * bytes / 4096 + 2,
+            wire.io.asked.len() <= 2 * bytes / 4096 + 2,
             "{} reads for {bytes} bytes",
-            wire.io.reads
+            wire.io.asked.len()
         );
     }
 
@@ -585,10 +609,7 @@ mod tests {
         bytes.extend_from_slice(&[0x01, 2, b'a', b'b', 0x80, 2, b'c', b'd']);
         bytes.extend_from_slice(&frames(3, 1, 40));
         bytes.extend_from_slice(&[0x82, 3, 1, 2, 3]);
-        let io = Counted {
-            data: Bytes::from(bytes),
-            reads: 0,
-        };
+        let io = Feed::ending(bytes);
         let mut wire = Wire::client(io, Vec::new(), WebSocketConfig::default(), 0);
         let mut direct = Vec::new();
         loop {
@@ -612,53 +633,12 @@ mod tests {
         assert_eq!(direct, [true, true, true, false, true, true]);
     }
 
-    /// A socket with what was supplied, `Pending` once it has nothing (it never wakes anyone:
-    /// a poll that returns `Pending` while data waits would never be polled again).
-    #[derive(Default)]
-    struct Quiet {
-        data: std::collections::VecDeque<u8>,
-        written: Vec<u8>,
-    }
-
-    impl AsyncRead for Quiet {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            if self.data.is_empty() {
-                return Poll::Pending;
-            }
-            let n = self.data.len().min(buf.remaining());
-            let chunk: Vec<u8> = self.data.drain(..n).collect();
-            buf.put_slice(&chunk);
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    impl AsyncWrite for Quiet {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            b: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.written.extend_from_slice(b);
-            Poll::Ready(Ok(b.len()))
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
     /// Every message whose bytes have arrived is returned by one poll, a fragmented one and a
     /// ping last in the socket included; the wire says `Pending` only once it has to wait for
     /// the socket, and the ping's reply goes out with the next poll.
     #[test]
     fn a_poll_returns_what_has_arrived_and_waits_only_for_the_socket() {
-        let mut io = Quiet::default();
+        let mut io = Feed::default();
         let mut bytes = frames(0, 1, 5);
         bytes.extend_from_slice(&[0x01, 2, b'a', b'b', 0x80, 2, b'c', b'd']);
         bytes.extend_from_slice(&[0x89, 1, b'p']);
@@ -702,10 +682,10 @@ mod tests {
         );
     }
 
-    /// `Quiet`, whose writes block (`Pending`) while `blocked`, or fail with `broken`.
+    /// `Feed`, whose writes block (`Pending`) while `blocked`, or fail with `broken`.
     #[derive(Default)]
     struct Stuck {
-        quiet: Quiet,
+        feed: Feed,
         blocked: bool,
         broken: bool,
     }
@@ -716,7 +696,7 @@ mod tests {
             cx: &mut Context<'_>,
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.quiet).poll_read(cx, buf)
+            Pin::new(&mut self.feed).poll_read(cx, buf)
         }
     }
 
@@ -732,7 +712,7 @@ mod tests {
             if self.blocked {
                 return Poll::Pending;
             }
-            Pin::new(&mut self.quiet).poll_write(cx, b)
+            Pin::new(&mut self.feed).poll_write(cx, b)
         }
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
             Poll::Ready(Ok(()))
@@ -753,7 +733,7 @@ mod tests {
         };
         let mut bytes = vec![0x89, 1, b'p'];
         bytes.extend(frames(0, 2, 3));
-        io.quiet.data.extend(bytes);
+        io.feed.data.extend(bytes);
         let mut wire = Wire::client(io, Vec::new(), WebSocketConfig::default(), 0);
         let mut next = |wire: &mut Wire<Stuck>| match wire.poll_next(&mut cx) {
             Poll::Ready(Some(r)) => r.map_err(|e| e.to_string()),
@@ -761,11 +741,11 @@ mod tests {
         };
         assert_eq!(next(&mut wire), Ok(Message::Ping(Bytes::from_static(b"p"))));
         assert_eq!(next(&mut wire), Ok(Message::text("000")), "read on");
-        assert!(wire.io.quiet.written.is_empty());
+        assert!(wire.io.feed.written.is_empty());
         wire.io.blocked = false;
         assert_eq!(next(&mut wire), Ok(Message::text("001")));
         assert_eq!(
-            decode_written(&wire.io.quiet.written),
+            decode_written(&wire.io.feed.written),
             [(0x8a, b"p".to_vec())]
         );
 
@@ -775,38 +755,12 @@ mod tests {
         };
         let mut bytes = vec![0x89, 1, b'p'];
         bytes.extend(frames(0, 1, 3));
-        io.quiet.data.extend(bytes);
+        io.feed.data.extend(bytes);
         let mut wire = Wire::client(io, Vec::new(), WebSocketConfig::default(), 0);
         assert_eq!(next(&mut wire), Ok(Message::Ping(Bytes::from_static(b"p"))));
         let e = next(&mut wire).expect_err("the reply cannot be written");
         assert!(e.to_lowercase().contains("broken pipe"), "{e}");
         assert!(matches!(wire.poll_next(&mut cx), Poll::Ready(None)));
-    }
-
-    /// A stream that serves whatever was supplied in reads as large as asked for, records the
-    /// size asked by each read, and says `Pending` when it has nothing.
-    #[derive(Default)]
-    struct Probe {
-        data: std::collections::VecDeque<u8>,
-        asked: Vec<usize>,
-    }
-
-    impl AsyncRead for Probe {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            let asked = buf.remaining();
-            self.asked.push(asked);
-            if self.data.is_empty() {
-                return Poll::Pending;
-            }
-            let n = self.data.len().min(asked);
-            let chunk: Vec<u8> = self.data.drain(..n).collect();
-            buf.put_slice(&chunk);
-            Poll::Ready(Ok(()))
-        }
     }
 
     /// Reads of a busy socket start at the frame buffer's size, then grow from 64 KiB,
@@ -816,7 +770,7 @@ mod tests {
     fn reads_grow_while_the_socket_fills_them_and_the_buffer_goes_when_it_is_quiet() {
         let config = WebSocketConfig::default().read_buffer_size(4096);
         let mut input = Input::new(Vec::new(), &config, 256 * 1024);
-        let mut io = Probe::default();
+        let mut io = Feed::default();
         io.data.extend(std::iter::repeat_n(7u8, 1 << 20));
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut got = 0;
