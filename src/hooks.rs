@@ -13,8 +13,9 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::clock::ReceiveTime;
 use crate::error::ConnectionError;
-use crate::events::Sink;
+use crate::events::{Kind, Sink};
 use crate::handle::StateChange;
+use crate::wire::{Data, shared_text};
 
 /// WebSocket opcodes as reported to [`ReadHooks::on_frame`].
 pub mod opcode {
@@ -93,6 +94,24 @@ impl Event {
 
 type Hook<A> = Option<Box<dyn FnMut(&str, A) + Send>>;
 
+/// A text or binary hook: given the payload as its own reference-counted view, or lent it for
+/// the length of the call (cheaper: no reference is taken).
+#[allow(clippy::type_complexity)]
+enum PayloadHook<O, B: ?Sized> {
+    Owned(Box<dyn FnMut(&str, O) + Send>),
+    Lent(Box<dyn FnMut(&str, &B) + Send>),
+}
+
+impl<O: AsRef<B>, B: ?Sized> PayloadHook<O, B> {
+    #[inline]
+    fn run(&mut self, name: &str, payload: O) {
+        match self {
+            PayloadHook::Owned(f) => f(name, payload),
+            PayloadHook::Lent(f) => f(name, payload.as_ref()),
+        }
+    }
+}
+
 /// Callbacks for one connection. Every hook is optional and receives the connection's name
 /// first. Payloads are handed over without copying (`Bytes` and `Utf8Bytes` are reference
 /// counted views of the received buffer: keep them as long as you like).
@@ -108,8 +127,8 @@ type Hook<A> = Option<Box<dyn FnMut(&str, A) + Send>>;
 #[allow(clippy::type_complexity)]
 pub struct ReadHooks {
     on_open: Option<Box<dyn FnMut(&str) + Send>>,
-    on_text: Hook<Utf8Bytes>,
-    on_binary: Hook<Bytes>,
+    on_text: Option<PayloadHook<Utf8Bytes, str>>,
+    on_binary: Option<PayloadHook<Bytes, [u8]>>,
     on_ping: Hook<Bytes>,
     on_pong: Hook<Bytes>,
     on_close: Option<Box<dyn FnMut(&str, u16, &str) + Send>>,
@@ -168,12 +187,26 @@ impl ReadHooks {
     }
     /// Runs for every complete text message.
     pub fn on_text(mut self, f: impl FnMut(&str, Utf8Bytes) + Send + 'static) -> Self {
-        self.on_text = Some(Box::new(f));
+        self.on_text = Some(PayloadHook::Owned(Box::new(f)));
+        self
+    }
+    /// Runs for every complete text message, lent for the length of the call: no reference
+    /// to the received buffer is taken, which makes it the faster hook when the text is not
+    /// kept. Replaces an [`on_text`](Self::on_text) hook (and is replaced by one).
+    pub fn on_text_ref(mut self, f: impl FnMut(&str, &str) + Send + 'static) -> Self {
+        self.on_text = Some(PayloadHook::Lent(Box::new(f)));
         self
     }
     /// Runs for every complete binary message.
     pub fn on_binary(mut self, f: impl FnMut(&str, Bytes) + Send + 'static) -> Self {
-        self.on_binary = Some(Box::new(f));
+        self.on_binary = Some(PayloadHook::Owned(Box::new(f)));
+        self
+    }
+    /// Runs for every complete binary message, lent for the length of the call (see
+    /// [`on_text_ref`](Self::on_text_ref)). Replaces an [`on_binary`](Self::on_binary) hook
+    /// (and is replaced by one).
+    pub fn on_binary_ref(mut self, f: impl FnMut(&str, &[u8]) + Send + 'static) -> Self {
+        self.on_binary = Some(PayloadHook::Lent(Box::new(f)));
         self
     }
     /// Runs for every ping from the peer (answered by the library).
@@ -243,7 +276,7 @@ impl ReadHooks {
     pub(crate) fn text(&mut self, name: &str, t: Utf8Bytes) {
         if self.on_frame.is_none() {
             if let Some(f) = self.on_text.as_mut() {
-                contain(name, || f(name, t));
+                contain(name, || f.run(name, t));
             } else if let Some(s) = self.sink.as_mut() {
                 s.stage(Event::Text(t));
             }
@@ -257,13 +290,43 @@ impl ReadHooks {
     pub(crate) fn binary(&mut self, name: &str, b: Bytes) {
         if self.on_frame.is_none() {
             if let Some(f) = self.on_binary.as_mut() {
-                contain(name, || f(name, b));
+                contain(name, || f.run(name, b));
             } else if let Some(s) = self.sink.as_mut() {
                 s.stage(Event::Binary(b));
             }
             return;
         }
         self.dispatch(name, Event::Binary(b));
+    }
+
+    /// A text or binary message read from the wire's buffer, like [`text`](Self::text) and
+    /// [`binary`](Self::binary): a reference to the buffer is taken only for a consumer that
+    /// keeps the payload.
+    #[inline]
+    pub(crate) fn data(&mut self, name: &str, d: Data<'_>) {
+        if self.on_frame.is_some() {
+            return self.dispatch(name, data_event(d));
+        }
+        match d {
+            Data::Text(t, seg) => match self.on_text.as_mut() {
+                Some(PayloadHook::Lent(f)) => contain(name, || f(name, t)),
+                Some(PayloadHook::Owned(f)) => contain(name, || f(name, shared_text(t, seg))),
+                None => {
+                    if let Some(s) = self.sink.as_mut() {
+                        s.stage_data(Kind::Text, d);
+                    }
+                }
+            },
+            Data::Binary(b, _) => match self.on_binary.as_mut() {
+                Some(PayloadHook::Lent(f)) => contain(name, || f(name, b)),
+                Some(PayloadHook::Owned(f)) => contain(name, || f(name, d.to_bytes())),
+                None => {
+                    if let Some(s) = self.sink.as_mut() {
+                        s.stage_data(Kind::Binary, d);
+                    }
+                }
+            },
+        }
     }
 
     /// Ready when the next frame may be read: always for hooks (a slow hook holds its
@@ -354,8 +417,16 @@ impl ReadHooks {
         }
         match event {
             Event::Open => call(&mut self.on_open, |f| f(name)),
-            Event::Text(t) => call(&mut self.on_text, |f| f(name, t)),
-            Event::Binary(b) => call(&mut self.on_binary, |f| f(name, b)),
+            Event::Text(t) => {
+                if let Some(f) = self.on_text.as_mut() {
+                    f.run(name, t);
+                }
+            }
+            Event::Binary(b) => {
+                if let Some(f) = self.on_binary.as_mut() {
+                    f.run(name, b);
+                }
+            }
             Event::Ping(b) => call(&mut self.on_ping, |f| f(name, b)),
             Event::Pong(b) => call(&mut self.on_pong, |f| f(name, b)),
             Event::Close(code, reason) => call(&mut self.on_close, |f| f(name, code, &reason)),
@@ -363,6 +434,14 @@ impl ReadHooks {
             Event::State(c) => call(&mut self.on_state, |f| f(name, &c)),
             Event::Rotated => call(&mut self.on_rotated, |f| f(name)),
         }
+    }
+}
+
+/// The event of a message read from the wire's buffer.
+fn data_event(d: Data<'_>) -> Event {
+    match d {
+        Data::Text(t, seg) => Event::Text(shared_text(t, seg)),
+        Data::Binary(..) => Event::Binary(d.to_bytes()),
     }
 }
 
@@ -451,6 +530,75 @@ mod tests {
         );
         drop(hooks);
         assert_eq!(take(&log), ["dropped"]);
+    }
+
+    /// A message read from the wire's buffer reaches a lent hook as the bytes where they lie,
+    /// and an owned hook as a view of the same buffer; with `on_frame` set it goes the
+    /// dispatch way, to both. Setting one kind of text hook replaces the other.
+    #[test]
+    fn lent_and_owned_hooks_see_the_payload_where_it_was_read() {
+        let seg = Bytes::from_static(b"..hi..\x01\x02");
+        let text = Data::Text(std::str::from_utf8(&seg[2..4]).unwrap(), &seg);
+        let binary = Data::Binary(&seg[6..8], &seg);
+        let at = |p: &[u8]| p.as_ptr() as usize - seg.as_ptr() as usize;
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (l1, l2, l3, l4, l5) = (
+            log.clone(),
+            log.clone(),
+            log.clone(),
+            log.clone(),
+            log.clone(),
+        );
+        let base = seg.as_ptr() as usize;
+        let mut lent = ReadHooks::new()
+            .on_text(|_, _| panic!("replaced by on_text_ref"))
+            .on_text_ref(move |n, t| {
+                let off = t.as_ptr() as usize - base;
+                l1.lock()
+                    .unwrap()
+                    .push(format!("{n} lent text {t} at {off}"));
+            })
+            .on_binary_ref(move |n, b| {
+                let off = b.as_ptr() as usize - base;
+                l2.lock()
+                    .unwrap()
+                    .push(format!("{n} lent binary {b:?} at {off}"));
+            });
+        lent.data("c", text);
+        lent.data("c", binary);
+        let mut owned = ReadHooks::new()
+            .on_text_ref(|_, _| panic!("replaced by on_text"))
+            .on_text(move |n, t| {
+                let off = t.as_str().as_ptr() as usize - base;
+                l3.lock()
+                    .unwrap()
+                    .push(format!("{n} owned text {t} at {off}"));
+            })
+            .on_binary(move |n, b| {
+                let off = b.as_ptr() as usize - base;
+                l4.lock()
+                    .unwrap()
+                    .push(format!("{n} owned binary {b:?} at {off}"));
+            })
+            .on_frame(move |n, op, p| {
+                l5.lock()
+                    .unwrap()
+                    .push(format!("{n} frame {op} {}", p.len()))
+            });
+        owned.data("c", text);
+        owned.data("c", binary);
+        assert_eq!(at(text.payload()), 2);
+        assert_eq!(
+            take(&log),
+            [
+                "c lent text hi at 2",
+                "c lent binary [1, 2] at 6",
+                "c frame 1 2",
+                "c owned text hi at 2",
+                "c frame 2 2",
+                "c owned binary b\"\\x01\\x02\" at 6",
+            ]
+        );
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //!
 //! Reads go into a buffer of the wire's own, where the frames are found. A complete, final,
 //! unmasked text or binary frame without reserved bits, within the size limits and outside a
-//! fragmented message (nearly every frame of a feed) is delivered from there: its payload is a
-//! view into the buffer. Why: tungstenite reads through a buffer that it zero-fills before each
-//! read and that its payloads share, so a consumer that keeps payloads (a driven poll's window
-//! does until the next poll) makes it allocate a 4 KiB buffer again every few messages, and
-//! every message cost a zero-fill and a second copy. Every other frame (control frames,
+//! fragmented message (nearly every frame of a feed) is delivered from there: what a read
+//! brought is split off the buffer in one piece, and each such message is a view into that
+//! piece ([`Data`]), lent to the consumer until the wire is polled again. A consumer that keeps
+//! a payload takes a reference to the piece: one for all the messages of a read, where a
+//! `Bytes` per message cost two atomic operations and a hundred instructions each. Why not
+//! tungstenite's reader: it reads through a buffer that it zero-fills before each read and
+//! copies every payload once more. Every other frame (control frames,
 //! fragments, anything tungstenite refuses) is handed to tungstenite whole and alone, so its
 //! buffer is empty between frames and its checks, replies and close handshake are its own,
 //! unchanged; after a close frame, everything goes to tungstenite as it arrives.
@@ -23,7 +25,7 @@ use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Message;
@@ -45,7 +47,22 @@ pub(crate) struct Wire<S> {
 
 /// The read side: what was read and not yet delivered or handed to tungstenite.
 struct Input {
+    /// Bytes read and not yet split off into `seg`; reads append here.
     buf: BytesMut,
+    /// Frames split off `buf` at once, delivered from `at` on: one reference to the buffer
+    /// per split, not one per message. While it has bytes left, `buf` is empty (they came
+    /// first), so the stream's bytes are `seg[at..]`, then `buf`.
+    seg: Bytes,
+    at: usize,
+    /// A buffer given up while a consumer still kept payloads in it (a poll's window keeps
+    /// them until the next poll): reads go on in it again once nothing shares it, instead of
+    /// in a new allocation (a fresh megabyte costs a page fault per 4 KiB written).
+    spare: BytesMut,
+    /// The sizes `buf` and `spare` were made with (0: none).
+    size: usize,
+    spare_size: usize,
+    /// The last read said `Pending`.
+    waited: bool,
     /// Bytes of `buf` that tungstenite is owed: the rest of the frame it is reading.
     owed: usize,
     /// Everything goes to tungstenite as it arrives (after a close frame, at the stream's end).
@@ -68,6 +85,9 @@ struct Input {
     /// the largest frame delivered from the buffer.
     cold_read: usize,
     max_direct: usize,
+    /// Buffers allocated.
+    #[cfg(test)]
+    made: usize,
 }
 
 /// The first room offered to a read once data keeps coming: the buffer a kept payload still
@@ -140,6 +160,12 @@ impl Input {
         let burst = burst.max(cold_read);
         Self {
             buf: BytesMut::from(&read_ahead[..]),
+            seg: Bytes::new(),
+            at: 0,
+            spare: BytesMut::new(),
+            size: read_ahead.len(),
+            spare_size: 0,
+            waited: false,
             owed: 0,
             passthrough: false,
             fragmented: false,
@@ -150,6 +176,8 @@ impl Input {
             reply_owed: false,
             cold_read,
             max_direct: limit(config.max_frame_size).min(limit(config.max_message_size)),
+            #[cfg(test)]
+            made: 0,
         }
     }
 
@@ -182,40 +210,46 @@ impl Input {
     }
 
     /// Reads more into the buffer, with room for at least `need` bytes in it. `Ready(Ok(0))`
-    /// at the stream's end.
+    /// at the stream's end. Called only once the split-off frames are all out.
     fn fill<S: AsyncRead + Unpin>(
         &mut self,
         io: &mut S,
         cx: &mut Context<'_>,
         need: usize,
     ) -> Poll<io::Result<usize>> {
-        let room = need.saturating_sub(self.buf.len()).max(if self.hot {
-            self.hot_room
-        } else {
-            self.cold_read
-        });
-        if self.buf.capacity() == 0 {
-            // `with_capacity`, not `reserve`: `bytes` sizes the buffers that replace a shared
-            // one after the capacity a buffer was made with.
-            self.buf = BytesMut::with_capacity(room);
-        } else if self.buf.capacity() - self.buf.len() < room {
-            self.buf.reserve(room);
+        debug_assert!(self.at >= self.seg.len(), "a read behind split-off bytes");
+        // Spent: let go before the read, so that a buffer nothing else shares is reused.
+        self.seg = Bytes::new();
+        self.at = 0;
+        let must = need.saturating_sub(self.buf.len()).max(1);
+        let wish = must.max(self.read_room());
+        if self.buf.capacity() - self.buf.len() < wish {
+            self.make_room(must, wish);
         }
+        let room = (self.buf.capacity() - self.buf.len()).min(wish);
         let spare = &mut self.buf.spare_capacity_mut()[..room];
         let mut rb = ReadBuf::uninit(spare);
         match Pin::new(io).poll_read(cx, &mut rb) {
             Poll::Pending => {
                 self.hot = false;
                 self.hot_room = hot_start(self.cold_read, self.burst);
-                if self.buf.is_empty() {
-                    // Quiet: an idle connection holds no read buffer.
+                // Quiet: an idle connection holds no read buffer. One that was busy keeps
+                // its buffers over its first wait: a feed that drains its socket now and then
+                // would otherwise give them back and fault fresh pages in after every wait
+                // (1 KiB push: 20,000 page faults per 600,000 messages).
+                if self.buf.is_empty() && (self.waited || self.size <= self.cold_read) {
                     self.buf = BytesMut::new();
+                    self.spare = BytesMut::new();
+                    self.size = 0;
+                    self.spare_size = 0;
                 }
+                self.waited = true;
                 Poll::Pending
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Ready(Ok(())) => {
                 let n = rb.filled().len();
+                self.waited = false;
                 if n == room {
                     if self.hot {
                         self.hot_room = (self.hot_room * 2).min(self.burst);
@@ -228,6 +262,95 @@ impl Input {
                 Poll::Ready(Ok(n))
             }
         }
+    }
+
+    /// Room offered to the next read.
+    #[inline]
+    fn read_room(&self) -> usize {
+        if self.hot {
+            self.hot_room
+        } else {
+            self.cold_read
+        }
+    }
+
+    /// Makes room after the buffer's bytes for `wish` more (at least `must`; an eighth less
+    /// will do, so that the start of a frame carried over does not cost a new buffer): in place when nothing else shares the buffer, else in the spare once nothing
+    /// shares that, else in a new buffer. The bytes move along.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, must: usize, wish: usize) {
+        let floor = must.max(wish - wish / 8);
+        if self.buf.capacity() > 0 && (self.buf.try_reclaim(wish) || self.buf.try_reclaim(floor)) {
+            return;
+        }
+        let len = self.buf.len();
+        #[cfg(test)]
+        {
+            self.made += 1;
+        }
+        if self.size < len + floor {
+            // Growing (or starting): in place where the allocator can, as a vector grows. A
+            // spare that small is of no use any more.
+            self.spare = BytesMut::new();
+            self.spare_size = 0;
+            if self.buf.capacity() == 0 && len == 0 {
+                // `with_capacity`, not `reserve`: `bytes` sizes the buffers that replace a
+                // shared one after the capacity a buffer was made with.
+                self.buf = BytesMut::with_capacity(wish);
+            } else {
+                self.buf.reserve(wish);
+            }
+            self.size = self.buf.len() + self.buf.capacity();
+            return;
+        }
+        // Large enough, but payloads a consumer still keeps share it.
+        let mut next = std::mem::take(&mut self.spare);
+        let mut next_size = std::mem::take(&mut self.spare_size);
+        if next.try_reclaim(len + wish) || next.try_reclaim(len + floor) {
+            #[cfg(test)]
+            {
+                self.made -= 1;
+            }
+        } else {
+            next = BytesMut::with_capacity(len + wish);
+            next_size = len + wish;
+        }
+        next.extend_from_slice(&self.buf);
+        let mut old = std::mem::replace(&mut self.buf, next);
+        old.clear();
+        self.spare = old;
+        self.spare_size = std::mem::replace(&mut self.size, next_size);
+    }
+
+    /// Splits everything read off the buffer, for its frames to be delivered from.
+    #[inline]
+    fn split(&mut self) {
+        self.seg = self.buf.split().freeze();
+        self.at = 0;
+    }
+
+    /// Puts the split-off bytes not delivered (the start of a frame still arriving) back
+    /// into the buffer, for the rest to be read after them.
+    #[cold]
+    #[inline(never)]
+    fn unsplit(&mut self) {
+        debug_assert!(self.buf.is_empty());
+        let rest = self.seg.len() - self.at;
+        // Room for the read that follows too: the buffer is in its final place.
+        let wish = rest + self.read_room();
+        if self.buf.capacity() < wish {
+            self.make_room(rest, wish);
+        }
+        self.buf.extend_from_slice(&self.seg[self.at..]);
+        self.seg = Bytes::new();
+        self.at = 0;
+    }
+
+    /// No byte read is left to deliver or hand over.
+    #[inline]
+    fn is_drained(&self) -> bool {
+        self.at >= self.seg.len() && self.buf.is_empty()
     }
 }
 
@@ -251,10 +374,18 @@ fn would_block<T>(p: Poll<io::Result<T>>) -> io::Result<T> {
 impl<S: AsyncRead + Unpin> Read for Bridge<'_, '_, S> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let input = &mut *self.input;
-        let n = input.buf.len().min(input.owed).min(out.len());
-        if n > 0 {
+        let n = if input.at < input.seg.len() {
+            let n = (input.seg.len() - input.at).min(input.owed).min(out.len());
+            out[..n].copy_from_slice(&input.seg[input.at..input.at + n]);
+            input.at += n;
+            n
+        } else {
+            let n = input.buf.len().min(input.owed).min(out.len());
             out[..n].copy_from_slice(&input.buf[..n]);
             input.buf.advance(n);
+            n
+        };
+        if n > 0 {
             if !input.passthrough {
                 input.owed -= n;
             }
@@ -316,29 +447,55 @@ where
 
     /// The next message: `None` once the stream ended (after a close handshake or a fatal
     /// error, which is returned once first).
-    #[inline]
     pub(crate) fn poll_next(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Message, WsError>>> {
+        self.poll_frame(cx)
+            .map(|r| r.map(|r| r.map(Received::into_message)))
+    }
+
+    /// [`poll_next`](Self::poll_next), with a text or binary message read from the wire's
+    /// buffer as a view into it ([`Data`]), valid until the wire is used again.
+    #[inline]
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Received<'_>, WsError>>> {
         if self.ended {
             return Poll::Ready(None);
         }
-        let r = std::task::ready!(self.poll_message(cx));
-        Poll::Ready(match r {
-            Ok(m) => Some(Ok(m)),
+        let next = match std::task::ready!(self.poll_message(cx)) {
+            Ok(next) => next,
             Err(e) => {
                 self.ended = true;
-                match e {
+                return Poll::Ready(match e {
                     WsError::AlreadyClosed | WsError::ConnectionClosed => None,
                     e => Some(Err(e)),
+                });
+            }
+        };
+        Poll::Ready(Some(Ok(match next {
+            Next::Message(m) => Received::Message(m),
+            Next::Data { text, start, end } => {
+                let seg = &self.input.seg;
+                let payload = &seg[start..end];
+                if text {
+                    // SAFETY: `poll_message` checked these bytes, which nothing changed since.
+                    Received::Data(Data::Text(
+                        unsafe { std::str::from_utf8_unchecked(payload) },
+                        seg,
+                    ))
+                } else {
+                    Received::Data(Data::Binary(payload, seg))
                 }
             }
-        })
+        })))
     }
 
+    /// The next message, or where the next data frame's payload is in `input.seg`.
     #[inline]
-    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, WsError>> {
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Next, WsError>> {
         if self.input.reply_owed {
             // As tungstenite's own read does: the reply to a ping goes out before reading on.
             match self.ws.flush(&mut Bridge {
@@ -352,26 +509,49 @@ where
             }
         }
         loop {
-            let input = &mut self.input;
+            let input = &mut *self.input;
             if input.owed == 0 && !input.passthrough {
-                match Head::parse(&input.buf) {
-                    Some(h) if input.direct(&h) => {
-                        let total = h.header + h.len as usize;
-                        if input.buf.len() >= total {
-                            return Poll::Ready(deliver(&mut input.buf, &h));
+                if input.at < input.seg.len() {
+                    let rest = &input.seg[input.at..];
+                    match Head::parse(rest) {
+                        Some(h) if !input.direct(&h) => input.hand_over(&h),
+                        Some(h) if rest.len() >= h.total() => {
+                            let start = input.at + h.header;
+                            let end = start + h.len as usize;
+                            input.at = end;
+                            let text = h.first & 0x0f == OP_TEXT;
+                            if text {
+                                std::str::from_utf8(&input.seg[start..end])?;
+                            }
+                            return Poll::Ready(Ok(Next::Data { text, start, end }));
                         }
-                        std::task::ready!(self.read_more(cx, total))?;
-                        continue;
+                        // The frame is still arriving.
+                        _ => {
+                            input.unsplit();
+                            continue;
+                        }
                     }
-                    Some(h) => input.hand_over(&h),
-                    None => {
-                        let need = input.buf.len() + 1;
-                        std::task::ready!(self.read_more(cx, need))?;
-                        continue;
+                } else {
+                    match Head::parse(&input.buf) {
+                        Some(h) if input.direct(&h) => {
+                            let total = h.header + h.len as usize;
+                            if input.buf.len() >= total {
+                                input.split();
+                                continue;
+                            }
+                            std::task::ready!(self.read_more(cx, total))?;
+                            continue;
+                        }
+                        Some(h) => input.hand_over(&h),
+                        None => {
+                            let need = input.buf.len() + 1;
+                            std::task::ready!(self.read_more(cx, need))?;
+                            continue;
+                        }
                     }
                 }
             }
-            if self.input.buf.is_empty() && !self.input.passthrough {
+            if self.input.is_drained() && !self.input.passthrough {
                 std::task::ready!(self.read_more(cx, 1))?;
                 continue;
             }
@@ -385,13 +565,13 @@ where
                     if matches!(m, Message::Ping(_)) {
                         self.input.reply_owed = true;
                     }
-                    return Poll::Ready(Ok(m));
+                    return Poll::Ready(Ok(Next::Message(m)));
                 }
                 // tungstenite took what it was owed and wants more: the wire reads on (in
                 // passthrough the stream said `Pending`).
                 Err(WsError::Io(e))
                     if e.kind() == io::ErrorKind::WouldBlock && !self.input.passthrough => {}
-                Err(e) => return pending_on_block(Err(e)),
+                Err(e) => return pending_on_block(Err(e)).map(|r| r.map(Next::Message)),
             }
         }
     }
@@ -485,16 +665,85 @@ where
     }
 }
 
-/// Takes the direct frame `h` (whole at the start of `buf`) out of the buffer as a message.
-#[inline]
-fn deliver(buf: &mut BytesMut, h: &Head) -> Result<Message, WsError> {
-    buf.advance(h.header);
-    let payload = buf.split_to(h.len as usize).freeze();
-    if h.first & 0x0f == OP_TEXT {
-        Ok(Message::Text(Utf8Bytes::try_from(payload)?))
-    } else {
-        Ok(Message::Binary(payload))
+/// What [`Wire::poll_message`] found: a message from tungstenite, or a data frame's payload at
+/// `start..end` of the split-off bytes.
+enum Next {
+    Message(Message),
+    Data {
+        text: bool,
+        start: usize,
+        end: usize,
+    },
+}
+
+/// A message as [`Wire::poll_frame`] returns it.
+pub(crate) enum Received<'a> {
+    /// A text or binary message from the wire's buffer.
+    Data(Data<'a>),
+    /// Anything else, or a data message tungstenite read (fragmented, for one).
+    Message(Message),
+}
+
+impl Received<'_> {
+    /// As a tungstenite message (taking a reference to the buffer for a view).
+    pub(crate) fn into_message(self) -> Message {
+        match self {
+            Received::Data(d) => d.into_message(),
+            Received::Message(m) => m,
+        }
     }
+}
+
+/// A text or binary message read from the wire's buffer: its payload, and the split-off
+/// bytes it lies in, for a consumer that keeps it (one reference for every payload of a
+/// split, where a `Bytes` per message costs two atomic operations each). Valid until the
+/// wire is used again.
+#[derive(Clone, Copy)]
+pub(crate) enum Data<'a> {
+    /// A text message (checked to be UTF-8).
+    Text(&'a str, &'a Bytes),
+    /// A binary message.
+    Binary(&'a [u8], &'a Bytes),
+}
+
+impl<'a> Data<'a> {
+    /// The payload.
+    #[inline]
+    pub(crate) fn payload(self) -> &'a [u8] {
+        match self {
+            Data::Text(t, _) => t.as_bytes(),
+            Data::Binary(b, _) => b,
+        }
+    }
+
+    /// The bytes the payload lies in: keeping them keeps the payload.
+    #[inline]
+    pub(crate) fn segment(self) -> &'a Bytes {
+        match self {
+            Data::Text(_, s) | Data::Binary(_, s) => s,
+        }
+    }
+
+    /// The payload as `Bytes` of its own (a reference to the buffer).
+    #[inline]
+    pub(crate) fn to_bytes(self) -> Bytes {
+        self.segment().slice_ref(self.payload())
+    }
+
+    /// As a tungstenite message.
+    pub(crate) fn into_message(self) -> Message {
+        match self {
+            Data::Text(t, seg) => Message::Text(shared_text(t, seg)),
+            Data::Binary(..) => Message::Binary(self.to_bytes()),
+        }
+    }
+}
+
+/// The text `t`, which lies in `seg`, as `Utf8Bytes` of its own (a reference to `seg`).
+#[inline]
+pub(crate) fn shared_text(t: &str, seg: &Bytes) -> Utf8Bytes {
+    // SAFETY: the bytes of a `str`.
+    unsafe { Utf8Bytes::from_bytes_unchecked(seg.slice_ref(t.as_bytes())) }
 }
 
 #[cfg(test)]
@@ -600,37 +849,88 @@ mod tests {
         );
     }
 
-    /// A feed's frames come out of the wire's own buffer, split off it where they were read:
-    /// not through tungstenite (which would copy them into its buffer), and not copied.
-    #[tokio::test]
-    async fn data_frames_are_split_off_the_wires_buffer() {
+    /// A feed's frames come out of the wire's own buffer as views into what was split off it
+    /// in one piece: not through tungstenite (which would copy them into its buffer), not
+    /// copied, and not one reference to the buffer each.
+    #[test]
+    fn data_frames_are_views_into_what_was_read() {
         let mut bytes = frames(0, 3, 40);
         // A fragmented message (tungstenite's), then the feed again.
         bytes.extend_from_slice(&[0x01, 2, b'a', b'b', 0x80, 2, b'c', b'd']);
         bytes.extend_from_slice(&frames(3, 1, 40));
         bytes.extend_from_slice(&[0x82, 3, 1, 2, 3]);
-        let io = Feed::ending(bytes);
+        let io = Feed::ending(bytes.clone());
         let mut wire = Wire::client(io, Vec::new(), WebSocketConfig::default(), 0);
-        let mut direct = Vec::new();
-        loop {
-            let m = match wire.next().await {
-                Some(Ok(m)) => m,
-                None => break,
-                Some(Err(e)) => panic!("{e}"),
-            };
-            let end = match &m {
-                Message::Text(t) => t.as_str().as_bytes().as_ptr_range().end,
-                Message::Binary(b) => b.as_ptr_range().end,
-                other => panic!("{other:?}"),
-            };
-            // Split off the wire's buffer: the rest of the buffer starts where it ends.
-            direct.push(end == wire.input.buf.as_ptr() || wire.input.buf.is_empty());
-            if let Message::Binary(b) = m {
-                assert_eq!(&b[..], [1, 2, 3]);
-                break;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut got = Vec::new();
+        let mut segments = Vec::new();
+        while let Poll::Ready(Some(r)) = wire.poll_frame(&mut cx) {
+            // The stream ends without a close frame: an error after the messages.
+            let Ok(r) = r else { break };
+            match r {
+                Received::Data(d) => {
+                    let (seg, p) = (d.segment(), d.payload());
+                    assert!(
+                        seg.as_ptr_range().contains(&p.as_ptr()),
+                        "a view into the split"
+                    );
+                    segments.push(seg.as_ptr());
+                    got.push(p.to_vec());
+                }
+                Received::Message(Message::Text(t)) => {
+                    assert_eq!(t.as_str(), "abcd");
+                    segments.push(std::ptr::null());
+                    got.push(t.as_str().into());
+                }
+                Received::Message(m) => panic!("{m:?}"),
             }
         }
-        assert_eq!(direct, [true, true, true, false, true, true]);
+        assert_eq!(got.len(), 6, "{got:?}");
+        assert_eq!(got[3], b"abcd");
+        assert_eq!(got[5], [1, 2, 3]);
+        // One read, one split: the feed's messages before and after the fragmented one
+        // lie in the same piece.
+        assert!(segments[..3].iter().all(|&s| s == segments[0]));
+        assert!(segments[4..].iter().all(|&s| s == segments[0]));
+        assert!(wire.io.asked[0] >= bytes.len(), "all in the first read");
+    }
+
+    /// A consumer that keeps the payloads of a poll until the next one (a driven poll's
+    /// window) keeps one reference per split, and the wire goes on in the buffer it gave up
+    /// before once the consumer lets go of it: two buffers in turn, not one per read.
+    #[test]
+    fn a_consumer_keeping_payloads_until_its_next_poll_costs_no_buffer_per_read() {
+        const N: usize = 20_000;
+        let mut io = Feed::default();
+        io.data.extend(frames(0, N, 100));
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let mut wire = Wire::client(io, Vec::new(), config, 64 * 1024);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let (mut kept, mut polls, mut got) = (Vec::<Bytes>::new(), 0, 0);
+        let mut reads = 0;
+        while got < N {
+            // A poll of up to 300 messages keeps what it got until the next one.
+            kept.clear();
+            polls += 1;
+            for _ in 0..300 {
+                let Poll::Ready(Some(Ok(Received::Data(d)))) = wire.poll_frame(&mut cx) else {
+                    break;
+                };
+                assert!(d.payload().starts_with(format!("{got:0100}").as_bytes()));
+                got += 1;
+                let seg = d.segment();
+                if kept.last().is_none_or(|k| k.as_ptr() != seg.as_ptr()) {
+                    kept.push(seg.clone());
+                }
+            }
+            reads = wire.io.asked.len();
+        }
+        assert!(polls > 60 && reads > 30, "{polls} polls, {reads} reads");
+        assert!(
+            wire.input.made <= 4,
+            "{} buffers made for {reads} reads",
+            wire.input.made
+        );
     }
 
     /// Every message whose bytes have arrived is returned by one poll, a fragmented one and a
@@ -765,7 +1065,8 @@ mod tests {
 
     /// Reads of a busy socket start at the frame buffer's size, then grow from 64 KiB,
     /// doubling while they come back full, up to the burst size; a quiet socket gets the
-    /// frame buffer's size again, and an empty buffer is given back.
+    /// frame buffer's size again, and an empty buffer is given back once the socket stays
+    /// quiet (not at the first wait after a burst).
     #[test]
     fn reads_grow_while_the_socket_fills_them_and_the_buffer_goes_when_it_is_quiet() {
         let config = WebSocketConfig::default().read_buffer_size(4096);
@@ -787,6 +1088,11 @@ mod tests {
             "reads asked {:?}",
             io.asked
         );
+        assert!(
+            input.buf.capacity() > 0,
+            "kept over the first wait after a burst"
+        );
+        assert!(input.fill(&mut io, &mut cx, 1).is_pending());
         assert_eq!(input.buf.capacity(), 0, "quiet and empty: no buffer held");
         // The next burst starts small again.
         io.data.extend([1u8; 10]);

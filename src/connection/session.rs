@@ -24,7 +24,7 @@ use crate::inflate::Inflater;
 use crate::queue::{Control, Receiver};
 use crate::ratelimit::Gcra;
 use crate::watchdog::IdleWatchdog;
-use crate::wire::Wire;
+use crate::wire::{Data, Received, Wire};
 
 /// Frames read back to back before the other sources (control, send queue, timers) are polled
 /// again. Bounds the extra latency those see during a burst while keeping the read path tight.
@@ -435,14 +435,32 @@ where
             if STAMPS {
                 crate::clock::clear_read();
             }
-            match self.ws.poll_next(cx) {
-                Poll::Ready(Some(Ok(msg))) => {
+            match self.ws.poll_frame(cx) {
+                Poll::Ready(Some(Ok(received))) => {
                     self.in_burst = true;
                     self.burst += 1;
-                    if STAMPS {
-                        self.on_stamped(msg, hooks);
-                    } else {
-                        self.on_message(msg, hooks);
+                    match received {
+                        Received::Data(d) => {
+                            if STAMPS {
+                                if let Some(t) = crate::clock::take_read() {
+                                    self.stamp = t;
+                                }
+                                hooks.set_receive_time(self.stamp);
+                            }
+                            on_data(
+                                &self.name,
+                                &mut self.heartbeat,
+                                &self.shared,
+                                self.inflater.as_deref_mut(),
+                                d,
+                                hooks,
+                            );
+                            if STAMPS {
+                                hooks.set_receive_time(ReceiveTime::NONE);
+                            }
+                        }
+                        Received::Message(msg) if STAMPS => self.on_stamped(msg, hooks),
+                        Received::Message(msg) => self.on_message(msg, hooks),
                     }
                     frames += 1;
                     if frames >= YIELD_AFTER {
@@ -730,6 +748,32 @@ where
         };
         hooks.dispatch(name, event);
     }
+}
+
+/// [`Session::on_message`] for a text or binary message read from the wire's buffer, which
+/// it borrows: hence the session's fields one by one.
+#[inline]
+fn on_data(
+    name: &str,
+    heartbeat: &mut HeartbeatTimer,
+    shared: &Shared,
+    inflater: Option<&mut Inflater>,
+    d: Data<'_>,
+    hooks: &mut ReadHooks,
+) {
+    heartbeat.alive();
+    let len = d.payload().len();
+    shared.count_in(len);
+    match d {
+        Data::Text(..) => log::trace!("[{name}] text, {len} bytes"),
+        Data::Binary(b, _) => {
+            log::trace!("[{name}] binary, {len} bytes");
+            if let Some(inf) = inflater {
+                return inflate(name, inf, b, hooks);
+            }
+        }
+    }
+    hooks.data(name, d);
 }
 
 /// Delivers the inflated message, or reports why it could not be inflated: the message is not

@@ -376,18 +376,18 @@ pub(crate) fn read_hooks(hooks: &kh_hooks_ex, name: &str) -> ReadHooks {
     }
     if let Some(f) = h.on_text {
         let c = c.clone();
-        r = r.on_text(move |_, t| unsafe {
+        r = r.on_text_ref(move |_, t| unsafe {
             f(
                 c.hooks.user_data,
                 c.name.as_ptr(),
-                t.as_str().as_ptr().cast(),
+                t.as_ptr().cast(),
                 t.len(),
             )
         });
     }
     if let Some(f) = h.on_binary {
         let c = c.clone();
-        r = r.on_binary(move |_, b| unsafe {
+        r = r.on_binary_ref(move |_, b| unsafe {
             f(c.hooks.user_data, c.name.as_ptr(), b.as_ptr(), b.len())
         });
     }

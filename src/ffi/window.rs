@@ -7,8 +7,12 @@
 //! instructions per message more than a callback, and the copies cost cache misses on top
 //! (64-byte push, one thread: 0.80 of the hook path's rate). On a driven manager the
 //! connections run on the polling thread, inside the poll, while the caller's array waits
-//! empty: writing into it directly leaves a message one `kh_event` and one reference to its
-//! buffer more than a callback. Only messages (text, binary, ping, pong) of a connection that
+//! empty: writing into it directly leaves a message one `kh_event` more than a callback.
+//! A message read from the wire's buffer ([`crate::wire::Data`]) is not copied: its event
+//! points where it lies, and the window keeps the piece of the buffer it lies in until the
+//! next poll, one reference per piece (the wire reads on in a second buffer meanwhile, and
+//! comes back to the first once the poll lets go of it). Other payloads (a ping's, an
+//! inflated message's) are copied when small, as before. Only messages (text, binary, ping, pong) of a connection that
 //! has nothing queued go this way, so every connection's events keep their order; anything
 //! else goes through the queue as before and ends the connection's use of the window.
 
@@ -24,9 +28,10 @@ use crate::events::{COPY_BELOW, Kind, Name};
 /// What the events of a poll point into, kept until the next poll. Reused from poll to poll.
 #[derive(Default)]
 pub(crate) struct Kept {
-    /// Payloads of [`COPY_BELOW`] bytes or more, left in the buffers they were parsed from.
+    /// Pieces of the wire's buffer that messages lie in, and payloads of [`COPY_BELOW`] bytes
+    /// or more, left in the buffers they were parsed from.
     held: Vec<Bytes>,
-    /// Smaller payloads, copied (see [`COPY_BELOW`] for why) into chunks that never grow, so
+    /// Smaller payloads not read from the wire's buffer, copied (see [`COPY_BELOW`] for why) into chunks that never grow, so
     /// the pointers into them hold. The chunks up to `cur` are in use (the window that has
     /// them knows how much of the last one).
     chunks: Vec<Box<[MaybeUninit<u8>]>>,
@@ -34,6 +39,9 @@ pub(crate) struct Kept {
     /// The names the events point to, one per connection that took the window: kept too, as
     /// a connection may be removed before the next poll.
     names: Vec<Name>,
+    /// The address of the last piece of the wire's buffer held: payloads read from the
+    /// wire's buffer lie in pieces split off it, and one reference per piece is enough.
+    last_held: usize,
 }
 
 /// Bytes of a chunk: a few reads' worth of small messages.
@@ -46,6 +54,7 @@ impl Kept {
     /// Gives back what the last poll's events pointed into.
     pub(crate) fn clear(&mut self) {
         self.held.clear();
+        self.last_held = 0;
         self.names.clear();
         self.chunks.truncate(KEEP_CHUNKS);
         self.cur = None;
@@ -196,6 +205,27 @@ impl Window {
             return self.put_slow(kind, payload, at);
         };
         self.write(kind, data, len, at);
+    }
+
+    /// Writes a message read from the wire's buffer, `payload` lying in `seg`, as the next
+    /// event: it points at the payload where it lies, and the window keeps `seg` (once for all
+    /// the payloads in it). The window must not be full.
+    #[inline(always)]
+    pub(crate) fn put_data(&mut self, kind: Kind, payload: &[u8], seg: &Bytes, at: ReceiveTime) {
+        debug_assert!(!self.is_full() && !self.conn.is_null());
+        debug_assert!(seg.as_ptr_range().contains(&payload.as_ptr()) || payload.is_empty());
+        if seg.as_ptr() as usize != self.kept.last_held {
+            self.hold(seg);
+        }
+        self.write(kind, payload.as_ptr(), payload.len(), at);
+    }
+
+    /// Keeps `seg` until the next poll.
+    #[cold]
+    #[inline(never)]
+    fn hold(&mut self, seg: &Bytes) {
+        self.kept.last_held = seg.as_ptr() as usize;
+        self.kept.held.push(seg.clone());
     }
 
     /// Writes the next event.
