@@ -223,7 +223,11 @@ impl Input {
         self.at = 0;
         let must = need.saturating_sub(self.buf.len()).max(1);
         let wish = must.max(self.read_room());
-        if self.buf.capacity() - self.buf.len() < wish {
+        // What is left after the buffer's bytes is read into while it is an eighth of the
+        // wish (and the buffer is not smaller than the wish wants): moving on earlier would
+        // leave a buffer that a poll still keeps for a new one.
+        let left = self.buf.capacity() - self.buf.len();
+        if left < wish && (left < must || left < wish / 8 || self.size < wish - wish / 8) {
             self.make_room(must, wish);
         }
         let room = (self.buf.capacity() - self.buf.len()).min(wish);
@@ -337,10 +341,10 @@ impl Input {
     fn unsplit(&mut self) {
         debug_assert!(self.buf.is_empty());
         let rest = self.seg.len() - self.at;
-        // Room for the read that follows too: the buffer is in its final place.
-        let wish = rest + self.read_room();
-        if self.buf.capacity() < wish {
-            self.make_room(rest, wish);
+        // Room for the read that follows too (as `fill` asks): the bytes are in their place.
+        let read = self.read_room();
+        if self.buf.capacity() < rest + read / 8 {
+            self.make_room(rest, rest + read);
         }
         self.buf.extend_from_slice(&self.seg[self.at..]);
         self.seg = Bytes::new();
