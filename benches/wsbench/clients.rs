@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use kharbranth::{Bytes, Config, Link, Message, ReadHooks, Utf8Bytes, WsManager};
+use kharbranth::{Config, Link, Message, ReadHooks, Utf8Bytes, WsManager};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::util::{Opts, Report, kv, kv_str, percentile, proc_status, workload_name};
@@ -271,10 +271,11 @@ pub fn kh(o: &Opts) {
                 count += 1;
                 bytes += payload.len() as u64;
             };
+            // The lent hooks: the payload is not kept, so no reference to the buffer is taken.
             let hooks = if bin {
-                ReadHooks::new().on_binary(move |_, b: Bytes| on_msg(&b))
+                ReadHooks::new().on_binary_ref(move |_, b: &[u8]| on_msg(b))
             } else {
-                ReadHooks::new().on_text(move |_, t: Utf8Bytes| on_msg(t.as_bytes()))
+                ReadHooks::new().on_text_ref(move |_, t: &str| on_msg(t.as_bytes()))
             };
             mgr.add("bench", config, hooks).expect("add");
             let (count, bytes, secs) = rx.await.expect("marker");
@@ -295,7 +296,7 @@ pub fn kh(o: &Opts) {
             let hooks = {
                 let (link, state, payload) = (link.clone(), state.clone(), payload.clone());
                 // The hook sends the next message itself: the path a callback user takes.
-                ReadHooks::new().on_text(move |_, _t| {
+                ReadHooks::new().on_text_ref(move |_, _t| {
                     let mut st = state.lock().unwrap();
                     let rtt = st.0.elapsed();
                     st.1.push(rtt);
