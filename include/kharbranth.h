@@ -1406,8 +1406,9 @@ kh_result kh_manager_set_event_byte_capacity(struct kh_manager *mgr, size_t byte
  * read, write, reconnect and call their callbacks on this thread while the poll waits, and
  * the poll returns once events are queued (as soon as a read staged some), the timeout ran
  * out or `kh_manager_wakeup` was called. A timeout of 0 still reads what has arrived. The
- * messages read while it waits are written into `events` as they are read (each payload
- * copied once at most, as through the queue); the same lifetime rules apply.
+ * messages read while it waits are written into `events` as they are read (a text or binary
+ * message's payload is not copied at all: its event points where it was read); the same
+ * lifetime rules apply.
  *
  * Refused with `KH_INVALID_ARGUMENT` (writing nothing): `events` NULL, `cap` 0, `n_out` NULL,
  * or a call from inside any callback (a callback must not wait for events, which its own

@@ -6,7 +6,7 @@
 //! copied at most once on its way from the socket to the caller (into its batch when it is
 //! queued, if it is under 4 KiB; see `events::Batch`). A driven manager's poll skips the
 //! queue for the messages its connections read while it waits: they are written into the
-//! caller's array in place (see `super::window`).
+//! caller's array in place, pointing where their payloads were read (see `super::window`).
 
 use std::ffi::{CString, c_char, c_int};
 use std::mem::MaybeUninit;
@@ -341,8 +341,9 @@ pub unsafe extern "C" fn kh_manager_set_event_byte_capacity(
 /// read, write, reconnect and call their callbacks on this thread while the poll waits, and
 /// the poll returns once events are queued (as soon as a read staged some), the timeout ran
 /// out or `kh_manager_wakeup` was called. A timeout of 0 still reads what has arrived. The
-/// messages read while it waits are written into `events` as they are read (each payload
-/// copied once at most, as through the queue); the same lifetime rules apply.
+/// messages read while it waits are written into `events` as they are read (a text or binary
+/// message's payload is not copied at all: its event points where it was read); the same
+/// lifetime rules apply.
 ///
 /// Refused with `KH_INVALID_ARGUMENT` (writing nothing): `events` NULL, `cap` 0, `n_out` NULL,
 /// or a call from inside any callback (a callback must not wait for events, which its own
