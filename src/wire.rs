@@ -937,6 +937,43 @@ mod tests {
         );
     }
 
+    /// A read that came back short leaves the rest of the buffer to the next read, also while
+    /// a consumer keeps what was split off before it: no new buffer until the rest is below an
+    /// eighth of a read; then the next read goes into a buffer of a whole read's size.
+    #[test]
+    fn reads_go_into_what_is_left_of_the_buffer_before_a_new_one() {
+        let k = 1024;
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let mut input = Input::new(Vec::new(), &config, 64 * k);
+        let mut io = Feed::default();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut kept = Vec::new();
+        let mut read = |input: &mut Input, io: &mut Feed, bytes: usize| {
+            io.data.extend(std::iter::repeat_n(7u8, bytes));
+            let left = input.buf.capacity() - input.buf.len();
+            assert!(matches!(input.fill(io, &mut cx, 1), Poll::Ready(Ok(n)) if n == bytes));
+            input.split();
+            kept.push(input.seg.clone());
+            input.at = input.seg.len();
+            (left, input.made, *io.asked.last().unwrap())
+        };
+        // Cold, then hot: the buffer grows to a whole read.
+        assert_eq!(read(&mut input, &mut io, 4 * k).2, 4 * k);
+        let (_, made, asked) = read(&mut input, &mut io, 40 * k);
+        assert_eq!(asked, 64 * k);
+        // Short: 24 KiB left, read into, though the consumer keeps the first 40.
+        let (left, made_now, asked) = read(&mut input, &mut io, 20 * k);
+        assert_eq!((left, asked, made_now), (24 * k, 24 * k, made));
+        // 4 KiB left, under an eighth: a new buffer, a whole read.
+        let (left, made_now, asked) = read(&mut input, &mut io, 10 * k);
+        assert_eq!((left, asked, made_now), (4 * k, 64 * k, made + 1));
+        assert_eq!(
+            input.spare_size,
+            64 * k,
+            "the kept buffer waits as the spare"
+        );
+    }
+
     /// Every message whose bytes have arrived is returned by one poll, a fragmented one and a
     /// ping last in the socket included; the wire says `Pending` only once it has to wait for
     /// the socket, and the ping's reply goes out with the next poll.
