@@ -132,17 +132,33 @@ pub struct ReadHooks {
     on_ping: Hook<Bytes>,
     on_pong: Hook<Bytes>,
     on_close: Option<Box<dyn FnMut(&str, u16, &str) + Send>>,
-    on_frame: Option<Box<dyn FnMut(&str, u8, &[u8]) + Send>>,
     on_error: Option<Box<dyn FnMut(&str, &ConnectionError) + Send>>,
     on_drop: Option<Box<dyn FnOnce() + Send>>,
     on_state: Option<Box<dyn FnMut(&str, &StateChange) + Send>>,
     on_rotated: Option<Box<dyn FnMut(&str) + Send>>,
-    /// Set for a polled connection (and then no hook is): every event goes to the manager's
-    /// event queue. Boxed: hook users pay one pointer for it.
-    sink: Option<Box<Sink>>,
+    /// `on_frame`, or the event queue of a polled connection (which has no hooks).
+    tap: Tap,
     /// A polled connection's state changes go to its queue too (opt-in: existing pollers see
     /// exactly the events they saw before).
     sink_states: bool,
+}
+
+/// What a message meets before its type-specific hook. `on_frame` and a polled connection's
+/// event queue exclude each other, and sharing one field lets a message tell the three ways
+/// apart in one test: the hook path tests what it tested before (whether there is an
+/// `on_frame`), and a polled connection's message reaches its queue without passing the
+/// hooks' tests.
+#[derive(Default)]
+#[allow(clippy::type_complexity)]
+enum Tap {
+    /// Type-specific hooks only.
+    #[default]
+    Hooks,
+    /// `on_frame` first, then the type-specific hook.
+    Frame(Box<dyn FnMut(&str, u8, &[u8]) + Send>),
+    /// A polled connection: every event goes to the manager's event queue. Boxed: hook users
+    /// pay one pointer for it.
+    Sink(Box<Sink>),
 }
 
 impl Drop for ReadHooks {
@@ -164,12 +180,12 @@ impl std::fmt::Debug for ReadHooks {
             .field("on_ping", &self.on_ping.is_some())
             .field("on_pong", &self.on_pong.is_some())
             .field("on_close", &self.on_close.is_some())
-            .field("on_frame", &self.on_frame.is_some())
+            .field("on_frame", &matches!(self.tap, Tap::Frame(_)))
             .field("on_error", &self.on_error.is_some())
             .field("on_drop", &self.on_drop.is_some())
             .field("on_state", &self.on_state.is_some())
             .field("on_rotated", &self.on_rotated.is_some())
-            .field("polled", &self.sink.is_some())
+            .field("polled", &matches!(self.tap, Tap::Sink(_)))
             .field("polled_states", &self.sink_states)
             .finish()
     }
@@ -227,7 +243,7 @@ impl ReadHooks {
     /// Runs for every received frame with its opcode (see [`opcode`]), before the
     /// type-specific hook.
     pub fn on_frame(mut self, f: impl FnMut(&str, u8, &[u8]) + Send + 'static) -> Self {
-        self.on_frame = Some(Box::new(f));
+        self.tap = Tap::Frame(Box::new(f));
         self
     }
     /// Runs for every failure.
@@ -264,39 +280,38 @@ impl ReadHooks {
     /// `states`, lifecycle state changes are queued too.
     pub(crate) fn polled(sink: Sink, states: bool) -> Self {
         let mut hooks = Self::default();
-        hooks.sink = Some(Box::new(sink));
+        hooks.tap = Tap::Sink(Box::new(sink));
         hooks.sink_states = states;
         hooks
     }
 
     /// A text message: straight to `on_text` when no `on_frame` hook is set (the hot path of a
-    /// feed), else through [`dispatch`](Self::dispatch). The hook path is the same as without
-    /// event queues: the sink is looked at only when there is no `on_text` hook.
+    /// feed), to a polled connection's queue, else through [`dispatch`](Self::dispatch).
     #[inline]
     pub(crate) fn text(&mut self, name: &str, t: Utf8Bytes) {
-        if self.on_frame.is_none() {
-            if let Some(f) = self.on_text.as_mut() {
-                contain(name, || f.run(name, t));
-            } else if let Some(s) = self.sink.as_mut() {
-                s.stage(Event::Text(t));
+        match &mut self.tap {
+            Tap::Hooks => {
+                if let Some(f) = self.on_text.as_mut() {
+                    contain(name, || f.run(name, t));
+                }
             }
-            return;
+            Tap::Sink(s) => s.stage(Event::Text(t)),
+            Tap::Frame(_) => self.dispatch(name, Event::Text(t)),
         }
-        self.dispatch(name, Event::Text(t));
     }
 
     /// A binary message, like [`text`](Self::text).
     #[inline]
     pub(crate) fn binary(&mut self, name: &str, b: Bytes) {
-        if self.on_frame.is_none() {
-            if let Some(f) = self.on_binary.as_mut() {
-                contain(name, || f.run(name, b));
-            } else if let Some(s) = self.sink.as_mut() {
-                s.stage(Event::Binary(b));
+        match &mut self.tap {
+            Tap::Hooks => {
+                if let Some(f) = self.on_binary.as_mut() {
+                    contain(name, || f.run(name, b));
+                }
             }
-            return;
+            Tap::Sink(s) => s.stage(Event::Binary(b)),
+            Tap::Frame(_) => self.dispatch(name, Event::Binary(b)),
         }
-        self.dispatch(name, Event::Binary(b));
     }
 
     /// A text or binary message read from the wire's buffer, like [`text`](Self::text) and
@@ -304,27 +319,27 @@ impl ReadHooks {
     /// keeps the payload.
     #[inline]
     pub(crate) fn data(&mut self, name: &str, d: Data<'_>) {
-        if self.on_frame.is_some() {
-            return self.dispatch(name, data_event(d));
+        match &mut self.tap {
+            Tap::Hooks => {}
+            Tap::Sink(s) => {
+                let kind = match d {
+                    Data::Text(..) => Kind::Text,
+                    Data::Binary(..) => Kind::Binary,
+                };
+                return s.stage_data(kind, d);
+            }
+            Tap::Frame(_) => return self.dispatch(name, data_event(d)),
         }
         match d {
             Data::Text(t, seg) => match self.on_text.as_mut() {
                 Some(PayloadHook::Lent(f)) => contain(name, || f(name, t)),
                 Some(PayloadHook::Owned(f)) => contain(name, || f(name, shared_text(t, seg))),
-                None => {
-                    if let Some(s) = self.sink.as_mut() {
-                        s.stage_data(Kind::Text, d);
-                    }
-                }
+                None => {}
             },
             Data::Binary(b, _) => match self.on_binary.as_mut() {
                 Some(PayloadHook::Lent(f)) => contain(name, || f(name, b)),
                 Some(PayloadHook::Owned(f)) => contain(name, || f(name, d.to_bytes())),
-                None => {
-                    if let Some(s) = self.sink.as_mut() {
-                        s.stage_data(Kind::Binary, d);
-                    }
-                }
+                None => {}
             },
         }
     }
@@ -334,7 +349,7 @@ impl ReadHooks {
     /// Otherwise the task is woken when a poll frees room.
     #[inline]
     pub(crate) fn poll_room(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        match self.sink.as_mut() {
+        match self.sink() {
             None => std::task::Poll::Ready(()),
             Some(s) => s.poll_room(cx),
         }
@@ -346,7 +361,7 @@ impl ReadHooks {
     /// on, twice per frame.
     #[inline]
     pub(crate) fn set_receive_time(&mut self, t: ReceiveTime) {
-        match self.sink.as_mut() {
+        match self.sink() {
             None => crate::clock::set_hook_time(t),
             Some(s) => s.set_receive_time(t),
         }
@@ -356,7 +371,7 @@ impl ReadHooks {
     /// nothing for hooks. Called whenever the connection stops reading for now.
     #[inline]
     pub(crate) fn flush(&mut self) {
-        if let Some(s) = self.sink.as_mut() {
+        if let Some(s) = self.sink() {
             s.flush();
         }
     }
@@ -365,7 +380,7 @@ impl ReadHooks {
     /// poll's array to write into (see `Sink::begin_read`); nothing for hooks.
     #[inline]
     pub(crate) fn begin_read(&mut self) {
-        if let Some(s) = self.sink.as_mut() {
+        if let Some(s) = self.sink() {
             s.begin_read();
         }
     }
@@ -374,7 +389,7 @@ impl ReadHooks {
     /// took.
     #[inline]
     pub(crate) fn end_read(&mut self) {
-        if let Some(s) = self.sink.as_mut() {
+        if let Some(s) = self.sink() {
             s.end_read();
         }
     }
@@ -382,18 +397,29 @@ impl ReadHooks {
     /// After `poll_room` was pending: whether that was a polled connection's hand-over to a
     /// consumer task rather than a full queue (see `Sink::take_handover`).
     pub(crate) fn take_handover(&mut self) -> bool {
-        self.sink.as_mut().is_some_and(|s| s.take_handover())
+        self.sink().is_some_and(|s| s.take_handover())
     }
 
     /// A lifecycle state change: to `on_state`, or to a polled connection's queue when it
     /// asked for state events (an existing poller's event sequence stays as it was). Kept out
     /// of [`dispatch`](Self::dispatch) so that the frame path has no test for it.
     pub(crate) fn state(&mut self, name: &str, change: StateChange) {
-        match self.sink.as_mut() {
-            None => contain(name, || self.dispatch_inner(name, Event::State(change))),
+        match &mut self.tap {
+            Tap::Hooks | Tap::Frame(_) => {
+                contain(name, || self.dispatch_inner(name, Event::State(change)))
+            }
             // Like open and error events, never held back for room.
-            Some(s) if self.sink_states => s.push(Event::State(change)),
-            Some(_) => {}
+            Tap::Sink(s) if self.sink_states => s.push(Event::State(change)),
+            Tap::Sink(_) => {}
+        }
+    }
+
+    /// A polled connection's sink.
+    #[inline]
+    fn sink(&mut self) -> Option<&mut Sink> {
+        match &mut self.tap {
+            Tap::Sink(s) => Some(s),
+            _ => None,
         }
     }
 
@@ -405,14 +431,14 @@ impl ReadHooks {
     /// Hands one event to the hooks: `on_frame` first for frames, then the type-specific hook.
     /// A panicking Rust hook is logged and contained; the connection goes on.
     pub fn dispatch(&mut self, name: &str, event: Event) {
-        if let Some(s) = self.sink.as_mut() {
+        if let Some(s) = self.sink() {
             return s.push(event);
         }
         contain(name, || self.dispatch_inner(name, event));
     }
 
     fn dispatch_inner(&mut self, name: &str, event: Event) {
-        if let (Some(f), Some(op)) = (self.on_frame.as_mut(), event.opcode()) {
+        if let (Tap::Frame(f), Some(op)) = (&mut self.tap, event.opcode()) {
             f(name, op, event.payload());
         }
         match event {

@@ -111,8 +111,9 @@ pub(crate) struct Window {
     copy_at: *mut u8,
     copy_end: *mut u8,
     /// Payload bytes the window takes still: what a poller holds stays bounded by the queue's
-    /// byte capacity, as a poll of the queue does. The window is full at 0.
-    bytes_left: usize,
+    /// byte capacity, as a poll of the queue does. The window is full at 0 or below; signed, so
+    /// that taking a message's bytes is one subtraction, its sign the test.
+    bytes_left: isize,
     /// The name of the connection holding the window (see `hold_name`).
     conn: *const std::ffi::c_char,
     kept: Kept,
@@ -136,7 +137,7 @@ impl Window {
             end: range.end.cast(),
             copy_at: ptr::NonNull::dangling().as_ptr(),
             copy_end: ptr::NonNull::dangling().as_ptr(),
-            bytes_left: usize::MAX,
+            bytes_left: isize::MAX,
             conn: ptr::null(),
             kept,
             lender: None,
@@ -146,7 +147,7 @@ impl Window {
     /// Bounds the payload bytes the window takes (the window is full from the message that
     /// reaches the bound on).
     pub(crate) fn set_byte_cap(&mut self, bytes: usize) {
-        self.bytes_left = bytes;
+        self.bytes_left = isize::try_from(bytes).unwrap_or(isize::MAX);
     }
 
     /// Records the thread of the poll that lends the window (`EventQueue::lend`).
@@ -182,7 +183,7 @@ impl Window {
     /// Whether no more events fit.
     #[inline]
     pub(crate) fn is_full(&self) -> bool {
-        self.next == self.end || self.bytes_left == 0
+        self.next == self.end || self.bytes_left <= 0
     }
 
     /// Writes a message of the connection that holds the window (see `hold_name`) as the next
@@ -242,7 +243,8 @@ impl Window {
             self.next.write(event);
             self.next = self.next.add(1);
         }
-        self.bytes_left = self.bytes_left.saturating_sub(len);
+        // No overflow: the window was not full (`bytes_left` > 0) and `len` <= isize::MAX.
+        self.bytes_left -= len as isize;
     }
 
     /// [`put`](Self::put) of a payload that does not fit the current chunk: held where it was
