@@ -327,7 +327,9 @@ pub unsafe extern "C" fn kh_manager_set_event_byte_capacity(
 /// first one up to `timeout_ms` milliseconds (0: do not wait; negative: wait until an event
 /// comes or `kh_manager_wakeup` is called). Events of one connection come in arrival order. A
 /// poll also stops at about the queue's byte capacity in payloads (see
-/// `kh_manager_set_event_byte_capacity`), so what a caller holds is bounded like the queue.
+/// `kh_manager_set_event_byte_capacity`), so what a caller holds is bounded like the queue (a
+/// driven poll counts the reads its uncopied payloads lie in, whole, and passes the capacity
+/// by one read at most).
 ///
 /// Returns `KH_OK` with `*n_out` = 0 when the time ran out, when `kh_manager_wakeup` woke it,
 /// and also when no connection of the manager is polled (then it just waits `timeout_ms`).

@@ -104,15 +104,18 @@ fn prefetch_for_write<T>(p: *const T) {
 /// compares and the stores of its event.
 pub(crate) struct Window {
     slots: *mut kh_event,
-    /// The next event's slot, and the end of the array.
+    /// The next event's slot, and the end of the array, or of the part of it the byte budget
+    /// leaves: the window is full when they meet, which makes that one test per message.
     next: *mut kh_event,
     end: *mut kh_event,
     /// The free part of the current chunk (empty before the first copy).
     copy_at: *mut u8,
     copy_end: *mut u8,
-    /// Payload bytes the window takes still: what a poller holds stays bounded by the queue's
-    /// byte capacity, as a poll of the queue does. The window is full at 0 or below; signed, so
-    /// that taking a message's bytes is one subtraction, its sign the test.
+    /// Bytes the window takes still: what a poller holds stays bounded by the queue's byte
+    /// capacity, as a poll of the queue does. A copied or held payload counts its bytes; a
+    /// piece of the wire's buffer counts all of its bytes once, when the window first keeps
+    /// it, as that is what it holds (and the per-message path then has nothing to count).
+    /// Signed: a piece may take it below 0.
     bytes_left: isize,
     /// The name of the connection holding the window (see `hold_name`).
     conn: *const std::ffi::c_char,
@@ -183,7 +186,7 @@ impl Window {
     /// Whether no more events fit.
     #[inline]
     pub(crate) fn is_full(&self) -> bool {
-        self.next == self.end || self.bytes_left <= 0
+        self.next == self.end
     }
 
     /// Writes a message of the connection that holds the window (see `hold_name`) as the next
@@ -206,11 +209,12 @@ impl Window {
             return self.put_slow(kind, payload, at);
         };
         self.write(kind, data, len, at);
+        self.take_bytes(len);
     }
 
     /// Writes a message read from the wire's buffer, `payload` lying in `seg`, as the next
     /// event: it points at the payload where it lies, and the window keeps `seg` (once for all
-    /// the payloads in it). The window must not be full.
+    /// the payloads in it, counting its bytes then). The window must not be full.
     #[inline(always)]
     pub(crate) fn put_data(&mut self, kind: Kind, payload: &[u8], seg: &Bytes, at: ReceiveTime) {
         debug_assert!(!self.is_full() && !self.conn.is_null());
@@ -221,12 +225,29 @@ impl Window {
         self.write(kind, payload.as_ptr(), payload.len(), at);
     }
 
-    /// Keeps `seg` until the next poll.
+    /// Keeps `seg` until the next poll, and counts its bytes: when they pass the budget, the
+    /// message about to be written is the window's last, unless it is the first (a piece
+    /// larger than the budget would otherwise stop every poll after one message). So a poll's
+    /// events point into the budget's bytes at most, or one piece.
     #[cold]
     #[inline(never)]
     fn hold(&mut self, seg: &Bytes) {
         self.kept.last_held = seg.as_ptr() as usize;
         self.kept.held.push(seg.clone());
+        self.bytes_left = self.bytes_left.saturating_sub(seg.len() as isize);
+        if self.bytes_left <= 0 && self.next != self.slots {
+            // Not full: `next < end`, so this only shortens the array.
+            self.end = self.next.wrapping_add(1);
+        }
+    }
+
+    /// Counts a copied or held payload's `len` bytes, after its event was written.
+    #[inline(always)]
+    fn take_bytes(&mut self, len: usize) {
+        self.bytes_left = self.bytes_left.saturating_sub(len as isize);
+        if self.bytes_left <= 0 {
+            self.end = self.next;
+        }
     }
 
     /// Writes the next event.
@@ -243,8 +264,6 @@ impl Window {
             self.next.write(event);
             self.next = self.next.add(1);
         }
-        // No overflow: the window was not full (`bytes_left` > 0) and `len` <= isize::MAX.
-        self.bytes_left -= len as isize;
     }
 
     /// [`put`](Self::put) of a payload that does not fit the current chunk: held where it was
@@ -269,6 +288,7 @@ impl Window {
             start.cast_const()
         };
         self.write(kind, data, len, at);
+        self.take_bytes(len);
     }
 
     /// The events written, and what they point into, to keep until the next poll.
@@ -383,5 +403,74 @@ mod tests {
             unsafe { slots[2].assume_init_ref() }.kind,
             kh_event_kind::KH_EVENT_PING
         );
+    }
+
+    #[test]
+    fn a_piece_of_the_wires_buffer_counts_its_bytes_once_when_first_kept() {
+        let name = Name::new("n");
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 16];
+        let mut w = Window::new(&mut slots, Kept::default());
+        w.hold_name(&name);
+        w.set_byte_cap(100);
+        // A piece larger than the budget, first in the window: all of its messages go in
+        // (they cost nothing the piece does not), or each poll would take one of them.
+        let big = Bytes::from(vec![b'a'; 120]);
+        for i in 0..4 {
+            w.put_data(
+                Kind::Text,
+                &big[i * 30..i * 30 + 30],
+                &big,
+                ReceiveTime::NONE,
+            );
+            assert!(!w.is_full(), "message {i} of the first piece");
+        }
+        assert_eq!(w.kept.held.len(), 1, "one reference per piece");
+        // Past the budget, the next piece's first message is the window's last.
+        let next = Bytes::from(vec![b'b'; 10]);
+        w.put_data(Kind::Binary, &next[..5], &next, ReceiveTime::NONE);
+        assert!(w.is_full());
+        let (n, kept) = w.finish();
+        assert_eq!(n, 5);
+        assert_eq!(kept.held.len(), 2);
+
+        // Within the budget, pieces are counted whole, and a piece that reaches it ends the
+        // window after its first message; so does a copy that reaches it.
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 16];
+        let mut w = Window::new(&mut slots, Kept::default());
+        w.hold_name(&name);
+        w.set_byte_cap(100);
+        let first = Bytes::from(vec![b'c'; 60]);
+        w.put_data(Kind::Text, &first[..1], &first, ReceiveTime::NONE);
+        w.put_data(Kind::Text, &first[1..2], &first, ReceiveTime::NONE);
+        assert!(
+            !w.is_full(),
+            "60 of 100 bytes, whatever the payloads' sizes"
+        );
+        w.put(
+            Kind::Ping,
+            Bytes::from_static(b"39 bytes: not yet the budget's end....."),
+            ReceiveTime::NONE,
+        );
+        assert!(!w.is_full(), "99 of 100 bytes");
+        w.put(Kind::Pong, Bytes::from_static(b"!"), ReceiveTime::NONE);
+        assert!(w.is_full(), "a copy reaching the budget ends the window");
+        assert_eq!(w.finish().0, 4);
+
+        let mut slots = vec![MaybeUninit::<kh_event>::uninit(); 16];
+        let mut w = Window::new(&mut slots, Kept::default());
+        w.hold_name(&name);
+        w.set_byte_cap(100);
+        w.put(Kind::Ping, Bytes::from_static(b"x"), ReceiveTime::NONE);
+        let piece = Bytes::from(vec![b'd'; 99]);
+        w.put_data(Kind::Text, &piece[..10], &piece, ReceiveTime::NONE);
+        assert!(
+            w.is_full(),
+            "1 + 99 bytes: the piece's first message is the last"
+        );
+        let (n, _) = w.finish();
+        assert_eq!(n, 2);
+        // SAFETY: both were written.
+        let e = unsafe { slots[1].assume_init_ref() };
+        assert_eq!((e.data, e.len), (piece.as_ptr(), 10));
     }
 }
