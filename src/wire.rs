@@ -974,6 +974,74 @@ mod tests {
         );
     }
 
+    /// The start of a frame still arriving goes back into the buffer, where it was: with a
+    /// consumer keeping what was split off before it, the rest of that buffer takes the carried
+    /// bytes and the next read (no new buffer, none larger than a read), and the frame comes
+    /// out whole once its end arrives.
+    #[test]
+    fn the_start_of_a_frame_still_arriving_is_carried_into_the_rest_of_the_buffer() {
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let mut wire = Wire::client(Feed::default(), Vec::new(), config, 64 * 1024);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let whole = frames(0, 11, 100);
+        // Ten frames and the first 50 bytes of the eleventh.
+        wire.io.data.extend(&whole[..10 * 102 + 50]);
+        let mut kept = Vec::new();
+        let mut got = Vec::new();
+        let mut poll = |wire: &mut Wire<Feed>, kept: &mut Vec<Bytes>| {
+            while let Poll::Ready(Some(Ok(Received::Data(d)))) = wire.poll_frame(&mut cx) {
+                got.push(d.payload().to_vec());
+                kept.push(d.segment().clone());
+            }
+            got.len()
+        };
+        assert_eq!(poll(&mut wire, &mut kept), 10);
+        let input = &wire.input;
+        assert_eq!(input.buf.len(), 50, "the frame's start, carried");
+        assert_eq!(input.made, 1, "carried into the rest of the first buffer");
+        assert!(
+            input.buf.capacity() <= 4096,
+            "{} bytes of room for a carry of 50",
+            input.buf.capacity()
+        );
+        wire.io.data.extend(&whole[10 * 102 + 50..]);
+        assert_eq!(poll(&mut wire, &mut kept), 11);
+        assert_eq!(
+            got.concat(),
+            frames(0, 11, 100)
+                .chunks(102)
+                .flat_map(|f| &f[2..])
+                .copied()
+                .collect::<Vec<u8>>()
+        );
+        assert_eq!(wire.input.made, 1);
+        assert!(
+            wire.io.asked.iter().all(|&a| a <= 4096),
+            "{:?}",
+            wire.io.asked
+        );
+
+        // A read that left less than the carry and an eighth of a read: the carry goes into a
+        // new buffer, of the carry and a read.
+        let mut wire = Wire::client(Feed::default(), Vec::new(), config, 64 * 1024);
+        let whole = frames(0, 40, 100);
+        wire.io.data.extend(&whole[..39 * 102 + 60]);
+        let mut kept = Vec::new();
+        let mut got = 0;
+        while let Poll::Ready(Some(Ok(Received::Data(d)))) = wire.poll_frame(&mut cx) {
+            got += 1;
+            kept.push(d.segment().clone());
+        }
+        assert_eq!(got, 39);
+        let input = &wire.input;
+        assert_eq!((input.buf.len(), input.made), (60, 2));
+        assert!(
+            (60 + 4096..=2 * 4096).contains(&input.buf.capacity()),
+            "{} bytes of room for a carry of 60",
+            input.buf.capacity()
+        );
+    }
+
     /// Every message whose bytes have arrived is returned by one poll, a fragmented one and a
     /// ping last in the socket included; the wire says `Pending` only once it has to wait for
     /// the socket, and the ping's reply goes out with the next poll.
