@@ -466,3 +466,71 @@ async fn wait_open_names_why_the_last_attempt_failed() {
     );
     mgr.shutdown().await;
 }
+
+/// A send does not wait for a flood to end: while the connection reads frames back to back
+/// (its consumer slower than the peer, so the socket never runs dry), it still writes its
+/// queue every few frames. When the client's message reaches the server, the client has read
+/// a small part of the flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_goes_out_during_a_flood_the_consumer_cannot_keep_up_with() {
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const FLOOD: usize = 400_000;
+    const CHUNK: usize = 1_000;
+    // Messages the client had read when its first bytes reached the server (usize::MAX: none
+    // yet), counted by its hook.
+    let got = Arc::new(AtomicUsize::new(0));
+    let at_reply = Arc::new(AtomicUsize::new(usize::MAX));
+    let (seen, read) = (at_reply.clone(), got.clone());
+    let server = Server::raw(move |mut tcp, _| {
+        let (seen, read) = (seen.clone(), read.clone());
+        async move {
+            raw_upgrade(&mut tcp).await;
+            let (mut rd, mut wr) = tcp.into_split();
+            let _writer = AbortOnDrop(tokio::spawn(async move {
+                let chunk: Vec<u8> = (0..CHUNK).flat_map(|_| frame(0x81, &[b'x'; 60])).collect();
+                for _ in 0..FLOOD / CHUNK {
+                    if wr.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+                hold_half(wr).await;
+            }));
+            let mut b = [0u8; 64];
+            if matches!(rd.read(&mut b).await, Ok(n) if n > 0) {
+                seen.store(read.load(Ordering::SeqCst), Ordering::SeqCst);
+            }
+            // Keeps the writer going until the test ends.
+            let _ = rd.read(&mut b).await;
+        }
+    })
+    .await;
+    let g = got.clone();
+    let hooks = ReadHooks::new().on_text_ref(move |_, _| {
+        g.fetch_add(1, Ordering::SeqCst);
+        // A consumer slower than the peer: a few microseconds of work per message.
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_micros(3) {}
+    });
+    let mgr = WsManager::new();
+    mgr.add("f", cfg(server.port).build().unwrap(), hooks)
+        .unwrap();
+    eventually("the flood to arrive", || got.load(Ordering::SeqCst) > 0).await;
+    mgr.send_text("f", "hello").unwrap();
+    eventually("the message to reach the server", || {
+        at_reply.load(Ordering::SeqCst) != usize::MAX
+    })
+    .await;
+    // Whatever the socket buffers hold: the client had read a small part of the flood.
+    let at = at_reply.load(Ordering::SeqCst);
+    assert!(
+        at < FLOOD / 4,
+        "the send reached the server after the client had read {at} of {FLOOD} messages"
+    );
+    mgr.shutdown().await;
+}
+
+/// Holds a write half open (the peer sees no end) until the task is aborted.
+async fn hold_half(_wr: tokio::net::tcp::OwnedWriteHalf) {
+    std::future::pending::<()>().await
+}

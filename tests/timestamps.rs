@@ -24,7 +24,9 @@ struct ServerTimes {
 
 /// A server that, once upgraded, writes ten text frames `a0`..`a9` in one write; after the test
 /// says it saw them, writes the first half of frame `split` alone, then (a gap later) its
-/// second half together with `b0`..`b4`, in one write. Then it holds the socket.
+/// second half together with `b0`..`b4` and a message in two fragments, `frag` `ment` (which
+/// tungstenite reads, not the wire's own frame reader), in one write. Then it holds the
+/// socket.
 async fn scripted() -> (Server, Arc<Notify>, Arc<Mutex<ServerTimes>>) {
     let go = Arc::new(Notify::new());
     let times: Arc<Mutex<ServerTimes>> = Arc::default();
@@ -50,6 +52,8 @@ async fn scripted() -> (Server, Arc<Notify>, Arc<Mutex<ServerTimes>>) {
             for i in 0..5 {
                 rest.extend(frame(0x81, format!("b{i}").as_bytes()));
             }
+            rest.extend(frame(0x01, b"frag"));
+            rest.extend(frame(0x80, b"ment"));
             times.lock().unwrap().second_half = Some(ReceiveTime::now());
             tcp.write_all(&rest).await.unwrap();
             hold(server_ws(tcp).await).await;
@@ -68,6 +72,7 @@ fn check_script(seen: &[(String, Option<ReceiveTime>, ReceiveTime)], server: Ser
     let mut want: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
     want.push("split message".into());
     want.extend((0..5).map(|i| format!("b{i}")));
+    want.push("fragment".into());
     assert_eq!(names, want);
     let times: Vec<ReceiveTime> = seen
         .iter()
@@ -129,7 +134,7 @@ async fn hooks_see_the_time_of_the_read_that_completed_each_message() {
     mgr.add("t", config, hooks).unwrap();
     eventually("the first batch", || seen.lock().unwrap().len() == 10).await;
     go.notify_one();
-    eventually("the second batch", || seen.lock().unwrap().len() == 16).await;
+    eventually("the second batch", || seen.lock().unwrap().len() == 17).await;
     check_script(&seen.lock().unwrap(), *server_times.lock().unwrap());
     assert_eq!(
         *in_open.lock().unwrap(),
@@ -152,7 +157,7 @@ async fn polled_events_carry_the_receive_time_and_lifecycle_events_none() {
     let config = cfg(server.port).receive_timestamps(true).build().unwrap();
     mgr.add_polled("t", config).unwrap();
     let mut seen = Vec::new();
-    while seen.len() < 16 {
+    while seen.len() < 17 {
         let e = within("an event", events.recv())
             .await
             .expect("the stream ended");
