@@ -1,7 +1,7 @@
 //! Receive timestamps: the clocks read once per read of a socket, and where the time of the
 //! message being delivered waits for the code that asks for it.
 //!
-//! The [`BurstReader`](crate::burst::BurstReader) of a connection with
+//! The [`Stamped`](crate::stamped::Stamped) reader of a connection with
 //! `receive_timestamps(true)` reads both clocks after every read that returned bytes and leaves
 //! the time in a thread-local slot; the session, which polled that read on the same thread an
 //! instant before, takes it from there, so a reader needs no link to its session. While a hook

@@ -35,14 +35,13 @@
 //! | layer | modules |
 //! | --- | --- |
 //! | vocabulary | `error` ([`ConnectionError`]), `config` ([`Config`]; its rules in `limits`, TLS set-up in `tls`), `events` (the event queue of polled connections: [`ConnEvent`], [`EventStream`]), `poll_options` ([`PollOptions`]: what else a polled connection queues), `hooks` ([`ReadHooks`], [`Event`]), `backoff`, `logging`, `clock` ([`ReceiveTime`]: receive timestamps) |
-//! | one socket | `queue` (the send queue and control requests), `handle` ([`Link`], [`ConnState`], [`Stats`]), `heartbeat`, `watchdog` (the idle timeout), `inflate` (compressed binary messages), `burst` (batched reads), `wire` (the WebSocket protocol over a stream, polled by the one task that owns it), `transport` (TCP or TLS), `connection` ([`Connection`]: the poll loop, its close and failure paths) |
+//! | one socket | `queue` (the send queue and control requests), `handle` ([`Link`], [`ConnState`], [`Stats`]), `heartbeat`, `watchdog` (the idle timeout), `inflate` (compressed binary messages), `stamped` (receive timestamps taken at the socket), `wire` (the WebSocket protocol over a stream, polled by the one task that owns it), `transport` (TCP or TLS), `connection` ([`Connection`]: the poll loop, its close and failure paths) |
 //! | many sockets | `dial` (TCP, TLS, the HTTP upgrade), `supervisor` (connect, run, reconnect with backoff), `manager` ([`WsManager`]: the registry of names) |
 //! | C ABI | `ffi` (feature `capi`: the `kh_` functions over [`WsManager`]) |
 
 #![warn(missing_docs)]
 
 mod backoff;
-mod burst;
 mod clock;
 mod config;
 mod connection;
@@ -61,6 +60,7 @@ mod manager;
 mod poll_options;
 mod queue;
 mod ratelimit;
+mod stamped;
 mod supervisor;
 mod tls;
 mod transport;

@@ -76,9 +76,9 @@ impl AsyncWrite for Transport {
     }
 }
 
-/// The socket every managed connection runs over: TCP or TLS, read through a
-/// [`BurstReader`](crate::burst::BurstReader), speaking WebSocket.
-pub(crate) type Socket = crate::wire::Wire<crate::burst::BurstReader<Transport>>;
+/// The socket every managed connection runs over: TCP or TLS, its reads stamped when asked
+/// ([`Stamped`](crate::stamped::Stamped)), speaking WebSocket.
+pub(crate) type Socket = crate::wire::Wire<crate::stamped::Stamped<Transport>>;
 
 #[cfg(test)]
 mod tests {

@@ -9,9 +9,9 @@ use std::fmt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::burst::BurstReader;
 use crate::config::{Config, Endpoint};
 use crate::error::{ConnectionError, Result};
+use crate::stamped::Stamped;
 use crate::transport::{Socket, Transport};
 
 /// A host and port as people write them: IPv6 literals in brackets (`[::1]:9001`).
@@ -85,7 +85,7 @@ async fn connect_unbounded(config: &Config, endpoint: &Endpoint) -> Result<Socke
         None => Transport::Plain(tcp),
     };
     // The wire batches reads itself (`wire::Input`): the reader only stamps them.
-    let stream = BurstReader::new(stream, 0).with_stamps(config.receive_timestamps());
+    let stream = Stamped::new(stream, config.receive_timestamps());
     upgrade::upgrade(config, &endpoint.uri, stream, &addr).await
 }
 
