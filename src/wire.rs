@@ -279,8 +279,9 @@ impl Input {
     }
 
     /// Makes room after the buffer's bytes for `wish` more (at least `must`; an eighth less
-    /// will do, so that the start of a frame carried over does not cost a new buffer): in place when nothing else shares the buffer, else in the spare once nothing
-    /// shares that, else in a new buffer. The bytes move along.
+    /// will do, so that the start of a frame carried over does not cost a new buffer): in
+    /// place when nothing else shares the buffer, else in the spare once nothing shares that,
+    /// else in a new buffer. The bytes move along.
     #[cold]
     #[inline(never)]
     fn make_room(&mut self, must: usize, wish: usize) {

@@ -12,9 +12,10 @@
 //! points where it lies, and the window keeps the piece of the buffer it lies in until the
 //! next poll, one reference per piece (the wire reads on in a second buffer meanwhile, and
 //! comes back to the first once the poll lets go of it). Other payloads (a ping's, an
-//! inflated message's) are copied when small, as before. Only messages (text, binary, ping, pong) of a connection that
-//! has nothing queued go this way, so every connection's events keep their order; anything
-//! else goes through the queue as before and ends the connection's use of the window.
+//! inflated message's) are copied when small, as before. Only messages (text, binary, ping,
+//! pong) of a connection that has nothing queued go this way, so every connection's events
+//! keep their order; anything else goes through the queue as before and ends the
+//! connection's use of the window.
 
 use std::mem::MaybeUninit;
 use std::ptr;
@@ -31,9 +32,9 @@ pub(crate) struct Kept {
     /// Pieces of the wire's buffer that messages lie in, and payloads of [`COPY_BELOW`] bytes
     /// or more, left in the buffers they were parsed from.
     held: Vec<Bytes>,
-    /// Smaller payloads not read from the wire's buffer, copied (see [`COPY_BELOW`] for why) into chunks that never grow, so
-    /// the pointers into them hold. The chunks up to `cur` are in use (the window that has
-    /// them knows how much of the last one).
+    /// Smaller payloads not read from the wire's buffer, copied (see [`COPY_BELOW`] for why)
+    /// into chunks that never grow, so the pointers into them hold. The chunks up to `cur`
+    /// are in use (the window that has them knows how much of the last one).
     chunks: Vec<Box<[MaybeUninit<u8>]>>,
     cur: Option<usize>,
     /// The names the events point to, one per connection that took the window: kept too, as
