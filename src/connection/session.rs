@@ -442,10 +442,7 @@ where
                     match received {
                         Received::Data(d) => {
                             if STAMPS {
-                                if let Some(t) = crate::clock::take_read() {
-                                    self.stamp = t;
-                                }
-                                hooks.set_receive_time(self.stamp);
+                                stamp_frame(&mut self.stamp, hooks);
                             }
                             on_data(
                                 &self.name,
@@ -689,14 +686,10 @@ where
         }
     }
 
-    /// A frame with its receive time: that of the read made since `clear_read` if one
-    /// returned bytes (it completed the frame), else that of this socket's last read.
+    /// A frame with its receive time (see [`stamp_frame`]).
     #[inline]
     fn on_stamped(&mut self, msg: Message, hooks: &mut ReadHooks) {
-        if let Some(t) = crate::clock::take_read() {
-            self.stamp = t;
-        }
-        hooks.set_receive_time(self.stamp);
+        stamp_frame(&mut self.stamp, hooks);
         self.on_message(msg, hooks);
         hooks.set_receive_time(ReceiveTime::NONE);
     }
@@ -748,6 +741,18 @@ where
         };
         hooks.dispatch(name, event);
     }
+}
+
+/// Gives the frame about to be delivered its receive time: that of the read made since
+/// `clear_read` if one returned bytes (it completed the frame), else `stamp`, this socket's
+/// last read's, which it updates. A free function: a frame read from the wire's buffer
+/// borrows the wire while this runs.
+#[inline]
+fn stamp_frame(stamp: &mut ReceiveTime, hooks: &mut ReadHooks) {
+    if let Some(t) = crate::clock::take_read() {
+        *stamp = t;
+    }
+    hooks.set_receive_time(*stamp);
 }
 
 /// [`Session::on_message`] for a text or binary message read from the wire's buffer, which
