@@ -1011,7 +1011,11 @@ impl Sink {
     /// buffer only for a large one. Inlined into the read loop: it is the whole per-message
     /// work of a driven poll, and the call's prologue and epilogue were a fifth of it.
     #[inline(always)]
-    pub(crate) fn stage_data(&mut self, kind: Kind, d: Data<'_>) {
+    pub(crate) fn stage_data(&mut self, d: Data<'_>) {
+        let kind = match d {
+            Data::Text(..) => Kind::Text,
+            Data::Binary(..) => Kind::Binary,
+        };
         #[cfg(feature = "capi")]
         if let Some(w) = self.window.as_mut() {
             w.put_data(kind, d.payload(), d.segment(), self.stamp);

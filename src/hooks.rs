@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::clock::ReceiveTime;
 use crate::error::ConnectionError;
-use crate::events::{Kind, Sink};
+use crate::events::Sink;
 use crate::handle::StateChange;
 use crate::wire::{Data, shared_text};
 
@@ -321,13 +321,7 @@ impl ReadHooks {
     pub(crate) fn data(&mut self, name: &str, d: Data<'_>) {
         match &mut self.tap {
             Tap::Hooks => {}
-            Tap::Sink(s) => {
-                let kind = match d {
-                    Data::Text(..) => Kind::Text,
-                    Data::Binary(..) => Kind::Binary,
-                };
-                return s.stage_data(kind, d);
-            }
+            Tap::Sink(s) => return s.stage_data(d),
             Tap::Frame(_) => return self.dispatch(name, data_event(d)),
         }
         match d {
