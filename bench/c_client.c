@@ -81,16 +81,18 @@ static void finish(struct state *s) {
     pthread_mutex_unlock(&s->mu);
 }
 
-static inline void on_payload(struct state *s, const void *data, size_t len) {
+/* Counts a pushed message; returns 1 for the server's END, which ends the run. */
+static inline int on_payload(struct state *s, const void *data, size_t len) {
     if (len == 3 && memcmp(data, "END", 3) == 0) {
         s->t_end = now();
         finish(s);
-        return;
+        return 1;
     }
     if (s->count == 0)
         s->t_start = now();
     s->count++;
     s->bytes += len;
+    return 0;
 }
 
 static void push_text(void *ud, const char *conn, const char *data, size_t len) {
@@ -135,6 +137,38 @@ static size_t poll_cap = 1024;
 /* Polls that returned events, and those events: how full the caller's array came back. */
 static uint64_t polls_with_events, polled_events;
 
+/* An event that is not a message: only errors are shown, and only when debugging. */
+static void other_event(const kh_event *e) {
+    if (e->kind == KH_EVENT_ERROR && getenv("KH_BENCH_DEBUG"))
+        fprintf(stderr, "c_client: [%s] %s: %.*s\n", e->conn, kh_result_str(e->error),
+                (int)e->len, (const char *)e->data);
+}
+
+/* A batch of pushed messages, the way a consumer that cares about each message's cost walks
+ * it: one pass, and the end of the run tested where only a message can end it (the END
+ * message), as a callback does. */
+static int push_batch(struct state *s, const kh_event *e, const kh_event *end) {
+    for (; e < end; e++) {
+        if (e->kind == KH_EVENT_TEXT || e->kind == KH_EVENT_BINARY) {
+            if (on_payload(s, e->data, e->len))
+                return 1;
+        } else {
+            other_event(e);
+        }
+    }
+    return 0;
+}
+
+static int echo_batch(struct state *s, const kh_event *e, const kh_event *end) {
+    for (; e < end && !s->done; e++) {
+        if (e->kind == KH_EVENT_TEXT || e->kind == KH_EVENT_BINARY)
+            echo_text(s, e->conn, (const char *)e->data, e->len);
+        else
+            other_event(e);
+    }
+    return s->done;
+}
+
 static int poll_loop(struct state *s, int echo, int secs) {
     double deadline = now() + secs;
     while (!s->done && now() < deadline) {
@@ -146,18 +180,9 @@ static int poll_loop(struct state *s, int echo, int secs) {
         }
         polls_with_events += n > 0;
         polled_events += n;
-        for (size_t i = 0; i < n && !s->done; i++) {
-            const kh_event *e = &poll_events[i];
-            if (e->kind == KH_EVENT_TEXT || e->kind == KH_EVENT_BINARY) {
-                if (echo)
-                    echo_text(s, e->conn, (const char *)e->data, e->len);
-                else
-                    on_payload(s, e->data, e->len);
-            } else if (e->kind == KH_EVENT_ERROR && getenv("KH_BENCH_DEBUG")) {
-                fprintf(stderr, "c_client: [%s] %s: %.*s\n", e->conn, kh_result_str(e->error),
-                        (int)e->len, (const char *)e->data);
-            }
-        }
+        if (echo ? echo_batch(s, poll_events, poll_events + n)
+                 : push_batch(s, poll_events, poll_events + n))
+            break;
     }
     return s->done;
 }
