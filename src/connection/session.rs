@@ -422,13 +422,7 @@ where
             }
             if hooks.poll_room(cx).is_pending() {
                 if hooks.take_handover() {
-                    // A consumer was woken for a batch staged mid-read: its turn first. On a
-                    // current-thread runtime a task woken at once runs again before the
-                    // future in `block_on` (a driven manager's poll) is looked at; the first
-                    // poll of `yield_now` defers the wake-up until after that.
-                    let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
-                    self.yielded = true;
-                    return Poll::Pending;
+                    return self.yield_to_consumer(cx);
                 }
                 return self.stall(cx, mailbox, hooks);
             }
@@ -462,7 +456,13 @@ where
                     frames += 1;
                     if frames >= YIELD_AFTER {
                         // Frames already buffered never make the socket return Pending, so
-                        // give other tasks on this worker their turn explicitly.
+                        // give other tasks on this worker their turn explicitly. A frame that
+                        // just filled a driven poll's window (of 1,024 events, as many as
+                        // this) handed over too: the poll's turn, else the task ran once
+                        // more, for nothing, before the poll returned.
+                        if hooks.take_handover() {
+                            return self.yield_to_consumer(cx);
+                        }
                         cx.waker().wake_by_ref();
                         self.yielded = true;
                         return Poll::Pending;
@@ -484,6 +484,16 @@ where
                 }
             }
         }
+    }
+
+    /// A consumer was woken for a batch staged mid-read (or a driven poll's full window): its
+    /// turn first. On a current-thread runtime a task woken at once runs again before the
+    /// future in `block_on` (a driven manager's poll) is looked at; the first poll of
+    /// `yield_now` defers the wake-up until after that.
+    fn yield_to_consumer(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
+        self.yielded = true;
+        Poll::Pending
     }
 
     /// The event queue is full: stop reading (TCP slows the peer) until a poll frees room,
