@@ -350,8 +350,13 @@ pub struct Link {
 
 /// Creates the queue of a connection named `name`: the link that sends into it, and the
 /// receiving end that outlives single sockets, so queued messages survive a reconnect.
-pub(crate) fn channel(name: &str, config: &Config) -> (Link, queue::Receiver) {
-    let (tx, rx) = queue::queue(config.send_queue_capacity());
+/// `outside` takes the wakes made outside every connection's poll (a driven manager's).
+pub(crate) fn channel(
+    name: &str,
+    config: &Config,
+    outside: Option<Arc<dyn queue::WakeRelay>>,
+) -> (Link, queue::Receiver) {
+    let (tx, rx) = queue::queue(config.send_queue_capacity(), outside);
     (
         Link {
             tx,
@@ -554,7 +559,7 @@ mod tests {
             .send_queue_capacity(2)
             .build()
             .unwrap();
-        channel("feed", &c)
+        channel("feed", &c, None)
     }
 
     fn refused(r: Result<()>) -> String {

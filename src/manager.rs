@@ -21,6 +21,7 @@ use crate::handle::{ConnState, Link, Stats, channel};
 use crate::hooks::ReadHooks;
 use crate::limits;
 use crate::poll_options::PollOptions;
+use crate::queue::WakeRelay;
 use crate::supervisor::{contained, supervise};
 
 /// What to restart, sent through [`WsManager::restart_sender`].
@@ -53,6 +54,9 @@ struct Inner {
     events: Arc<EventQueue>,
     /// The connect-attempt limit every connection of this manager shares.
     connect_limiter: Arc<crate::ratelimit::ConnectLimiter>,
+    /// Takes the wakes of this manager's connections made outside every connection's poll
+    /// (see [`with_outside_wakes`](WsManager::with_outside_wakes)).
+    wake_outside: Option<Arc<dyn WakeRelay>>,
 }
 
 impl Drop for Inner {
@@ -95,6 +99,19 @@ impl WsManager {
 
     /// A manager whose connections run on the runtime of `handle`.
     pub fn with_handle(handle: Handle) -> Self {
+        Self::build(handle, None)
+    }
+
+    /// A manager whose connections run on the runtime of `handle`, where `relay` takes each
+    /// wake of a connection's task made outside every connection's poll (a send, a request)
+    /// instead of the task's waker: a driven manager's runtime only runs inside its caller's
+    /// polls, and the relay holds such wakes until the next one.
+    #[cfg(feature = "capi")]
+    pub(crate) fn with_outside_wakes(handle: Handle, relay: Arc<dyn WakeRelay>) -> Self {
+        Self::build(handle, Some(relay))
+    }
+
+    fn build(handle: Handle, wake_outside: Option<Arc<dyn WakeRelay>>) -> Self {
         let (restart_tx, restart_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             conns: RwLock::new(HashMap::new()),
@@ -104,6 +121,7 @@ impl WsManager {
             handle: handle.clone(),
             events: EventQueue::new(),
             connect_limiter: Arc::default(),
+            wake_outside,
         });
         handle.spawn(restart_loop(Arc::downgrade(&inner), restart_rx));
         Self { inner }
@@ -198,7 +216,7 @@ impl WsManager {
         if conns.contains_key(name) {
             return Err((ConnectionError::AlreadyExists(name.to_string()), hooks));
         }
-        let (link, mailbox) = channel(name, &config);
+        let (link, mailbox) = channel(name, &config, self.inner.wake_outside.clone());
         let name: Arc<str> = name.into();
         let task = self.inner.handle.spawn(contained(
             name.clone(),

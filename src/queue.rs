@@ -64,11 +64,23 @@ impl State {
     }
 }
 
-#[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
     waker: AtomicWaker,
     capacity: usize,
+    /// Takes the wakes made outside every connection's poll, when the manager has one (a
+    /// driven manager's, whose tasks only run inside its caller's polls: see
+    /// `kh_manager_new_driven`).
+    outside: Option<Arc<dyn WakeRelay>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("state", &self.state)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -115,11 +127,20 @@ pub(crate) fn install_wake_relay(relay: Arc<dyn WakeRelay>) {
 impl Shared {
     /// Wakes the receiver's task. A write needs no wake when this thread is polling that very
     /// task (`skip_own`: it looks at its queue before it next waits). From inside another
-    /// connection's poll the wake goes through the thread's relay, if any (see [`WakeRelay`]).
+    /// connection's poll the wake goes through the thread's relay, if any (see [`WakeRelay`]);
+    /// from outside every connection's poll, through the manager's (`outside`), if any.
     fn wake(self: &Arc<Self>, skip_own: bool) {
         let polling = POLLING.try_with(Cell::get).unwrap_or(std::ptr::null());
         let own = std::ptr::eq(polling, Arc::as_ptr(self));
         if own && skip_own {
+            return;
+        }
+        if polling.is_null()
+            && let Some(outside) = &self.outside
+        {
+            if let Some(w) = self.waker.take() {
+                outside.relay(w);
+            }
             return;
         }
         if !polling.is_null() && !own {
@@ -185,8 +206,9 @@ pub(crate) struct Receiver {
     took_sub: bool,
 }
 
-/// A queue holding at most `capacity` writes.
-pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
+/// A queue holding at most `capacity` writes; `outside` takes the wakes made outside every
+/// connection's poll (see [`Shared::wake`]).
+pub(crate) fn queue(capacity: usize, outside: Option<Arc<dyn WakeRelay>>) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             writes: VecDeque::new(),
@@ -199,6 +221,7 @@ pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
         }),
         waker: AtomicWaker::new(),
         capacity,
+        outside,
     });
     (
         Sender {
@@ -525,7 +548,7 @@ mod tests {
 
     #[test]
     fn bounded_fifo_with_full_and_closed() {
-        let (tx, mut rx) = queue(2);
+        let (tx, mut rx) = queue(2, None);
         tx.try_send(Message::text("a")).unwrap();
         tx.try_send(Message::text("b")).unwrap();
         assert_eq!(tx.try_send(Message::text("c")), Err(SendError::Full));
@@ -537,7 +560,7 @@ mod tests {
 
     #[test]
     fn a_rate_limited_subscription_message_put_back_still_ends_with_its_socket() {
-        let (tx, mut rx) = queue(8);
+        let (tx, mut rx) = queue(8, None);
         let mut replay = VecDeque::new();
         rx.open_socket(&mut replay);
         tx.try_send(Message::text("sent")).unwrap();
@@ -576,7 +599,7 @@ mod tests {
 
     #[test]
     fn a_subscription_reaches_each_socket_once_by_replay_or_by_its_own_write() {
-        let (tx, mut rx) = queue(2);
+        let (tx, mut rx) = queue(2, None);
         // No socket: kept for the replay only, and the queue's bound does not apply.
         for k in ["a", "b", "c"] {
             tx.subscribe(k, Message::text(k)).unwrap();
@@ -622,7 +645,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_wins_over_restart_and_dropping_all_senders_ends_control() {
-        let (tx, mut rx) = queue(1);
+        let (tx, mut rx) = queue(1, None);
         let tx2 = tx.clone();
         tx.control(Control::Close {
             code: 1000,
@@ -648,7 +671,7 @@ mod tests {
 
     #[test]
     fn sends_fail_once_the_receiver_is_gone() {
-        let (tx, rx) = queue(4);
+        let (tx, rx) = queue(4, None);
         tx.try_send(Message::text("before")).unwrap();
         drop(rx);
         assert_eq!(tx.try_send(Message::text("after")), Err(SendError::Closed));
@@ -659,7 +682,7 @@ mod tests {
 
     #[test]
     fn control_ends_with_none_only_when_the_last_sender_goes() {
-        let (tx, mut rx) = queue(4);
+        let (tx, mut rx) = queue(4, None);
         let tx2 = tx.clone();
         let count = Arc::new(Count::default());
         let waker = Waker::from(count.clone());
@@ -682,7 +705,7 @@ mod tests {
 
     #[test]
     fn a_burst_of_queued_writes_is_read_whole_and_its_memory_given_back() {
-        let (tx, mut rx) = queue(1000);
+        let (tx, mut rx) = queue(1000, None);
         for i in 0..1000 {
             tx.try_send(Message::text(i.to_string())).unwrap();
         }
@@ -701,7 +724,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_send_wakes_a_waiting_receiver() {
-        let (tx, mut rx) = queue(4);
+        let (tx, mut rx) = queue(4, None);
         let waiter =
             tokio::spawn(async move { std::future::poll_fn(|cx| rx.poll_write(cx)).await });
         tokio::task::yield_now().await;
@@ -748,8 +771,8 @@ mod tests {
     fn wakes_from_inside_another_connections_poll_go_through_the_relay() {
         let held = Arc::new(Held::default());
         install_wake_relay(held.clone());
-        let (a_tx, a_rx) = queue(4);
-        let (b_tx, mut b_rx) = queue(4);
+        let (a_tx, a_rx) = queue(4, None);
+        let (b_tx, mut b_rx) = queue(4, None);
         let b_woken = register(&mut b_rx);
         {
             let _polling = a_rx.polling();
@@ -772,7 +795,7 @@ mod tests {
 
     #[test]
     fn a_send_from_a_thread_that_polled_the_queue_before_still_wakes_it() {
-        let (tx, mut rx) = queue(4);
+        let (tx, mut rx) = queue(4, None);
         drop(rx.polling());
         let woken = register(&mut rx);
         tx.try_send(Message::text("x")).unwrap();
@@ -781,7 +804,7 @@ mod tests {
 
     #[test]
     fn a_control_request_from_the_connections_own_poll_still_wakes_it() {
-        let (tx, mut rx) = queue(4);
+        let (tx, mut rx) = queue(4, None);
         let count = Arc::new(Count::default());
         let waker = Waker::from(count.clone());
         assert!(
@@ -799,7 +822,7 @@ mod tests {
 
     #[test]
     fn during_a_rotation_each_change_reaches_both_sockets_and_the_switch_keeps_the_new_ones() {
-        let (tx, mut rx) = queue(8);
+        let (tx, mut rx) = queue(8, None);
         tx.subscribe("a", Message::text("a")).unwrap();
         let mut live = VecDeque::new();
         rx.open_socket(&mut live);
@@ -827,7 +850,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_or_ended_rotation_gives_its_changes_to_no_later_socket() {
-        let (tx, mut rx) = queue(8);
+        let (tx, mut rx) = queue(8, None);
         let mut out = VecDeque::new();
         rx.open_socket(&mut out);
         rx.open_next_socket(&mut out);
@@ -867,7 +890,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rotation_yields_to_any_other_request() {
-        let (tx, mut rx) = queue(4);
+        let (tx, mut rx) = queue(4, None);
         tx.control(Control::Restart).unwrap();
         tx.control(Control::Rotate).unwrap();
         assert_eq!(within(rx.recv_control()).await, Some(Control::Restart));
@@ -880,7 +903,7 @@ mod tests {
 
     #[test]
     fn a_write_put_back_stays_first_and_counts_against_the_bound() {
-        let (tx, mut rx) = queue(2);
+        let (tx, mut rx) = queue(2, None);
         assert!(!rx.has_write());
         tx.try_send(Message::text("a")).unwrap();
         tx.try_send(Message::text("b")).unwrap();
@@ -894,7 +917,7 @@ mod tests {
 
     #[test]
     fn without_a_socket_the_bound_does_not_apply_to_subscriptions_and_close_counts_theirs() {
-        let (tx, mut rx) = queue(1);
+        let (tx, mut rx) = queue(1, None);
         tx.try_send(Message::text("queued")).unwrap();
         // No socket open: nothing is written now, so a full queue refuses no change of the set.
         tx.subscribe("a", Message::text("a")).unwrap();

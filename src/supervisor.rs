@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn a_connection_task_stays_small() {
         let config = crate::Config::builder("ws://127.0.0.1:1/").build().unwrap();
-        let (link, mailbox) = crate::handle::channel("x", &config);
+        let (link, mailbox) = crate::handle::channel("x", &config, None);
         let task = super::supervise(
             "x".into(),
             config,

@@ -7,8 +7,8 @@ mod support;
 
 use std::ffi::{CString, c_char, c_void};
 use std::ptr::null_mut;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -487,6 +487,62 @@ async fn a_wait_from_a_tokio_thread_drives_the_manager_on_a_helper() {
     }
     drain(&mut ws).await;
     freed.await.unwrap();
+}
+
+/// A send between two polls is held until the next call drives the manager (nothing runs
+/// between calls, and waking the runtime then would cost system calls for nothing), and goes
+/// out with that call. A send made while another thread's poll waits goes out at once: that
+/// poll must not sleep through it until its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_go_out_with_the_next_poll_or_at_once_while_one_waits() {
+    let mut server = Server::start().await;
+    let mgr = Mgr::new();
+    mgr.add("feed", server.port, None);
+    let opened = tokio::spawn(on_plain_thread("wait_open", move || {
+        mgr.wait_open("feed", 5000)
+    }));
+    let mut ws = server.next().await;
+    assert_eq!(opened.await.unwrap(), kh_result::KH_OK);
+
+    // Between calls: queued, and written by the next poll (which need not wait for anything).
+    assert_eq!(mgr.send("feed", "between polls"), kh_result::KH_OK);
+    let polled = on_plain_thread("a poll without waiting", move || {
+        mgr.poll(&mut Vec::new(), 4, 0)
+    })
+    .await;
+    assert_eq!(polled, kh_result::KH_OK);
+    assert_eq!(recv_data(&mut ws).await, Message::text("between polls"));
+
+    // While a poll waits (far longer than the test's deadline) on another thread: the send
+    // reaches the server while that poll still waits, and the server's answer ends it.
+    let waiting = Arc::new(AtomicBool::new(false));
+    let w = waiting.clone();
+    let poll = tokio::spawn(on_plain_thread("the long poll", move || {
+        w.store(true, SeqCst);
+        let started = Instant::now();
+        let mut events = Vec::new();
+        loop {
+            assert_eq!(mgr.poll(&mut events, 4, 60_000), kh_result::KH_OK);
+            if events
+                .iter()
+                .any(|e| e.kind == kh_event_kind::KH_EVENT_TEXT)
+            {
+                return (
+                    events.iter().map(|e| data(e).to_vec()).collect::<Vec<_>>(),
+                    started.elapsed(),
+                );
+            }
+        }
+    }));
+    eventually("the poll to start", || waiting.load(SeqCst)).await;
+    assert_eq!(mgr.send("feed", "while one waits"), kh_result::KH_OK);
+    assert_eq!(recv_data(&mut ws).await, Message::text("while one waits"));
+    ws.send(Message::text("answer")).await.unwrap();
+    let (got, took) = within("the long poll", poll).await.unwrap();
+    assert_eq!(got, [b"answer".to_vec()]);
+    assert!(took < DEADLINE, "the poll returned after {took:?}");
+    drop(ws);
+    mgr.free().await;
 }
 
 /// What one connection's events say, in order, as a test compares them.

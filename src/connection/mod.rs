@@ -77,7 +77,7 @@ where
         read_ahead: Vec<u8>,
         config: Config,
     ) -> (Self, Link) {
-        let (link, mailbox) = channel(name, &config);
+        let (link, mailbox) = channel(name, &config, None);
         let wire = Wire::client(
             stream,
             read_ahead,

@@ -80,7 +80,7 @@ where
         mailbox.open_next_socket(&mut next.priority);
         // Sends go to the old socket until the switch: the new one polls an empty queue whose
         // sender is kept, so it never reads as "every sender gone".
-        let (_keep, mut no_sends) = queue::queue(0);
+        let (_keep, mut no_sends) = queue::queue(0, None);
         let mut bound = Box::pin(sleep(self.config.connect_timeout()));
         let overlap = poll_fn(|cx| {
             loop {
