@@ -391,10 +391,18 @@ pub unsafe extern "C" fn kh_manager_poll(
         if m.is_driven() {
             let mut window = Some(Window::new(slots, std::mem::take(&mut lent.kept)));
             let done = &mut lent.done;
-            m.drive(
-                "kh_manager_poll",
-                queue.poll_async(slots.len(), timeout, &mut pieces, done, &mut window),
-            )?;
+            {
+                // Pinned where it is made: `drive` then moves a reference, not the future (a
+                // large state machine: every move was a copy, three per poll).
+                let wait = std::pin::pin!(queue.poll_async(
+                    slots.len(),
+                    timeout,
+                    &mut pieces,
+                    done,
+                    &mut window
+                ));
+                m.drive("kh_manager_poll", wait)?;
+            }
             if let Some(w) = window {
                 let (n, kept) = w.finish();
                 lent.kept = kept;

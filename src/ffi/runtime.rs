@@ -404,6 +404,8 @@ impl kh_manager {
                 return Err(ConnectionError::ShuttingDown);
             }
             let (_driving, held) = d.held.drive();
+            // Pinned here, once: `block_on` then moves a reference, not the whole future.
+            let fut = std::pin::pin!(fut);
             rt.block_on(async {
                 // Inside the runtime: the tasks are queued, its driver is not woken.
                 held.into_iter().for_each(Waker::wake);
