@@ -64,6 +64,7 @@ impl State {
     }
 }
 
+#[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
     waker: AtomicWaker,
@@ -72,15 +73,6 @@ struct Shared {
     /// driven manager's, whose tasks only run inside its caller's polls: see
     /// `kh_manager_new_driven`).
     outside: Option<Arc<dyn WakeRelay>>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("state", &self.state)
-            .field("capacity", &self.capacity)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Shared {
@@ -109,7 +101,7 @@ thread_local! {
 /// C ABI's) installs a relay on its worker threads, and wakes made while a connection is being
 /// polled there go through it: woken from the relay's thread, the task lands in the runtime's
 /// shared queue, which every worker takes from.
-pub(crate) trait WakeRelay: Send + Sync {
+pub(crate) trait WakeRelay: Send + Sync + std::fmt::Debug {
     /// Wakes `waker` soon, from another thread.
     fn relay(&self, waker: Waker);
 }
@@ -751,7 +743,7 @@ mod tests {
     }
 
     /// Keeps relayed wakers instead of waking them, so the test sees which path a wake took.
-    #[derive(Default)]
+    #[derive(Debug, Default)]
     struct Held(Mutex<Vec<Waker>>);
     impl WakeRelay for Held {
         fn relay(&self, waker: Waker) {
@@ -791,6 +783,30 @@ mod tests {
         b_tx.try_send(Message::text("later")).unwrap();
         assert_eq!(b_woken.get(), 1);
         assert!(held.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn wakes_from_outside_every_poll_go_to_the_managers_relay_when_it_has_one() {
+        let outside = Arc::new(Held::default());
+        let (tx, mut rx) = queue(4, Some(outside.clone()));
+        let woken = register(&mut rx);
+        tx.try_send(Message::text("between polls")).unwrap();
+        tx.control(Control::Restart).unwrap();
+        assert_eq!(woken.get(), 0, "woken past the relay");
+        assert_eq!(outside.0.lock().unwrap().len(), 1, "the waker, once");
+        outside.0.lock().unwrap().drain(..).for_each(Waker::wake);
+        assert_eq!(woken.get(), 1);
+        // From inside a connection's poll (its hooks) the wake is made as without the relay:
+        // that task runs on a thread that drives the runtime.
+        let (_other_tx, other_rx) = queue(4, None);
+        assert_eq!(rx.try_write(), Some(Message::text("between polls")));
+        let woken = register(&mut rx);
+        {
+            let _polling = other_rx.polling();
+            tx.try_send(Message::text("from a hook")).unwrap();
+        }
+        assert_eq!(woken.get(), 1);
+        assert!(outside.0.lock().unwrap().is_empty());
     }
 
     #[test]

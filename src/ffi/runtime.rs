@@ -85,7 +85,7 @@ struct Driven {
 /// `strace -c -f`: 6,006 writes and 12,007 `epoll_wait` for 5,000 round trips). Woken by the
 /// next driving call from inside the runtime, the task is only queued. While a call drives the
 /// manager (on another thread, say) a wake goes through at once, as that call must see it.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct HeldWakes {
     /// (calls driving the runtime now, the wakes held)
     state: Mutex<(usize, Vec<Waker>)>,
@@ -189,7 +189,7 @@ impl Drop for Owning {
 }
 
 /// Wakes handed over by worker threads, woken by the nudger's thread.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Relay {
     wakers: Mutex<Vec<Waker>>,
     thread: OnceLock<std::thread::Thread>,
