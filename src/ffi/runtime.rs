@@ -583,6 +583,38 @@ pub(super) unsafe fn free(mgr: *mut kh_manager) {
 mod tests {
     use super::*;
 
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn wakes_wait_for_the_next_driving_call_and_pass_at_once_during_one() {
+        let held = Arc::new(HeldWakes::default());
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let woken = || count.0.load(Ordering::SeqCst);
+        held.relay(waker.clone());
+        assert_eq!(woken(), 0, "woken between driving calls");
+        let (driving, taken) = held.drive();
+        assert_eq!(taken.len(), 1, "the next call takes the held wake");
+        held.relay(waker.clone());
+        assert_eq!(woken(), 1, "held while a call drives the manager");
+        let (second, taken) = held.drive();
+        assert!(taken.is_empty());
+        drop(driving);
+        held.relay(waker.clone());
+        assert_eq!(woken(), 2, "held while a second call still drives it");
+        drop(second);
+        held.relay(waker);
+        assert_eq!(woken(), 2, "woken after the last call left");
+        assert_eq!(held.lock().1.len(), 1);
+    }
+
     /// A manager of `workers` threads and a wait from one of its worker threads (a callback's
     /// thread) of a future that would give 7.
     fn wait_on_a_worker(m: &Arc<kh_manager>) -> (bool, Result<u32>) {
