@@ -102,7 +102,8 @@ thread_local! {
 /// polled there go through it: woken from the relay's thread, the task lands in the runtime's
 /// shared queue, which every worker takes from.
 pub(crate) trait WakeRelay: Send + Sync + std::fmt::Debug {
-    /// Wakes `waker` soon, from another thread.
+    /// Wakes `waker` soon: from another thread (a worker's relay), or once the runtime runs
+    /// again (a driven manager's, see `Shared::outside`).
     fn relay(&self, waker: Waker);
 }
 

@@ -79,11 +79,10 @@ struct Driven {
 /// drives it, until the next one does.
 ///
 /// Why: the runtime runs only inside those calls, so a task woken between them moves no
-/// sooner either way; but a wake from outside the runtime also wakes its driver (a write to
-/// its eventfd, and an extra `epoll_wait` in the next call to read it back): two system calls
-/// per message for a program that answers each message it polls (echo, 64 bytes, same core,
-/// `strace -c -f`: 6,006 writes and 12,007 `epoll_wait` for 5,000 round trips). Woken by the
-/// next driving call from inside the runtime, the task is only queued. While a call drives the
+/// sooner either way; but a wake from outside the runtime also wakes its driver, a write to
+/// its eventfd: a system call per message for a program that answers each message it polls
+/// (echo, 64 bytes, same core, `strace -c -f`: 6,006 writes for 5,000 round trips, none
+/// since). Woken by the next driving call from inside the runtime, the task is only queued. While a call drives the
 /// manager (on another thread, say) a wake goes through at once, as that call must see it.
 #[derive(Debug, Default)]
 struct HeldWakes {
