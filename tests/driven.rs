@@ -80,6 +80,18 @@ impl Mgr {
         unsafe { kh_manager_send_text(self.0, name.as_ptr(), text.as_ptr().cast(), text.len()) }
     }
 
+    /// Drives `name` open with `kh_manager_wait_open` on a plain thread while `server` takes
+    /// the connection; the server's end.
+    async fn open(self, name: &str, server: &mut Server) -> ServerWs {
+        let name = name.to_string();
+        let opened = tokio::spawn(on_plain_thread("wait_open", move || {
+            self.wait_open(&name, 5000)
+        }));
+        let ws = server.next().await;
+        assert_eq!(opened.await.unwrap(), kh_result::KH_OK);
+        ws
+    }
+
     /// Frees the manager on a plain thread (a C program's main thread), bounded.
     async fn free(self) {
         on_plain_thread("kh_manager_free to return", move || {
@@ -138,11 +150,7 @@ async fn connections_move_only_inside_the_calls_that_drive_the_manager() {
             .is_err(),
         "a driven manager dialled without being driven"
     );
-    let opened = tokio::spawn(on_plain_thread("wait_open", move || {
-        mgr.wait_open("feed", 5000)
-    }));
-    let mut ws = server.next().await;
-    assert_eq!(opened.await.unwrap(), kh_result::KH_OK);
+    let mut ws = mgr.open("feed", &mut server).await;
     ws.send(Message::text("first")).await.unwrap();
     let got = on_plain_thread("the poll", move || poll_texts(mgr, 1, 16)).await;
     assert_eq!(got, ["first"]);
@@ -157,11 +165,7 @@ async fn a_poll_without_waiting_reads_what_has_arrived() {
     let mut server = Server::start().await;
     let mgr = Mgr::new();
     mgr.add("feed", server.port, None);
-    let opened = tokio::spawn(on_plain_thread("wait_open", move || {
-        mgr.wait_open("feed", 5000)
-    }));
-    let mut ws = server.next().await;
-    assert_eq!(opened.await.unwrap(), kh_result::KH_OK);
+    let mut ws = mgr.open("feed", &mut server).await;
     // On loopback a flushed write is in the client's receive buffer when the flush returns.
     ws.send(Message::text("ready")).await.unwrap();
     let kinds = on_plain_thread("the poll", move || {
@@ -498,11 +502,7 @@ async fn sends_go_out_with_the_next_poll_or_at_once_while_one_waits() {
     let mut server = Server::start().await;
     let mgr = Mgr::new();
     mgr.add("feed", server.port, None);
-    let opened = tokio::spawn(on_plain_thread("wait_open", move || {
-        mgr.wait_open("feed", 5000)
-    }));
-    let mut ws = server.next().await;
-    assert_eq!(opened.await.unwrap(), kh_result::KH_OK);
+    let mut ws = mgr.open("feed", &mut server).await;
 
     // Between calls: queued, and written by the next poll (which need not wait for anything).
     assert_eq!(mgr.send("feed", "between polls"), kh_result::KH_OK);
