@@ -103,6 +103,16 @@ impl HeldWakes {
         st.0 += 1;
         (Driving(self.clone()), std::mem::take(&mut st.1))
     }
+
+    /// Runs `fut` on `rt` as a driving call: the held wakes are made first, inside the
+    /// runtime, where a wake only queues its task and does not wake the driver.
+    fn block_on<F: Future>(self: &Arc<Self>, rt: &Runtime, fut: F) -> F::Output {
+        let (_driving, held) = self.drive();
+        rt.block_on(async {
+            held.into_iter().for_each(Waker::wake);
+            fut.await
+        })
+    }
 }
 
 impl WakeRelay for HeldWakes {
@@ -402,12 +412,9 @@ impl kh_manager {
             if d.free_requested.load(Ordering::Acquire) {
                 return Err(ConnectionError::ShuttingDown);
             }
-            let (_driving, held) = d.held.drive();
             // Pinned here, once: `block_on` then moves a reference, not the whole future.
             let fut = std::pin::pin!(fut);
-            rt.block_on(async {
-                // Inside the runtime: the tasks are queued, its driver is not woken.
-                held.into_iter().for_each(Waker::wake);
+            d.held.block_on(&rt, async {
                 tokio::select! {
                     biased;
                     _ = freed => Err(ConnectionError::ShuttingDown),
@@ -473,17 +480,11 @@ impl kh_manager {
             // call that waits is refused instead of starting the runtime again inside itself.
             let _mark = self.driven.is_some().then(|| Owning::mark(self.id));
             // This drives a driven manager too: the closes it requests must not be held.
-            let (_driving, held) = match &self.driven {
-                Some(d) => {
-                    let (driving, held) = d.held.drive();
-                    (Some(driving), held)
-                }
-                None => (None, Vec::new()),
-            };
-            rt.block_on(async {
-                held.into_iter().for_each(Waker::wake);
-                self.manager.shutdown().await
-            });
+            let shutdown = self.manager.shutdown();
+            match &self.driven {
+                Some(d) => d.held.block_on(&rt, shutdown),
+                None => rt.block_on(shutdown),
+            }
         }
         if let Some(n) = &self.nudger {
             n.stop();
